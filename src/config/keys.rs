@@ -1,0 +1,63 @@
+//! The names of every configuration variable, in one place.
+//!
+//! These names are the external contract in `DESIGN.md`: the environment variables and the
+//! keys of the TOML file (same names, any case). Tests and the effective-configuration printer
+//! iterate [`ALL`], so a variable cannot be added without appearing everywhere.
+
+pub const KAFKA_BROKERS: &str = "KAFKA_BROKERS";
+pub const KAFKA_TOPICS: &str = "KAFKA_TOPICS";
+pub const KAFKA_CONSUMER_GROUP: &str = "KAFKA_CONSUMER_GROUP";
+pub const KAFKA_AUTH: &str = "KAFKA_AUTH";
+pub const KAFKA_TLS: &str = "KAFKA_TLS";
+pub const KAFKA_START_FROM: &str = "KAFKA_START_FROM";
+pub const AWS_REGION: &str = "AWS_REGION";
+pub const SIDECAR_DELIVERY_URL: &str = "SIDECAR_DELIVERY_URL";
+pub const SIDECAR_DELIVERY_SQS_QUEUE_URL: &str = "SIDECAR_DELIVERY_SQS_QUEUE_URL";
+pub const SIDECAR_DELIVERY_TIMEOUT: &str = "SIDECAR_DELIVERY_TIMEOUT";
+pub const SIDECAR_ORDERING: &str = "SIDECAR_ORDERING";
+pub const SIDECAR_MAX_IN_FLIGHT: &str = "SIDECAR_MAX_IN_FLIGHT";
+pub const SIDECAR_RETRY_MAX_ATTEMPTS: &str = "SIDECAR_RETRY_MAX_ATTEMPTS";
+pub const SIDECAR_RETRY_INITIAL_BACKOFF: &str = "SIDECAR_RETRY_INITIAL_BACKOFF";
+pub const SIDECAR_RETRY_MAX_BACKOFF: &str = "SIDECAR_RETRY_MAX_BACKOFF";
+pub const SIDECAR_DLQ_TOPIC: &str = "SIDECAR_DLQ_TOPIC";
+pub const SIDECAR_DLQ_ARCHIVE: &str = "SIDECAR_DLQ_ARCHIVE";
+pub const SIDECAR_ADMIN_ADDR: &str = "SIDECAR_ADMIN_ADDR";
+pub const SIDECAR_SHUTDOWN_GRACE: &str = "SIDECAR_SHUTDOWN_GRACE";
+pub const SIDECAR_LOG_FORMAT: &str = "SIDECAR_LOG_FORMAT";
+
+/// Prefix of the librdkafka pass-through variables (`SIDECAR_LIBRDKAFKA_FETCH_MIN_BYTES`).
+pub const LIBRDKAFKA_PREFIX: &str = "SIDECAR_LIBRDKAFKA_";
+
+/// Every typed variable with its default as shown to users (`None`: required or derived).
+pub const ALL: &[(&str, Option<&str>)] = &[
+    (KAFKA_BROKERS, None),
+    (KAFKA_TOPICS, None),
+    (KAFKA_CONSUMER_GROUP, None),
+    (KAFKA_AUTH, Some("msk-iam")),
+    (KAFKA_TLS, None),
+    (KAFKA_START_FROM, Some("earliest")),
+    (AWS_REGION, None),
+    (SIDECAR_DELIVERY_URL, None),
+    (SIDECAR_DELIVERY_SQS_QUEUE_URL, None),
+    (SIDECAR_DELIVERY_TIMEOUT, Some("30s")),
+    (SIDECAR_ORDERING, Some("partition")),
+    (SIDECAR_MAX_IN_FLIGHT, Some("256")),
+    (SIDECAR_RETRY_MAX_ATTEMPTS, Some("5")),
+    (SIDECAR_RETRY_INITIAL_BACKOFF, Some("200ms")),
+    (SIDECAR_RETRY_MAX_BACKOFF, Some("30s")),
+    (SIDECAR_DLQ_TOPIC, None),
+    (SIDECAR_DLQ_ARCHIVE, Some("none")),
+    (SIDECAR_ADMIN_ADDR, Some("127.0.0.1:9464")),
+    (SIDECAR_SHUTDOWN_GRACE, Some("25s")),
+    (SIDECAR_LOG_FORMAT, Some("json")),
+];
+
+/// Whether `name` is one of the typed variables.
+pub fn is_known(name: &str) -> bool {
+    ALL.iter().any(|(known, _)| *known == name)
+}
+
+/// The default text of a variable, if it has one.
+pub fn default_of(name: &str) -> Option<&'static str> {
+    ALL.iter().find(|(known, _)| *known == name).and_then(|(_, default)| *default)
+}

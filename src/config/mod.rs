@@ -1,0 +1,275 @@
+//! Configuration: the typed, validated settings of one sidecar process.
+//!
+//! Values come from the environment and an optional TOML file (`--config`, same names, the
+//! environment wins), see [`raw`]. [`Config::load`] parses every variable, checks the
+//! cross-field rules and returns either a complete [`Config`] or every problem at once, one
+//! line each naming the variable and its bad value; the binary prints them and exits 64.
+//! Tests pass a map instead of touching the process environment.
+
+pub mod keys;
+pub mod parse;
+pub mod raw;
+mod render;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use url::Url;
+
+pub use parse::ArchiveTarget;
+use raw::{RawProblem, RawSettings};
+
+/// How the consumer authenticates to the brokers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KafkaAuth {
+    /// SASL/OAUTHBEARER with MSK IAM tokens signed by SigV4.
+    MskIam,
+    /// No authentication (plaintext or TLS only).
+    None,
+}
+
+/// Where a group without a committed offset starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartFrom {
+    /// The oldest retained record.
+    Earliest,
+    /// Only records produced after the consumer joins.
+    Latest,
+}
+
+/// Which records may be delivered concurrently.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ordering {
+    /// One record at a time per partition, in offset order.
+    Partition,
+    /// One record at a time per key, in offset order; different keys concurrently.
+    Key,
+    /// No order: any record may be delivered concurrently with any other.
+    None,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (for log shippers).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// A librdkafka property passed through from `SIDECAR_LIBRDKAFKA_<KEY>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LibrdkafkaProperty {
+    /// The librdkafka property name (`fetch.min.bytes`).
+    pub name: String,
+    /// The value, handed to librdkafka as is.
+    pub value: String,
+}
+
+impl LibrdkafkaProperty {
+    /// Whether the value must not be printed (passwords, keys, tokens).
+    pub fn is_secret(&self) -> bool {
+        ["password", "secret", "pem", "token", "oauthbearer.config", "credentials"]
+            .iter()
+            .any(|word| self.name.contains(word))
+    }
+
+    /// The value as it may be shown in logs and output.
+    pub fn display_value(&self) -> &str {
+        if self.is_secret() { "[redacted]" } else { &self.value }
+    }
+}
+
+impl fmt::Debug for LibrdkafkaProperty {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.display_value())
+    }
+}
+
+/// Kafka connection and group settings.
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, `host:port`.
+    pub brokers: Vec<String>,
+    /// Topics to consume (a `^` prefix makes a regex subscription).
+    pub topics: Vec<String>,
+    /// Consumer group id: offsets are committed under it.
+    pub group: String,
+    /// Authentication mechanism.
+    pub auth: KafkaAuth,
+    /// Whether connections use TLS.
+    pub tls: bool,
+    /// Start position for a group without committed offsets.
+    pub start_from: StartFrom,
+    /// Region for IAM signing: `AWS_REGION`, else read from the MSK broker host names.
+    pub region: Option<String>,
+    /// Extra librdkafka properties from `SIDECAR_LIBRDKAFKA_*`.
+    pub librdkafka: Vec<LibrdkafkaProperty>,
+}
+
+/// Where records are delivered.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DeliveryTarget {
+    /// POST each record to the application's HTTP endpoint.
+    Http(Url),
+    /// Send each record to an SQS queue.
+    Sqs(Url),
+}
+
+impl fmt::Debug for DeliveryTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeliveryTarget::Http(url) => write!(f, "Http({})", redact_url(url)),
+            DeliveryTarget::Sqs(url) => write!(f, "Sqs({})", redact_url(url)),
+        }
+    }
+}
+
+/// Delivery settings.
+#[derive(Clone, Debug)]
+pub struct DeliveryConfig {
+    /// The application endpoint or queue.
+    pub target: DeliveryTarget,
+    /// Time limit of one delivery attempt.
+    pub timeout: Duration,
+}
+
+/// Retry policy for retryable delivery failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts including the first; the record is dead-lettered after the last one fails.
+    pub max_attempts: u32,
+    /// Upper bound of the first backoff (full jitter picks in `0..=bound`).
+    pub initial_backoff: Duration,
+    /// Cap of the exponential backoff bound.
+    pub max_backoff: Duration,
+}
+
+/// Dead-letter settings.
+#[derive(Clone, Debug)]
+pub struct DlqConfig {
+    /// Topic that receives dead letters.
+    pub topic: String,
+    /// Where the archive copy of each dead letter is written.
+    pub archive: ArchiveTarget,
+}
+
+/// The complete, validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Brokers, topics, group, auth.
+    pub kafka: KafkaConfig,
+    /// Delivery target and per-attempt timeout.
+    pub delivery: DeliveryConfig,
+    /// Ordering mode of the dispatcher.
+    pub ordering: Ordering,
+    /// Records in flight across all partitions.
+    pub max_in_flight: usize,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Dead-letter topic and archive.
+    pub dlq: DlqConfig,
+    /// Admin listener address (`/live`, `/ready`, `/metrics`).
+    pub admin_addr: SocketAddr,
+    /// Drain time on SIGTERM.
+    pub shutdown_grace: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// One configuration problem, printed as one line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The variable the problem is about.
+    pub variable: String,
+    /// The bad value and where it came from, when there is one.
+    pub value: Option<(String, String)>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.value {
+            Some((value, origin)) => {
+                write!(f, "{}={value:?} (from {origin}): {}", self.variable, self.message)
+            }
+            None => write!(f, "{}: {}", self.variable, self.message),
+        }
+    }
+}
+
+/// Every problem found in a configuration.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError(pub Vec<Problem>);
+
+impl ConfigError {
+    /// Whether one of the problems names `variable`.
+    pub fn names(&self, variable: &str) -> bool {
+        self.0.iter().any(|p| p.variable == variable)
+    }
+}
+
+impl Config {
+    /// Loads the configuration from an environment map and an optional TOML file path.
+    pub fn load(env: &BTreeMap<String, String>, file: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match file {
+            Some(path) => match std::fs::read_to_string(path) {
+                Ok(text) => Some(text),
+                Err(err) => {
+                    return Err(ConfigError(vec![Problem {
+                        variable: "--config".to_string(),
+                        value: Some((path.display().to_string(), "command line".to_string())),
+                        message: format!("cannot read the file: {err}"),
+                    }]));
+                }
+            },
+            None => None,
+        };
+        Self::from_sources(env, file.zip(text.as_deref()))
+    }
+
+    /// Loads the configuration from an environment map and optional TOML text.
+    pub fn from_sources(
+        env: &BTreeMap<String, String>,
+        file: Option<(&Path, &str)>,
+    ) -> Result<Config, ConfigError> {
+        let (raw, raw_problems) = RawSettings::from_sources(env, file);
+        let mut reader =
+            validate::Reader { raw: &raw, problems: raw_problems.into_iter().map(Problem::from).collect() };
+        let config = reader.config();
+        match config {
+            Some(config) if reader.problems.is_empty() => Ok(config),
+            _ => Err(ConfigError(reader.problems)),
+        }
+    }
+
+    /// The effective configuration, one `(variable, value)` per line, secrets redacted.
+    pub fn effective(&self) -> Vec<(String, String)> {
+        render::effective(self)
+    }
+}
+
+impl From<RawProblem> for Problem {
+    fn from(p: RawProblem) -> Self {
+        Problem { variable: p.variable, value: None, message: p.message }
+    }
+}
+
+/// A URL with any password replaced, for logs and output.
+pub fn redact_url(url: &Url) -> String {
+    let mut shown = url.clone();
+    if shown.password().is_some() {
+        // Setting a password only fails for URLs that cannot have one, which had none.
+        let _ = shown.set_password(Some("redacted"));
+    }
+    shown.to_string()
+}
+
+#[cfg(test)]
+mod tests;

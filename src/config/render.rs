@@ -1,0 +1,79 @@
+//! The effective configuration as `VARIABLE = value` lines, with secrets redacted.
+//!
+//! `check-config` prints it and `run` logs it at start, so an operator sees every default
+//! that applied and every derived value (the DLQ topic, the region, TLS) in one place.
+
+use super::{Config, DeliveryTarget, KafkaAuth, LogFormat, Ordering, StartFrom, keys, redact_url};
+
+fn duration(d: std::time::Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Every variable with its effective value.
+pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
+    let kafka = &config.kafka;
+    let (http, sqs) = match &config.delivery.target {
+        DeliveryTarget::Http(url) => (redact_url(url), String::new()),
+        DeliveryTarget::Sqs(url) => (String::new(), redact_url(url)),
+    };
+    let mut lines = vec![
+        (keys::KAFKA_BROKERS, kafka.brokers.join(",")),
+        (keys::KAFKA_TOPICS, kafka.topics.join(",")),
+        (keys::KAFKA_CONSUMER_GROUP, kafka.group.clone()),
+        (
+            keys::KAFKA_AUTH,
+            match kafka.auth {
+                KafkaAuth::MskIam => "msk-iam",
+                KafkaAuth::None => "none",
+            }
+            .to_string(),
+        ),
+        (keys::KAFKA_TLS, kafka.tls.to_string()),
+        (
+            keys::KAFKA_START_FROM,
+            match kafka.start_from {
+                StartFrom::Earliest => "earliest",
+                StartFrom::Latest => "latest",
+            }
+            .to_string(),
+        ),
+        (keys::AWS_REGION, kafka.region.clone().unwrap_or_default()),
+        (keys::SIDECAR_DELIVERY_URL, http),
+        (keys::SIDECAR_DELIVERY_SQS_QUEUE_URL, sqs),
+        (keys::SIDECAR_DELIVERY_TIMEOUT, duration(config.delivery.timeout)),
+        (
+            keys::SIDECAR_ORDERING,
+            match config.ordering {
+                Ordering::Partition => "partition",
+                Ordering::Key => "key",
+                Ordering::None => "none",
+            }
+            .to_string(),
+        ),
+        (keys::SIDECAR_MAX_IN_FLIGHT, config.max_in_flight.to_string()),
+        (keys::SIDECAR_RETRY_MAX_ATTEMPTS, config.retry.max_attempts.to_string()),
+        (keys::SIDECAR_RETRY_INITIAL_BACKOFF, duration(config.retry.initial_backoff)),
+        (keys::SIDECAR_RETRY_MAX_BACKOFF, duration(config.retry.max_backoff)),
+        (keys::SIDECAR_DLQ_TOPIC, config.dlq.topic.clone()),
+        (keys::SIDECAR_DLQ_ARCHIVE, config.dlq.archive.to_string()),
+        (keys::SIDECAR_ADMIN_ADDR, config.admin_addr.to_string()),
+        (keys::SIDECAR_SHUTDOWN_GRACE, duration(config.shutdown_grace)),
+        (
+            keys::SIDECAR_LOG_FORMAT,
+            match config.log_format {
+                LogFormat::Json => "json",
+                LogFormat::Text => "text",
+            }
+            .to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect::<Vec<_>>();
+    for property in &kafka.librdkafka {
+        let variable =
+            format!("{}{}", keys::LIBRDKAFKA_PREFIX, property.name.replace('.', "_").to_ascii_uppercase());
+        lines.push((variable, property.display_value().to_string()));
+    }
+    lines
+}

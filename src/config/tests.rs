@@ -1,0 +1,256 @@
+//! Configuration tests: every default, every validation error, redaction.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+fn base() -> BTreeMap<String, String> {
+    [
+        ("KAFKA_BROKERS", "b-1.demo.abc.c2.kafka.eu-west-1.amazonaws.com:9098"),
+        ("KAFKA_TOPICS", "orders,payments"),
+        ("KAFKA_CONSUMER_GROUP", "orders-sidecar"),
+        ("SIDECAR_DELIVERY_URL", "http://127.0.0.1:8080/events"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+fn with(changes: &[(&str, Option<&str>)]) -> BTreeMap<String, String> {
+    let mut env = base();
+    for (key, value) in changes {
+        match value {
+            Some(value) => env.insert(key.to_string(), value.to_string()),
+            None => env.remove(*key),
+        };
+    }
+    env
+}
+
+fn load(env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
+    Config::from_sources(env, None)
+}
+
+#[test]
+fn defaults_follow_the_design() {
+    let config = load(&base()).expect("valid");
+    assert_eq!(config.kafka.auth, KafkaAuth::MskIam);
+    assert!(config.kafka.tls, "TLS defaults to on with msk-iam");
+    assert_eq!(config.kafka.start_from, StartFrom::Earliest);
+    assert_eq!(config.kafka.region.as_deref(), Some("eu-west-1"), "region read from the broker host");
+    assert_eq!(config.delivery.timeout, Duration::from_secs(30));
+    assert_eq!(config.ordering, Ordering::Partition);
+    assert_eq!(config.max_in_flight, 256);
+    assert_eq!(
+        config.retry,
+        RetryPolicy {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(30)
+        }
+    );
+    assert_eq!(config.dlq.topic, "orders.dlq");
+    assert_eq!(config.dlq.archive, ArchiveTarget::None);
+    assert_eq!(config.admin_addr.to_string(), "127.0.0.1:9464");
+    assert_eq!(config.shutdown_grace, Duration::from_secs(25));
+    assert_eq!(config.log_format, LogFormat::Json);
+}
+
+#[test]
+fn tls_defaults_to_off_without_iam() {
+    let config = load(&with(&[("KAFKA_AUTH", Some("none"))])).expect("valid");
+    assert!(!config.kafka.tls);
+    let config = load(&with(&[("KAFKA_AUTH", Some("none")), ("KAFKA_TLS", Some("true"))])).expect("valid");
+    assert!(config.kafka.tls);
+}
+
+#[test]
+fn explicit_values_are_parsed() {
+    let env = with(&[
+        ("KAFKA_AUTH", Some("none")),
+        ("KAFKA_START_FROM", Some("latest")),
+        ("AWS_REGION", Some("us-east-2")),
+        ("SIDECAR_DELIVERY_URL", None),
+        ("SIDECAR_DELIVERY_SQS_QUEUE_URL", Some("http://127.0.0.1:4566/000000000000/work")),
+        ("SIDECAR_DELIVERY_TIMEOUT", Some("250ms")),
+        ("SIDECAR_ORDERING", Some("key")),
+        ("SIDECAR_MAX_IN_FLIGHT", Some("1024")),
+        ("SIDECAR_RETRY_MAX_ATTEMPTS", Some("3")),
+        ("SIDECAR_RETRY_INITIAL_BACKOFF", Some("1s")),
+        ("SIDECAR_RETRY_MAX_BACKOFF", Some("5m")),
+        ("SIDECAR_DLQ_TOPIC", Some("dead")),
+        ("SIDECAR_DLQ_ARCHIVE", Some("s3://archive-bucket/dlq")),
+        ("SIDECAR_ADMIN_ADDR", Some("0.0.0.0:9000")),
+        ("SIDECAR_SHUTDOWN_GRACE", Some("10s")),
+        ("SIDECAR_LOG_FORMAT", Some("text")),
+        ("SIDECAR_LIBRDKAFKA_FETCH_MIN_BYTES", Some("1024")),
+    ]);
+    let config = load(&env).expect("valid");
+    assert_eq!(config.kafka.start_from, StartFrom::Latest);
+    assert_eq!(config.kafka.region.as_deref(), Some("us-east-2"), "AWS_REGION wins over the host");
+    assert!(matches!(config.delivery.target, DeliveryTarget::Sqs(_)));
+    assert_eq!(config.delivery.timeout, Duration::from_millis(250));
+    assert_eq!(config.ordering, Ordering::Key);
+    assert_eq!(config.max_in_flight, 1024);
+    assert_eq!(config.retry.max_attempts, 3);
+    assert_eq!(config.retry.max_backoff, Duration::from_secs(300));
+    assert_eq!(config.dlq.topic, "dead");
+    assert_eq!(
+        config.dlq.archive,
+        ArchiveTarget::S3 { bucket: "archive-bucket".into(), prefix: "dlq".into() }
+    );
+    assert_eq!(config.admin_addr.port(), 9000);
+    assert_eq!(config.log_format, LogFormat::Text);
+    assert_eq!(
+        config.kafka.librdkafka,
+        vec![LibrdkafkaProperty { name: "fetch.min.bytes".into(), value: "1024".into() }]
+    );
+}
+
+/// Changes applied to the valid base environment (`None` removes the variable).
+type Changes = &'static [(&'static str, Option<&'static str>)];
+
+/// Each case: the change, the variable the error must name, a fragment of the message.
+const INVALID: &[(Changes, &str, &str)] = &[
+    (&[("KAFKA_BROKERS", None)], "KAFKA_BROKERS", "required"),
+    (&[("KAFKA_BROKERS", Some("localhost"))], "KAFKA_BROKERS", "host:port"),
+    (&[("KAFKA_BROKERS", Some("a:1,,b:2"))], "KAFKA_BROKERS", "empty entry"),
+    (&[("KAFKA_TOPICS", None)], "KAFKA_TOPICS", "required"),
+    (&[("KAFKA_TOPICS", Some("orders/v1"))], "KAFKA_TOPICS", "legal Kafka topic"),
+    (&[("KAFKA_CONSUMER_GROUP", None)], "KAFKA_CONSUMER_GROUP", "required"),
+    (&[("KAFKA_AUTH", Some("plain"))], "KAFKA_AUTH", "msk-iam or none"),
+    (&[("KAFKA_TLS", Some("maybe"))], "KAFKA_TLS", "true or false"),
+    (&[("KAFKA_TLS", Some("false"))], "KAFKA_TLS", "requires TLS"),
+    (&[("KAFKA_START_FROM", Some("middle"))], "KAFKA_START_FROM", "earliest or latest"),
+    (&[("AWS_REGION", Some("Europe"))], "AWS_REGION", "AWS region"),
+    (&[("KAFKA_BROKERS", Some("localhost:9092"))], "AWS_REGION", "cannot be read"),
+    (&[("SIDECAR_DELIVERY_URL", None)], "SIDECAR_DELIVERY_URL", "required"),
+    (
+        &[("SIDECAR_DELIVERY_SQS_QUEUE_URL", Some("https://sqs.eu-west-1.amazonaws.com/1/q"))],
+        "SIDECAR_DELIVERY_URL",
+        "not both",
+    ),
+    (&[("SIDECAR_DELIVERY_URL", Some("ftp://app/x"))], "SIDECAR_DELIVERY_URL", "http://"),
+    (
+        &[("SIDECAR_DELIVERY_URL", None), ("SIDECAR_DELIVERY_SQS_QUEUE_URL", Some("queue"))],
+        "SIDECAR_DELIVERY_SQS_QUEUE_URL",
+        "not a URL",
+    ),
+    (&[("SIDECAR_DELIVERY_TIMEOUT", Some("0s"))], "SIDECAR_DELIVERY_TIMEOUT", "greater than zero"),
+    (&[("SIDECAR_DELIVERY_TIMEOUT", Some("soon"))], "SIDECAR_DELIVERY_TIMEOUT", "duration"),
+    (&[("SIDECAR_ORDERING", Some("random"))], "SIDECAR_ORDERING", "partition, key or none"),
+    (&[("SIDECAR_MAX_IN_FLIGHT", Some("0"))], "SIDECAR_MAX_IN_FLIGHT", "1 to 65536"),
+    (&[("SIDECAR_MAX_IN_FLIGHT", Some("many"))], "SIDECAR_MAX_IN_FLIGHT", "whole number"),
+    (&[("SIDECAR_MAX_IN_FLIGHT", Some("100000"))], "SIDECAR_MAX_IN_FLIGHT", "1 to 65536"),
+    (&[("SIDECAR_RETRY_MAX_ATTEMPTS", Some("0"))], "SIDECAR_RETRY_MAX_ATTEMPTS", "1 to 1000"),
+    (&[("SIDECAR_RETRY_INITIAL_BACKOFF", Some("x"))], "SIDECAR_RETRY_INITIAL_BACKOFF", "duration"),
+    (
+        &[("SIDECAR_RETRY_INITIAL_BACKOFF", Some("1m")), ("SIDECAR_RETRY_MAX_BACKOFF", Some("10s"))],
+        "SIDECAR_RETRY_MAX_BACKOFF",
+        "at least SIDECAR_RETRY_INITIAL_BACKOFF",
+    ),
+    (&[("SIDECAR_RETRY_INITIAL_BACKOFF", Some("1m"))], "SIDECAR_RETRY_MAX_BACKOFF", "at least"),
+    (&[("SIDECAR_DLQ_TOPIC", Some("dead letters"))], "SIDECAR_DLQ_TOPIC", "legal Kafka topic"),
+    (&[("SIDECAR_DLQ_TOPIC", Some("payments"))], "SIDECAR_DLQ_TOPIC", "also in KAFKA_TOPICS"),
+    (&[("SIDECAR_DLQ_TOPIC", Some("^dead.*"))], "SIDECAR_DLQ_TOPIC", "not a pattern"),
+    (&[("KAFKA_TOPICS", Some("^orders.*"))], "SIDECAR_DLQ_TOPIC", "is a pattern"),
+    (&[("SIDECAR_DLQ_ARCHIVE", Some("gs://bucket"))], "SIDECAR_DLQ_ARCHIVE", "s3://bucket/prefix"),
+    (&[("SIDECAR_DLQ_ARCHIVE", Some("s3://B/x"))], "SIDECAR_DLQ_ARCHIVE", "bucket name"),
+    (&[("SIDECAR_ADMIN_ADDR", Some("localhost"))], "SIDECAR_ADMIN_ADDR", "ip:port"),
+    (&[("SIDECAR_SHUTDOWN_GRACE", Some("forever"))], "SIDECAR_SHUTDOWN_GRACE", "duration"),
+    (&[("SIDECAR_LOG_FORMAT", Some("xml"))], "SIDECAR_LOG_FORMAT", "json or text"),
+    (
+        &[("SIDECAR_LIBRDKAFKA_ENABLE_AUTO_OFFSET_STORE", Some("true"))],
+        "SIDECAR_LIBRDKAFKA_ENABLE_AUTO_OFFSET_STORE",
+        "cannot be overridden",
+    ),
+    (&[("SIDECAR_LIBRDKAFKA_GROUP_ID", Some("x"))], "SIDECAR_LIBRDKAFKA_GROUP_ID", "KAFKA_CONSUMER_GROUP"),
+    (&[("SIDECAR_LIBRDKAFKA_", Some("x"))], "SIDECAR_LIBRDKAFKA_", "names no librdkafka property"),
+    (&[("SIDECAR_MAX_INFLIGHT", Some("3"))], "SIDECAR_MAX_INFLIGHT", "unknown variable"),
+];
+
+#[test]
+fn every_invalid_value_is_named_with_its_value() {
+    for (changes, variable, fragment) in INVALID {
+        let env = with(changes);
+        let err = load(&env).expect_err(&format!("{changes:?} must be rejected"));
+        let line = err
+            .0
+            .iter()
+            .find(|p| p.variable == *variable)
+            .unwrap_or_else(|| panic!("{changes:?}: no problem names {variable}: {err}"))
+            .to_string();
+        assert!(line.contains(fragment), "{changes:?}: {line:?} lacks {fragment:?}");
+        if let Some((_, Some(value))) = changes.iter().find(|(k, _)| k == variable) {
+            assert!(line.contains(&format!("{value:?}")), "{line:?} does not show the bad value");
+        }
+        assert!(!err.to_string().contains('\r'));
+    }
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let env =
+        with(&[("KAFKA_TOPICS", None), ("SIDECAR_ORDERING", Some("x")), ("SIDECAR_LOG_FORMAT", Some("y"))]);
+    let err = load(&env).expect_err("invalid");
+    for variable in ["KAFKA_TOPICS", "SIDECAR_ORDERING", "SIDECAR_LOG_FORMAT"] {
+        assert!(err.names(variable), "{variable} missing from {err}");
+    }
+    assert_eq!(err.0.len(), 3, "{err}");
+}
+
+#[test]
+fn toml_file_provides_values_and_rejects_unknown_keys() {
+    let mut env = base();
+    env.remove("KAFKA_TOPICS");
+    let text = "kafka_topics = [\"a\", \"b\"]\nSIDECAR_MAX_IN_FLIGHT = 8\n[librdkafka]\n\"fetch.wait.max.ms\" = 10\n";
+    let config = Config::from_sources(&env, Some((Path::new("s.toml"), text))).expect("valid");
+    assert_eq!(config.kafka.topics, vec!["a", "b"]);
+    assert_eq!(config.max_in_flight, 8);
+    assert_eq!(config.kafka.librdkafka[0].name, "fetch.wait.max.ms");
+
+    let err = Config::from_sources(&base(), Some((Path::new("s.toml"), "max_in_flight = 8\n")))
+        .expect_err("unknown");
+    assert_eq!(err.0[0].variable, "max_in_flight in s.toml");
+
+    let err = Config::load(&base(), Some(Path::new("/nonexistent/sidecar.toml"))).expect_err("missing file");
+    assert!(err.names("--config"), "{err}");
+}
+
+#[test]
+fn errors_say_where_the_value_came_from() {
+    let text = "SIDECAR_ORDERING = \"sideways\"\n";
+    let err = Config::from_sources(&base(), Some((Path::new("/etc/s.toml"), text))).expect_err("invalid");
+    assert_eq!(
+        err.0[0].to_string(),
+        "SIDECAR_ORDERING=\"sideways\" (from /etc/s.toml): expected partition, key or none"
+    );
+}
+
+#[test]
+fn secrets_are_redacted_in_debug_and_effective_output() {
+    let env = with(&[
+        ("SIDECAR_DELIVERY_URL", Some("https://user:hunter2@app.internal/events")),
+        ("SIDECAR_LIBRDKAFKA_SSL_KEY_PASSWORD", Some("hunter2")),
+        ("SIDECAR_LIBRDKAFKA_SASL_PASSWORD", Some("hunter2")),
+    ]);
+    let config = load(&env).expect("valid");
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("hunter2"), "{debug}");
+    let effective = config.effective();
+    assert!(effective.iter().all(|(_, v)| !v.contains("hunter2")), "{effective:?}");
+    assert!(effective.iter().any(|(k, v)| k == "SIDECAR_LIBRDKAFKA_SASL_PASSWORD" && v == "[redacted]"));
+}
+
+#[test]
+fn effective_configuration_lists_every_variable() {
+    let config = load(&base()).expect("valid");
+    let effective = config.effective();
+    for (variable, _) in keys::ALL {
+        assert!(effective.iter().any(|(k, _)| k == variable), "{variable} missing");
+    }
+    let dlq = effective.iter().find(|(k, _)| k == "SIDECAR_DLQ_TOPIC").map(|(_, v)| v.as_str());
+    assert_eq!(dlq, Some("orders.dlq"));
+}

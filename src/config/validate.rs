@@ -1,0 +1,288 @@
+//! Validation: turns raw text values into the typed [`Config`], collecting every problem.
+//!
+//! Each variable is parsed on its own first (so one bad value does not hide another), then the
+//! cross-field rules run: exactly one delivery target, max backoff at least the initial one,
+//! TLS with IAM, a region for IAM, a dead-letter topic that is not consumed.
+
+use super::raw::{self, RawSettings, RawValue};
+use super::{
+    ArchiveTarget, Config, DeliveryConfig, DeliveryTarget, DlqConfig, KafkaAuth, KafkaConfig,
+    LibrdkafkaProperty, LogFormat, Ordering, Problem, RetryPolicy, StartFrom, keys, parse,
+};
+
+/// librdkafka properties the sidecar owns; overriding them would break the guarantees.
+const RESERVED_PROPERTIES: &[(&str, &str)] = &[
+    ("enable.auto.offset.store", "offsets are stored only by the offset tracker"),
+    ("enable.auto.commit", "offsets are committed only by the offset tracker"),
+    ("bootstrap.servers", "set KAFKA_BROKERS"),
+    ("group.id", "set KAFKA_CONSUMER_GROUP"),
+    ("auto.offset.reset", "set KAFKA_START_FROM"),
+    ("sasl.mechanism", "set KAFKA_AUTH"),
+    ("sasl.mechanisms", "set KAFKA_AUTH"),
+];
+
+/// Reads typed values, collecting every problem instead of stopping at the first.
+pub(super) struct Reader<'a> {
+    /// The merged raw values.
+    pub(super) raw: &'a RawSettings,
+    /// Problems found so far.
+    pub(super) problems: Vec<Problem>,
+}
+
+impl Reader<'_> {
+    fn problem_with_value(&mut self, name: &str, value: &RawValue, message: String) {
+        self.problems.push(Problem {
+            variable: name.to_string(),
+            value: Some((value.text.clone(), value.origin.to_string())),
+            message,
+        });
+    }
+
+    fn problem(&mut self, name: &str, message: impl Into<String>) {
+        self.problems.push(Problem { variable: name.to_string(), value: None, message: message.into() });
+    }
+
+    /// Parses a variable, falling back to its documented default; `None` if unset without
+    /// default or invalid (the problem is recorded).
+    fn parse<T>(&mut self, name: &str, parser: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        match self.raw.get(name) {
+            Some(value) => match parser(&value.text) {
+                Ok(parsed) => Some(parsed),
+                Err(message) => {
+                    let value = value.clone();
+                    self.problem_with_value(name, &value, message);
+                    None
+                }
+            },
+            None => keys::default_of(name).map(|default| {
+                parser(default).unwrap_or_else(|err| unreachable!("default of {name} is invalid: {err}"))
+            }),
+        }
+    }
+
+    fn required<T>(
+        &mut self,
+        name: &str,
+        what: &str,
+        parser: impl Fn(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        if self.raw.get(name).is_none() {
+            self.problem(name, format!("required ({what})"));
+            return None;
+        }
+        self.parse(name, parser)
+    }
+
+    pub(super) fn config(&mut self) -> Option<Config> {
+        let kafka = self.kafka();
+        let delivery = self.delivery();
+        let ordering = self.parse(keys::SIDECAR_ORDERING, |t| match t.trim() {
+            "partition" => Ok(Ordering::Partition),
+            "key" => Ok(Ordering::Key),
+            "none" => Ok(Ordering::None),
+            _ => Err("expected partition, key or none".to_string()),
+        });
+        let max_in_flight = self.parse(keys::SIDECAR_MAX_IN_FLIGHT, |t| parse::bounded_int(t, 1, 65_536));
+        let retry = self.retry();
+        let dlq = self.dlq(kafka.as_ref());
+        let admin_addr = self.parse(keys::SIDECAR_ADMIN_ADDR, parse::socket_addr);
+        let shutdown_grace = self.parse(keys::SIDECAR_SHUTDOWN_GRACE, parse::duration);
+        let log_format = self.parse(keys::SIDECAR_LOG_FORMAT, |t| match t.trim() {
+            "json" => Ok(LogFormat::Json),
+            "text" => Ok(LogFormat::Text),
+            _ => Err("expected json or text".to_string()),
+        });
+        Some(Config {
+            kafka: kafka?,
+            delivery: delivery?,
+            ordering: ordering?,
+            max_in_flight: usize::try_from(max_in_flight?).ok()?,
+            retry: retry?,
+            dlq: dlq?,
+            admin_addr: admin_addr?,
+            shutdown_grace: shutdown_grace?,
+            log_format: log_format?,
+        })
+    }
+
+    fn kafka(&mut self) -> Option<KafkaConfig> {
+        let brokers = self.required(keys::KAFKA_BROKERS, "bootstrap servers, comma separated", |t| {
+            let brokers = parse::list(t)?;
+            brokers.iter().try_for_each(|b| parse::broker(b))?;
+            Ok(brokers)
+        });
+        let topics = self.required(keys::KAFKA_TOPICS, "topics to consume, comma separated", |t| {
+            let topics = parse::list(t)?;
+            topics.iter().try_for_each(|name| parse::topic(name))?;
+            Ok(topics)
+        });
+        let group =
+            self.required(keys::KAFKA_CONSUMER_GROUP, "consumer group id", |t| Ok(t.trim().to_string()));
+        let auth = self.parse(keys::KAFKA_AUTH, |t| match t.trim() {
+            "msk-iam" => Ok(KafkaAuth::MskIam),
+            "none" => Ok(KafkaAuth::None),
+            _ => Err("expected msk-iam or none".to_string()),
+        });
+        let tls = self.parse(keys::KAFKA_TLS, parse::boolean);
+        let start_from = self.parse(keys::KAFKA_START_FROM, |t| match t.trim() {
+            "earliest" => Ok(StartFrom::Earliest),
+            "latest" => Ok(StartFrom::Latest),
+            _ => Err("expected earliest or latest".to_string()),
+        });
+        let region_set = self.raw.get(keys::AWS_REGION).is_some();
+        let region = if region_set {
+            self.parse(keys::AWS_REGION, parse::region)
+        } else {
+            brokers.as_ref().and_then(|b| b.iter().find_map(|h| parse::region_from_msk_host(h)))
+        };
+        let librdkafka = self.librdkafka();
+
+        let auth = auth?;
+        let tls = tls.unwrap_or(auth == KafkaAuth::MskIam);
+        if auth == KafkaAuth::MskIam {
+            if !tls {
+                let value = self.raw.get(keys::KAFKA_TLS).cloned();
+                let message =
+                    "MSK IAM authentication requires TLS; remove it or set KAFKA_AUTH=none".to_string();
+                match value {
+                    Some(value) => self.problem_with_value(keys::KAFKA_TLS, &value, message),
+                    None => self.problem(keys::KAFKA_TLS, message),
+                }
+            }
+            if region.is_none() && !region_set && brokers.is_some() {
+                self.problem(
+                    keys::AWS_REGION,
+                    "required with KAFKA_AUTH=msk-iam: the region cannot be read from KAFKA_BROKERS",
+                );
+            }
+        }
+        Some(KafkaConfig {
+            brokers: brokers?,
+            topics: topics?,
+            group: group?,
+            auth,
+            tls,
+            start_from: start_from?,
+            region,
+            librdkafka: librdkafka?,
+        })
+    }
+
+    fn librdkafka(&mut self) -> Option<Vec<LibrdkafkaProperty>> {
+        let entries: Vec<(String, RawValue)> =
+            self.raw.librdkafka().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let mut properties = Vec::new();
+        let mut ok = true;
+        for (variable, value) in entries {
+            let suffix = &variable[keys::LIBRDKAFKA_PREFIX.len()..];
+            let name = suffix.to_ascii_lowercase().replace('_', ".");
+            if name.is_empty() {
+                self.problem_with_value(&variable, &value, "names no librdkafka property".to_string());
+                ok = false;
+            } else if let Some((_, why)) = RESERVED_PROPERTIES.iter().find(|(p, _)| *p == name) {
+                self.problem_with_value(&variable, &value, format!("{name} cannot be overridden: {why}"));
+                ok = false;
+            } else {
+                properties.push(LibrdkafkaProperty { name, value: value.text.clone() });
+            }
+        }
+        ok.then_some(properties)
+    }
+
+    fn delivery(&mut self) -> Option<DeliveryConfig> {
+        let http = self.parse(keys::SIDECAR_DELIVERY_URL, parse::http_url);
+        let sqs = self.parse(keys::SIDECAR_DELIVERY_SQS_QUEUE_URL, parse::http_url);
+        let timeout = self.parse(keys::SIDECAR_DELIVERY_TIMEOUT, parse::positive_duration);
+        let http_set = self.raw.get(keys::SIDECAR_DELIVERY_URL).is_some();
+        let sqs_set = self.raw.get(keys::SIDECAR_DELIVERY_SQS_QUEUE_URL).is_some();
+        let target = match (http_set, sqs_set) {
+            (true, true) => {
+                self.problem(
+                    keys::SIDECAR_DELIVERY_URL,
+                    "set either SIDECAR_DELIVERY_URL or SIDECAR_DELIVERY_SQS_QUEUE_URL, not both",
+                );
+                None
+            }
+            (false, false) => {
+                self.problem(
+                    keys::SIDECAR_DELIVERY_URL,
+                    "required: set SIDECAR_DELIVERY_URL (HTTP) or SIDECAR_DELIVERY_SQS_QUEUE_URL (SQS)",
+                );
+                None
+            }
+            (true, false) => http.map(DeliveryTarget::Http),
+            (false, true) => sqs.map(DeliveryTarget::Sqs),
+        };
+        Some(DeliveryConfig { target: target?, timeout: timeout? })
+    }
+
+    fn retry(&mut self) -> Option<RetryPolicy> {
+        let max_attempts = self.parse(keys::SIDECAR_RETRY_MAX_ATTEMPTS, |t| parse::bounded_int(t, 1, 1000));
+        let initial = self.parse(keys::SIDECAR_RETRY_INITIAL_BACKOFF, parse::positive_duration);
+        let max = self.parse(keys::SIDECAR_RETRY_MAX_BACKOFF, parse::positive_duration);
+        let (initial, max) = (initial?, max?);
+        if max < initial {
+            let value = self
+                .raw
+                .get(keys::SIDECAR_RETRY_MAX_BACKOFF)
+                .cloned()
+                .unwrap_or_else(|| RawValue { text: "30s".into(), origin: raw::Origin::Default });
+            self.problem_with_value(
+                keys::SIDECAR_RETRY_MAX_BACKOFF,
+                &value,
+                format!(
+                    "must be at least SIDECAR_RETRY_INITIAL_BACKOFF ({})",
+                    humantime::format_duration(initial)
+                ),
+            );
+            return None;
+        }
+        Some(RetryPolicy {
+            max_attempts: u32::try_from(max_attempts?).ok()?,
+            initial_backoff: initial,
+            max_backoff: max,
+        })
+    }
+
+    fn dlq(&mut self, kafka: Option<&KafkaConfig>) -> Option<DlqConfig> {
+        let archive = self.parse(keys::SIDECAR_DLQ_ARCHIVE, ArchiveTarget::parse);
+        let topic = match self.raw.get(keys::SIDECAR_DLQ_TOPIC) {
+            Some(_) => self.parse(keys::SIDECAR_DLQ_TOPIC, |t| {
+                let name = t.trim();
+                if name.starts_with('^') {
+                    return Err("the dead-letter topic must be a topic name, not a pattern".to_string());
+                }
+                parse::topic(name).map(|()| name.to_string())
+            }),
+            None => {
+                let first = kafka?.topics.first()?.clone();
+                if first.starts_with('^') {
+                    self.problem(
+                        keys::SIDECAR_DLQ_TOPIC,
+                        "required when the first of KAFKA_TOPICS is a pattern",
+                    );
+                    None
+                } else {
+                    Some(format!("{first}.dlq"))
+                }
+            }
+        };
+        let topic = topic?;
+        if let Some(kafka) = kafka
+            && kafka.topics.contains(&topic)
+        {
+            let value = self
+                .raw
+                .get(keys::SIDECAR_DLQ_TOPIC)
+                .cloned()
+                .unwrap_or_else(|| RawValue { text: topic.clone(), origin: raw::Origin::Default });
+            self.problem_with_value(
+                keys::SIDECAR_DLQ_TOPIC,
+                &value,
+                "is also in KAFKA_TOPICS: dead letters would be consumed again".to_string(),
+            );
+            return None;
+        }
+        Some(DlqConfig { topic, archive: archive? })
+    }
+}

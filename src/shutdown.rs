@@ -1,0 +1,27 @@
+//! Shutdown signal: one [`CancellationToken`] cancelled by SIGTERM or SIGINT.
+//!
+//! Every long-lived task takes a child of this token; `main` creates it once and the
+//! integration tests create their own, so the same `app::run` serves both.
+
+use tokio_util::sync::CancellationToken;
+
+/// Returns a token that is cancelled when the process receives SIGTERM or SIGINT.
+///
+/// Must be called inside a tokio runtime. A second signal is not special-cased: the drain
+/// deadline (`SIDECAR_SHUTDOWN_GRACE`) bounds the shutdown.
+pub fn on_signals() -> std::io::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let which = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        tracing::info!(signal = which, "Shutdown requested.");
+        cancel.cancel();
+    });
+    Ok(token)
+}

@@ -1,0 +1,77 @@
+//! The binary's command-line contract: exit codes and output, run as a child process.
+
+use std::process::{Command, Output};
+
+fn sidecar(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_msk-sidecar"))
+        .args(args)
+        .env_clear()
+        .envs(env.iter().copied())
+        .output()
+        .expect("run msk-sidecar")
+}
+
+const VALID: &[(&str, &str)] = &[
+    ("KAFKA_BROKERS", "127.0.0.1:9092"),
+    ("KAFKA_TOPICS", "orders"),
+    ("KAFKA_CONSUMER_GROUP", "g"),
+    ("KAFKA_AUTH", "none"),
+    ("SIDECAR_DELIVERY_URL", "http://127.0.0.1:8080/events"),
+];
+
+#[test]
+fn bad_configuration_exits_64_naming_each_variable_and_value() {
+    let mut env = VALID.to_vec();
+    env.push(("SIDECAR_MAX_IN_FLIGHT", "lots"));
+    env.push(("SIDECAR_ORDERING", "sideways"));
+    for args in [&["run"][..], &[][..], &["check-config"][..]] {
+        let out = sidecar(args, &env);
+        assert_eq!(out.status.code(), Some(64), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 2, "one line per problem: {stderr}");
+        assert!(stderr.contains("SIDECAR_MAX_IN_FLIGHT=\"lots\""), "{stderr}");
+        assert!(stderr.contains("SIDECAR_ORDERING=\"sideways\""), "{stderr}");
+    }
+}
+
+#[test]
+fn missing_required_variables_exit_64() {
+    let out = sidecar(&["check-config"], &[]);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for variable in ["KAFKA_BROKERS", "KAFKA_TOPICS", "KAFKA_CONSUMER_GROUP", "SIDECAR_DELIVERY_URL"] {
+        assert!(stderr.contains(variable), "{variable} not named: {stderr}");
+    }
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_with_the_file_merged() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("sidecar.toml");
+    std::fs::write(&file, "sidecar_max_in_flight = 32\nsidecar_ordering = \"key\"\n").expect("write");
+    let env: Vec<_> = VALID.iter().copied().chain([("SIDECAR_ORDERING", "none")]).collect();
+    let out = sidecar(&["--config", file.to_str().expect("utf8 path"), "check-config"], &env);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("SIDECAR_MAX_IN_FLIGHT = \"32\""), "{stdout}");
+    assert!(stdout.contains("SIDECAR_ORDERING = \"none\""), "environment wins: {stdout}");
+    assert!(stdout.contains("SIDECAR_DLQ_TOPIC = \"orders.dlq\""), "{stdout}");
+}
+
+#[test]
+fn help_describes_the_subcommands() {
+    let out = sidecar(&["--help"], &[]);
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for name in ["run", "demo", "token", "check-config", "healthcheck"] {
+        assert!(stdout.contains(name), "{name} missing: {stdout}");
+    }
+}
+
+#[test]
+fn healthcheck_fails_when_no_sidecar_answers() {
+    let out = sidecar(&["healthcheck", "--addr", "127.0.0.1:9", "--timeout", "1s"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}

@@ -1,0 +1,10 @@
+//! Integration tests: one test binary (one link of the heavy dependencies) with a module per
+//! area. They need the test bed (tansu broker and LocalStack): run them with `scripts/test.sh`,
+//! which starts it and exports its environment, or start it with `localstack/testbed.sh up`
+//! and `set -a; . .testbed/env; set +a` before `cargo test`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod common;
+mod smoke;
