@@ -1,20 +1,168 @@
 //! The application: wires configuration, consumer, dispatcher, pipeline, delivery, dead
 //! letters, offsets and the admin server for `msk-sidecar run`.
+//!
+//! [`start`] builds everything and returns a [`Running`] handle (the demo and the integration
+//! tests read its metrics and admin address); [`run`] starts and waits. Shutdown is a
+//! parameter: cancelling the token drains in-flight records, commits and stops.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::producer::FutureProducer;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
+use crate::admin::{self, AdminError, AdminServer};
+use crate::config::{Config, DeliveryTarget};
+use crate::consumer::{self, ConsumerError};
+use crate::delivery::Delivery;
+use crate::delivery::http::{HttpDelivery, HttpError};
+use crate::dispatch::{self, Limits};
+use crate::dlq::{Archive, DeadLetterWriter};
+use crate::health::Health;
+use crate::kafka::{self, KafkaContext};
+use crate::offsets::OffsetTracker;
+use crate::pipeline::breaker::{self, Breaker};
+use crate::pipeline::{Pipeline, backoff};
+use crate::telemetry::metrics::{Metrics, MetricsError};
 
-/// Why the application stopped with an error.
+/// Why the application could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
-    /// The pipeline is not built yet (the pipeline issue).
-    #[error("`run` is not implemented yet")]
-    NotImplemented,
+    /// The admin server could not start.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// Metrics could not be set up.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// The delivery target could not be built.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The dead-letter producer could not be created.
+    #[error("cannot create the dead-letter producer: {0}")]
+    Producer(rdkafka::error::KafkaError),
+    /// The consumer failed.
+    #[error(transparent)]
+    Consumer(#[from] ConsumerError),
+    /// The configured target is not supported by this build.
+    #[error("{0} is not supported yet")]
+    Unsupported(&'static str),
 }
 
-/// Runs the sidecar until `shutdown` is cancelled.
+/// A started sidecar.
+pub struct Running {
+    /// Metrics of this instance.
+    pub metrics: Metrics,
+    /// Readiness of this instance.
+    pub health: Arc<Health>,
+    /// Where the admin server listens.
+    pub admin_addr: SocketAddr,
+    /// Resolves when the sidecar has stopped.
+    done: oneshot::Receiver<Result<(), AppError>>,
+}
+
+impl Running {
+    /// Waits until the sidecar has drained, committed and stopped.
+    pub async fn wait(self) -> Result<(), AppError> {
+        self.done.await.unwrap_or(Err(AppError::Consumer(ConsumerError::Vanished)))
+    }
+}
+
+/// Runs the sidecar until `shutdown` is cancelled and everything has drained.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), AppError> {
-    let _ = (config, shutdown);
-    Err(AppError::NotImplemented)
+    start(config, shutdown).await?.wait().await
+}
+
+/// Starts every part and returns once the consumer has subscribed.
+pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Running, AppError> {
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        configuration = %config.effective().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+        "Starting msk-sidecar."
+    );
+    let metrics = Metrics::new()?;
+    let health = Arc::new(Health::new());
+    let admin = admin::spawn(config.admin_addr, health.clone(), metrics.clone())?;
+
+    let delivery: Arc<dyn Delivery> = match &config.delivery.target {
+        DeliveryTarget::Http(url) => {
+            Arc::new(HttpDelivery::new(url.clone(), config.delivery.timeout, config.max_in_flight)?)
+        }
+        DeliveryTarget::Sqs(_) => return Err(AppError::Unsupported("SQS delivery")),
+    };
+    let producer: FutureProducer<KafkaContext> = kafka::producer_config(&config.kafka)
+        .create_with_context(KafkaContext)
+        .map_err(AppError::Producer)?;
+    let archive = Archive::from_target(&config.dlq.archive).await;
+    let writer = Arc::new(DeadLetterWriter::new(producer, config.dlq.topic.clone(), archive));
+
+    let breaker = Arc::new(Breaker::new(breaker::DEFAULT_THRESHOLD));
+    let pipeline = Arc::new(Pipeline {
+        delivery: delivery.clone(),
+        dead_letters: writer.clone(),
+        retry: config.retry,
+        breaker: breaker.clone(),
+        health: health.clone(),
+        metrics: metrics.clone(),
+        group: config.kafka.group.clone(),
+        jitter: backoff::full_jitter,
+    });
+    let tracker = Arc::new(OffsetTracker::new());
+    let (flow_tx, flow_rx) = mpsc::unbounded_channel();
+    let (dispatch, dispatcher) = dispatch::spawn(dispatch::Setup {
+        ordering: config.ordering,
+        max_in_flight: config.max_in_flight,
+        limits: Limits::for_in_flight(config.max_in_flight),
+        pipeline,
+        tracker: tracker.clone(),
+        metrics: metrics.clone(),
+        flow: flow_tx,
+    });
+    let background = CancellationToken::new();
+    let prober = tokio::spawn(breaker::run_prober(
+        breaker.clone(),
+        delivery,
+        health.clone(),
+        metrics.clone(),
+        config.retry.initial_backoff,
+        background.clone(),
+    ));
+    let parts = consumer::Parts {
+        tracker,
+        dispatch,
+        flow: flow_rx,
+        breaker: breaker.subscribe(),
+        health: health.clone(),
+        metrics: metrics.clone(),
+    };
+    let consumer_done = consumer::spawn(&config, parts, shutdown)?;
+
+    let (done_tx, done) = oneshot::channel();
+    let admin_addr = admin.addr;
+    tokio::spawn(async move {
+        let result = finish(consumer_done, dispatcher, writer, admin, background, prober).await;
+        drop(done_tx.send(result));
+    });
+    Ok(Running { metrics, health, admin_addr, done })
+}
+
+/// Waits for the consumer to drain and close, then stops the rest in order.
+async fn finish(
+    consumer_done: oneshot::Receiver<Result<(), ConsumerError>>,
+    dispatcher: tokio::task::JoinHandle<()>,
+    writer: Arc<DeadLetterWriter>,
+    admin: AdminServer,
+    background: CancellationToken,
+    prober: tokio::task::JoinHandle<()>,
+) -> Result<(), AppError> {
+    let result = consumer_done.await.unwrap_or(Err(ConsumerError::Vanished));
+    drop(dispatcher.await);
+    background.cancel();
+    drop(prober.await);
+    let flushing = writer.clone();
+    drop(tokio::task::spawn_blocking(move || flushing.flush(Duration::from_secs(5))).await);
+    drop(tokio::task::spawn_blocking(move || admin.stop()).await);
+    tracing::info!("msk-sidecar stopped.");
+    result.map_err(AppError::from)
 }

@@ -2,19 +2,35 @@
 //! application next to it (HTTP POST per record, or an SQS queue), with retries, dead letters
 //! and at-least-once offset commits.
 //!
-//! Module map (data flows down; no module reaches back up):
-//! - [`cli`]: the subcommands and their output; the only place that prints to stdout.
+//! Module map, in the direction data flows (no module reaches back up):
 //! - [`config`]: typed, validated configuration from the environment and a TOML file.
-//! - [`app`]: wires the modules together for `run`; `app::run(config, shutdown)` is what the
-//!   binary and the integration tests call.
-//! - [`shutdown`]: the cancellation token fired by SIGTERM/SIGINT.
-//! - [`telemetry`]: logging (and later traces and metrics).
+//! - [`kafka`]: librdkafka settings and context shared by consumer and DLQ producer.
+//! - [`consumer`]: the group consumer and its poll loop (pause/resume, rebalance, commits).
+//! - [`dispatch`]: ordering lanes, the in-flight bound, back-pressure, drains.
+//! - [`pipeline`]: one record from first attempt to terminal outcome (retries, breaker).
+//! - [`delivery`]: one attempt to the application (HTTP).
+//! - [`dlq`]: dead-letter topic record and archive object.
+//! - [`offsets`]: per-partition contiguous watermark of finished records.
+//! - [`record`]: the record type every stage shares.
+//! - [`health`], [`admin`]: readiness state and the `/live` `/ready` `/metrics` server.
+//! - [`telemetry`]: logs and metrics.
+//! - [`app`]: wires it all; [`shutdown`]: the SIGTERM/SIGINT token; [`cli`]: subcommands.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod consumer;
+pub mod delivery;
+pub mod dispatch;
+pub mod dlq;
+pub mod health;
+pub mod kafka;
+pub mod offsets;
+pub mod pipeline;
+pub mod record;
 pub mod shutdown;
 pub mod telemetry;

@@ -121,9 +121,6 @@ fn run(env: &BTreeMap<String, String>, file: Option<&std::path::Path>) -> ExitCo
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if matches!(err.downcast_ref(), Some(crate::app::AppError::NotImplemented)) => {
-            not_implemented("run")
-        }
         Err(err) => {
             tracing::error!(error = %format!("{err:#}"), "The sidecar stopped on an error.");
             ExitCode::FAILURE

@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod app;
+pub mod sidecar;
+
 use std::future::Future;
 use std::time::Duration;
 
@@ -123,4 +126,146 @@ pub async fn sqs() -> aws_sdk_sqs::Client {
     require_tcp("LocalStack", aws_endpoint().trim_start_matches("http://")).await;
     let config = aws_config::load_from_env().await;
     aws_sdk_sqs::Client::new(&config)
+}
+
+/// A record to produce: partition, key, value, headers.
+pub struct Produce {
+    /// Partition.
+    pub partition: i32,
+    /// Key.
+    pub key: Option<Vec<u8>>,
+    /// Value (`None`: tombstone).
+    pub value: Option<Vec<u8>>,
+    /// Headers (`None` value: null header).
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl Produce {
+    /// A record with a text key and value, no headers.
+    pub fn text(partition: i32, key: &str, value: &str) -> Produce {
+        Produce {
+            partition,
+            key: Some(key.as_bytes().to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: vec![],
+        }
+    }
+}
+
+/// Produces `records` in order (one per batch) and waits for every acknowledgement.
+pub async fn produce(topic: &str, records: Vec<Produce>) {
+    use rdkafka::message::{Header, OwnedHeaders};
+    use rdkafka::producer::FutureRecord;
+    let producer = producer();
+    for record in &records {
+        let mut headers = OwnedHeaders::new();
+        for (name, value) in &record.headers {
+            headers = headers.insert(Header { key: name, value: value.as_deref() });
+        }
+        let mut message = FutureRecord::<[u8], [u8]>::to(topic).partition(record.partition).headers(headers);
+        if let Some(key) = &record.key {
+            message = message.key(key);
+        }
+        if let Some(value) = &record.value {
+            message = message.payload(value);
+        }
+        within(Duration::from_secs(30), "produce", producer.send(message, Duration::from_secs(10)))
+            .await
+            .unwrap_or_else(|(err, _)| panic!("produce to {topic}: {err}"));
+    }
+}
+
+/// Reads `count` records from every partition of `topic` with a fresh group (fails after 60 s).
+pub async fn consume(topic: &str, count: usize) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::Message as _;
+    use rdkafka::consumer::Consumer as _;
+    let consumer = consumer(&random_name("reader"));
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    while out.len() < count {
+        let message =
+            within(Duration::from_secs(60), &format!("{count} records from {topic}"), consumer.recv())
+                .await
+                .expect("consume");
+        out.push(message.detach());
+    }
+    out.sort_by_key(|m| (m.partition(), m.offset()));
+    out
+}
+
+/// The committed offsets of `group` for partitions `0..partitions` of `topic` (-1: none).
+pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    use rdkafka::consumer::Consumer as _;
+    let consumer = consumer(group);
+    let mut wanted = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        wanted.add_partition(topic, p);
+    }
+    let list = consumer.committed_offsets(wanted, Duration::from_secs(10)).expect("committed offsets");
+    let offsets = list
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            rdkafka::Offset::Offset(o) => o,
+            _ => -1,
+        })
+        .collect();
+    drop(list); // before the consumer: a live list keeps the consumer from closing
+    offsets
+}
+
+/// Waits until `group` has committed `expected` for `topic`.
+pub async fn wait_committed(group: &str, topic: &str, expected: &[i64]) {
+    let partitions = i32::try_from(expected.len()).expect("partitions");
+    let mut last = Vec::new();
+    for _ in 0..300 {
+        let (g, t) = (group.to_string(), topic.to_string());
+        last = tokio::task::spawn_blocking(move || committed(&g, &t, partitions)).await.expect("join");
+        if last == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("committed offsets of {group} on {topic}: {last:?}, expected {expected:?}");
+}
+
+/// The value of the first header `name` of a Kafka message, as text.
+pub fn header_text(message: &rdkafka::message::OwnedMessage, name: &str) -> Option<String> {
+    use rdkafka::Message as _;
+    use rdkafka::message::Headers as _;
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).to_string())
+}
+
+/// Reads whatever `topic` holds until nothing new arrives for `quiet`.
+pub async fn consume_available(topic: &str, quiet: Duration) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::Message as _;
+    use rdkafka::consumer::Consumer as _;
+    let consumer = consumer(&random_name("reader"));
+    consumer.subscribe(&[topic]).expect("subscribe");
+    // The first records can only come after the group join (about a second on tansu).
+    let mut out = Vec::new();
+    let mut limit = quiet + Duration::from_secs(3);
+    while let Ok(result) = tokio::time::timeout(limit, consumer.recv()).await {
+        out.push(result.expect("consume").detach());
+        limit = quiet;
+    }
+    out.sort_by_key(|m| (m.partition(), m.offset()));
+    out
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// `GET url`, returning the status and body.
+pub async fn get(url: &str) -> (u16, String) {
+    let response = reqwest::get(url).await.unwrap_or_else(|err| panic!("GET {url}: {err}"));
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
 }

@@ -1,0 +1,167 @@
+//! The consumer's librdkafka context: rebalance handling, commit results, statistics, logs.
+//!
+//! librdkafka calls these on the poll thread. On revoke the callback blocks that thread (it is
+//! the consumer's own thread, not a tokio worker) until the dispatcher has drained the revoked
+//! partitions or the drain deadline passes, then commits their watermarks synchronously, and
+//! only then lets librdkafka release them: a record finished by this member is never delivered
+//! again by the next owner.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext as RdConsumerContext, Rebalance,
+};
+use rdkafka::error::{KafkaError, KafkaResult};
+use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+
+use crate::dispatch::{Command, DispatchHandle};
+use crate::health::Health;
+use crate::kafka;
+use crate::offsets::OffsetTracker;
+use crate::record::TopicPartition;
+use crate::telemetry::metrics::Metrics;
+
+/// State the callbacks need.
+pub struct ConsumerContext {
+    /// Watermarks: assigned on assign, final commit taken on revoke.
+    pub tracker: Arc<OffsetTracker>,
+    /// The dispatcher, told about assignments and revokes.
+    pub dispatch: DispatchHandle,
+    /// Readiness (group joined).
+    pub health: Arc<Health>,
+    /// Metrics (lag, commit failures).
+    pub metrics: Metrics,
+    /// How long a revoke waits for in-flight records.
+    pub drain_timeout: Duration,
+    /// Set when the assignment changed, so the poll loop re-applies pauses.
+    pub assignment_changed: AtomicBool,
+}
+
+/// The partitions of a list.
+pub fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
+}
+
+/// A list of offsets to commit.
+pub fn commit_list(commits: &[(TopicPartition, i64)]) -> TopicPartitionList {
+    let mut tpl = TopicPartitionList::with_capacity(commits.len());
+    for (tp, offset) in commits {
+        // Adding a partition to a fresh list cannot fail for a valid offset.
+        let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset));
+    }
+    tpl
+}
+
+impl ConsumerContext {
+    fn on_assign(&self, tpl: &TopicPartitionList) {
+        let assigned: Vec<(TopicPartition, u64)> =
+            partitions_of(tpl).into_iter().map(|tp| (tp.clone(), self.tracker.assign(&tp))).collect();
+        if !assigned.is_empty() {
+            let names: Vec<String> = assigned.iter().map(|(tp, _)| tp.to_string()).collect();
+            tracing::info!(partitions = %names.join(","), "Partitions assigned.");
+        }
+        self.dispatch.send(Command::Assigned(assigned));
+        self.health.mark_joined();
+        self.assignment_changed.store(true, Ordering::Release);
+    }
+
+    fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let tps = partitions_of(tpl);
+        if tps.is_empty() {
+            return;
+        }
+        self.metrics.forget_lag(&tps);
+        self.assignment_changed.store(true, Ordering::Release);
+        let names: Vec<String> = tps.iter().map(ToString::to_string).collect();
+        if consumer.assignment_lost() {
+            // Another member may already own them: abandon without committing.
+            self.dispatch.send(Command::Abort(tps.clone()));
+            let (done, _) = std::sync::mpsc::sync_channel(1);
+            self.dispatch.send(Command::Revoke { tps: tps.clone(), done });
+            for tp in &tps {
+                let _ = self.tracker.revoke(tp);
+            }
+            tracing::warn!(partitions = %names.join(","), "Partitions lost (session timeout): abandoned without commit.");
+            return;
+        }
+        let (done, drained) = std::sync::mpsc::sync_channel(1);
+        if self.dispatch.send(Command::Revoke { tps: tps.clone(), done })
+            && drained.recv_timeout(self.drain_timeout).is_err()
+        {
+            tracing::warn!(
+                partitions = %names.join(","), deadline = ?self.drain_timeout,
+                "Revoked partitions did not drain in time: abandoning their records in flight."
+            );
+            self.dispatch.send(Command::Abort(tps.clone()));
+            let _ = drained.recv_timeout(Duration::from_secs(2));
+        }
+        let commits: Vec<(TopicPartition, i64)> =
+            tps.iter().filter_map(|tp| self.tracker.revoke(tp).map(|offset| (tp.clone(), offset))).collect();
+        if !commits.is_empty() {
+            match consumer.commit(&commit_list(&commits), CommitMode::Sync) {
+                Ok(()) => {}
+                Err(err) => {
+                    self.metrics.commit_failed();
+                    tracing::warn!(error = %err, "Commit of revoked partitions failed: their last records may be delivered again.");
+                }
+            }
+        }
+        tracing::info!(partitions = %names.join(","), "Partitions revoked after drain and commit.");
+    }
+}
+
+impl ClientContext for ConsumerContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        kafka::route_log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        kafka::route_error(&error, reason);
+    }
+
+    fn stats(&self, statistics: Statistics) {
+        let mut lags = Vec::new();
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 && p.fetch_state == "active" {
+                    lags.push((TopicPartition::new(topic.as_str(), *partition), p.consumer_lag));
+                }
+            }
+        }
+        self.metrics.set_lag(lags);
+    }
+}
+
+impl RdConsumerContext for ConsumerContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            self.on_revoke(consumer, tpl);
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => self.on_assign(tpl),
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(err) => tracing::error!(error = %err, "Rebalance failed."),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        if let Err(err) = result {
+            self.metrics.commit_failed();
+            for element in offsets.elements() {
+                if let Offset::Offset(offset) = element.offset() {
+                    self.tracker
+                        .commit_failed(&TopicPartition::new(element.topic(), element.partition()), offset);
+                }
+            }
+            tracing::warn!(error = %err, "Offset commit failed: it is retried at the next commit.");
+        }
+    }
+}

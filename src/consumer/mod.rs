@@ -1,0 +1,293 @@
+//! The consumer: one rdkafka `StreamConsumer` in the consumer group, polled without pause by
+//! one task on its own thread.
+//!
+//! The poll loop copies each message into a [`Record`] and hands batches to the dispatcher. It
+//! never stops polling for back-pressure: it pauses and resumes partitions as the dispatcher
+//! and the circuit breaker ask, so the member stays in the group and keeps its token fresh.
+//! Offsets are never stored or committed by librdkafka itself: the loop commits the offset
+//! tracker's watermarks every second, and synchronously on revoke and shutdown.
+//!
+//! The loop runs on a dedicated thread with a current-thread runtime because librdkafka's
+//! rebalance callback blocks while revoked partitions drain; that must not block a worker of
+//! the runtime that runs the deliveries.
+
+mod context;
+mod pause;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::{FutureExt as _, StreamExt as _};
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
+use rdkafka::{ClientConfig, Timestamp};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use context::ConsumerContext;
+use context::commit_list;
+use pause::PauseState;
+
+use crate::config::{Config, StartFrom};
+use crate::dispatch::{Command, DispatchHandle, Flow};
+use crate::health::Health;
+use crate::kafka;
+use crate::offsets::OffsetTracker;
+use crate::record::{Header, Record, TopicPartition};
+use crate::telemetry::metrics::Metrics;
+
+/// How often the watermarks are committed.
+pub const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Most records handed to the dispatcher in one batch.
+const POLL_BATCH: usize = 512;
+
+/// Why the consumer could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    /// librdkafka rejected the configuration or the subscription.
+    #[error("cannot start the Kafka consumer: {0}")]
+    Create(#[from] rdkafka::error::KafkaError),
+    /// The consumer thread could not be started.
+    #[error("cannot start the consumer thread: {0}")]
+    Thread(#[from] std::io::Error),
+    /// The consumer thread ended without reporting.
+    #[error("the consumer thread stopped unexpectedly")]
+    Vanished,
+}
+
+/// The librdkafka consumer settings.
+pub fn consumer_config(config: &Config) -> ClientConfig {
+    let kafka_config = &config.kafka;
+    let mut c = kafka::client_config(kafka_config, "msk-sidecar");
+    c.set("group.id", &kafka_config.group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set(
+            "auto.offset.reset",
+            match kafka_config.start_from {
+                StartFrom::Earliest => "earliest",
+                StartFrom::Latest => "latest",
+            },
+        )
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("enable.partition.eof", "false")
+        .set("statistics.interval.ms", "5000")
+        // Drain backlogs without librdkafka's default 1 s fetch back-off when its queue fills,
+        // and keep its pre-fetch queue small: the dispatcher buffers what runs.
+        .set("fetch.queue.backoff.ms", "10")
+        .set("queued.min.messages", "20000")
+        .set("queued.max.messages.kbytes", "16384");
+    kafka::apply_passthrough(&mut c, kafka_config);
+    c
+}
+
+/// Everything the poll loop works with.
+pub struct Parts {
+    /// Watermarks.
+    pub tracker: Arc<OffsetTracker>,
+    /// The dispatcher.
+    pub dispatch: DispatchHandle,
+    /// Pause/resume requests from the dispatcher.
+    pub flow: mpsc::UnboundedReceiver<Flow>,
+    /// Circuit breaker state (open = pause everything).
+    pub breaker: watch::Receiver<bool>,
+    /// Readiness.
+    pub health: Arc<Health>,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// Starts the consumer thread. Returns once the consumer is created and subscribed; the
+/// receiver reports when it has drained, committed and closed.
+pub fn spawn(
+    config: &Config,
+    parts: Parts,
+    shutdown: CancellationToken,
+) -> Result<oneshot::Receiver<Result<(), ConsumerError>>, ConsumerError> {
+    let client_config = consumer_config(config);
+    let topics = config.kafka.topics.clone();
+    let grace = config.shutdown_grace;
+    let session_timeout = client_config
+        .get("session.timeout.ms")
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(Duration::from_secs(45), Duration::from_millis);
+    let drain_timeout = (session_timeout * 2 / 3).min(grace).max(Duration::from_millis(500));
+    let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new().name("msk-sidecar-consumer".into()).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                drop(started_tx.send(Err(ConsumerError::Thread(err))));
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let context = ConsumerContext {
+                tracker: parts.tracker.clone(),
+                dispatch: parts.dispatch.clone(),
+                health: parts.health.clone(),
+                metrics: parts.metrics.clone(),
+                drain_timeout,
+                assignment_changed: AtomicBool::new(false),
+            };
+            let consumer: StreamConsumer<ConsumerContext> = match client_config.create_with_context(context) {
+                Ok(consumer) => consumer,
+                Err(err) => {
+                    drop(started_tx.send(Err(ConsumerError::Create(err))));
+                    return;
+                }
+            };
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            if let Err(err) = consumer.subscribe(&names) {
+                drop(started_tx.send(Err(ConsumerError::Create(err))));
+                return;
+            }
+            drop(started_tx.send(Ok(())));
+            let drained = poll_loop(&consumer, parts, shutdown).await;
+            shut_down(&consumer, drained, grace).await;
+            drop(consumer);
+            drop(done_tx.send(Ok(())));
+        });
+    })?;
+    match started_rx.recv() {
+        Ok(Ok(())) => Ok(done_rx),
+        Ok(Err(err)) => Err(err),
+        Err(_) => Err(ConsumerError::Vanished),
+    }
+}
+
+/// Polls until shutdown; returns the signal of the shutdown drain it started.
+async fn poll_loop(
+    consumer: &StreamConsumer<ConsumerContext>,
+    mut parts: Parts,
+    shutdown: CancellationToken,
+) -> Option<oneshot::Receiver<()>> {
+    let mut topics = TopicNames::default();
+    let mut stream = consumer.stream();
+    let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
+    let mut reconcile_tick = tokio::time::interval(Duration::from_millis(200));
+    let mut pauses = PauseState::new(parts.metrics.clone());
+    pauses.breaker = *parts.breaker.borrow();
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            Some(flow) = parts.flow.recv() => {
+                pauses.apply(flow);
+                pauses.reconcile(consumer);
+            }
+            Ok(()) = parts.breaker.changed() => {
+                pauses.breaker = *parts.breaker.borrow_and_update();
+                pauses.reconcile(consumer);
+            }
+            _ = commit_tick.tick() => commit(consumer, &parts.tracker, CommitMode::Async),
+            _ = reconcile_tick.tick() => {
+                if consumer.context().assignment_changed.swap(false, std::sync::atomic::Ordering::AcqRel) {
+                    pauses.reassigned(consumer);
+                }
+            }
+            item = stream.next() => match item {
+                Some(Ok(message)) => {
+                    let mut batch = Vec::with_capacity(64);
+                    batch.push(to_record(&message, &mut topics));
+                    drop(message);
+                    while batch.len() < POLL_BATCH {
+                        match stream.next().now_or_never() {
+                            Some(Some(Ok(message))) => batch.push(to_record(&message, &mut topics)),
+                            Some(Some(Err(err))) => tracing::warn!(error = %err, "Consumer error."),
+                            _ => break,
+                        }
+                    }
+                    parts.dispatch.send(Command::Records(batch));
+                }
+                Some(Err(err)) => tracing::warn!(error = %err, "Consumer error."),
+                None => break,
+            },
+        }
+    }
+    drop(stream);
+    let (done, drained) = oneshot::channel();
+    parts.health.set_problem(crate::health::Component::Consumer, "shutting down");
+    parts.dispatch.send(Command::Shutdown { done }).then_some(drained)
+}
+
+/// Waits for the shutdown drain (within the grace period), commits, and leaves the group.
+async fn shut_down(
+    consumer: &StreamConsumer<ConsumerContext>,
+    drained: Option<oneshot::Receiver<()>>,
+    grace: Duration,
+) {
+    let deadline = grace.saturating_sub(Duration::from_secs(2)).max(Duration::from_millis(500));
+    if let Some(mut drained) = drained {
+        match tokio::time::timeout(deadline, &mut drained).await {
+            Ok(_) => tracing::info!("In-flight records finished."),
+            Err(_) => {
+                tracing::warn!(grace = ?grace, "Shutdown grace over: abandoning records still in flight; they will be delivered again.");
+                consumer.context().dispatch.send(Command::AbortAll);
+                let _ = tokio::time::timeout(Duration::from_secs(1), drained).await;
+            }
+        }
+    }
+    commit(consumer, &consumer.context().tracker, CommitMode::Sync);
+    consumer.unsubscribe();
+}
+
+fn commit(consumer: &StreamConsumer<ConsumerContext>, tracker: &OffsetTracker, mode: CommitMode) {
+    let commits = tracker.take_commits(None);
+    if commits.is_empty() {
+        return;
+    }
+    if let Err(err) = consumer.commit(&commit_list(&commits), mode) {
+        consumer.context().metrics.commit_failed();
+        commits.iter().for_each(|(tp, offset)| tracker.commit_failed(tp, *offset));
+        tracing::warn!(error = %err, "Offset commit failed: it is retried at the next commit.");
+    }
+}
+
+/// Topic names already seen, so records share one allocation per topic.
+#[derive(Default)]
+pub struct TopicNames {
+    /// Interned names.
+    names: Vec<Arc<str>>,
+}
+
+impl TopicNames {
+    /// The shared name of `topic`.
+    pub fn get(&mut self, topic: &str) -> Arc<str> {
+        if let Some(name) = self.names.iter().find(|n| &***n == topic) {
+            return name.clone();
+        }
+        let name: Arc<str> = Arc::from(topic);
+        self.names.push(name.clone());
+        name
+    }
+}
+
+/// Copies a message out of librdkafka's buffer.
+pub fn to_record(message: &BorrowedMessage<'_>, topics: &mut TopicNames) -> Record {
+    let timestamp = match message.timestamp() {
+        Timestamp::NotAvailable => None,
+        Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
+    };
+    let headers = message
+        .headers()
+        .map(|headers| {
+            headers
+                .iter()
+                .map(|h| Header { name: h.key.to_string(), value: h.value.map(Bytes::copy_from_slice) })
+                .collect()
+        })
+        .unwrap_or_default();
+    Record {
+        tp: TopicPartition { topic: topics.get(message.topic()), partition: message.partition() },
+        offset: message.offset(),
+        timestamp,
+        key: message.key().map(Bytes::copy_from_slice),
+        value: message.payload().map(Bytes::copy_from_slice),
+        headers,
+    }
+}

@@ -1,0 +1,344 @@
+//! HTTP delivery: one POST per record to the application, as the contract in `DESIGN.md` says.
+//!
+//! The body is the record value unchanged; coordinates, key, timestamp and headers travel as
+//! `x-kafka-*` headers (binary values base64). A pooled keep-alive client is shared by every
+//! attempt; each attempt has its own timeout. Responses are classified: 2xx delivered; 408,
+//! 429, 5xx retryable (429/503 with `Retry-After` carry the delay); other 4xx permanent;
+//! refused, reset or timed-out connections mean the application is unreachable.
+
+use std::error::Error as _;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use url::Url;
+
+use super::{Attempt, AttemptOutcome, Delivery, Failure, FailureKind};
+use crate::record::Record;
+
+/// Response body bytes kept for the dead letter's error text.
+const DETAIL_BYTES: usize = 512;
+
+/// Why the HTTP target could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The HTTP client could not be created (TLS roots, resolver).
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Posts records to the application.
+#[derive(Clone)]
+pub struct HttpDelivery {
+    /// Pooled client shared by all attempts.
+    client: reqwest::Client,
+    /// The application endpoint.
+    url: Url,
+    /// Per-attempt time limit.
+    timeout: Duration,
+}
+
+impl HttpDelivery {
+    /// Builds the target with a connection pool sized for `max_in_flight` concurrent requests.
+    pub fn new(url: Url, timeout: Duration, max_in_flight: usize) -> Result<Self, HttpError> {
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(max_in_flight)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .build()?;
+        Ok(HttpDelivery { client, url, timeout })
+    }
+
+    async fn attempt(&self, record: &Record, attempt: &Attempt) -> AttemptOutcome {
+        let body = record.value.clone().unwrap_or_default();
+        let request = self.client.post(self.url.clone()).headers(request_headers(record, attempt)).body(body);
+        match request.timeout(self.timeout).send().await {
+            Ok(response) => classify_response(response).await,
+            Err(err) => AttemptOutcome::Failed(classify_error(&err, self.timeout)),
+        }
+    }
+}
+
+impl Delivery for HttpDelivery {
+    fn deliver<'a>(&'a self, record: &'a Record, attempt: &'a Attempt) -> BoxFuture<'a, AttemptOutcome> {
+        self.attempt(record, attempt).boxed()
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<(), String>> {
+        async move {
+            let host = self.url.host_str().ok_or("the delivery URL has no host")?.to_string();
+            let port = self.url.port_or_known_default().ok_or("the delivery URL has no port")?;
+            let connect = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port));
+            match tokio::time::timeout(Duration::from_secs(2), connect).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(err)) => Err(err.to_string()),
+                Err(_) => Err("connect timed out".to_string()),
+            }
+        }
+        .boxed()
+    }
+
+    fn describe(&self) -> String {
+        crate::config::redact_url(&self.url)
+    }
+}
+
+/// The request headers of the contract.
+pub fn request_headers(record: &Record, attempt: &Attempt) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(8 + record.headers.len());
+    let content_type = record
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-type"))
+        .and_then(|h| h.value.as_ref())
+        .and_then(|v| HeaderValue::from_bytes(v).ok())
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    headers.insert(reqwest::header::CONTENT_TYPE, content_type);
+    headers.insert("x-kafka-topic", text_value(&record.tp.topic));
+    headers.insert("x-kafka-partition", HeaderValue::from(record.tp.partition));
+    headers.insert("x-kafka-offset", HeaderValue::from(record.offset));
+    if let Some(key) = &record.key {
+        headers.insert("x-kafka-key", text_value(&BASE64.encode(key)));
+    }
+    if let Some(timestamp) = record.timestamp {
+        headers.insert("x-kafka-timestamp", HeaderValue::from(timestamp));
+    }
+    if record.value.is_none() {
+        headers.insert("x-kafka-tombstone", HeaderValue::from_static("true"));
+    }
+    for header in &record.headers {
+        if let Ok(name) =
+            HeaderName::from_bytes(format!("x-kafka-header-{}", encode_name(&header.name)).as_bytes())
+        {
+            let value = header.value.as_ref().map(|v| BASE64.encode(v)).unwrap_or_default();
+            headers.append(name, text_value(&value));
+        }
+    }
+    headers.insert("x-delivery-attempt", HeaderValue::from(attempt.number));
+    if let Some(traceparent) = attempt.traceparent.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert("traceparent", traceparent);
+    }
+    if let Some(tracestate) = attempt.tracestate.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert("tracestate", tracestate);
+    }
+    headers
+}
+
+/// A header value from text we produced (base64, decimal, topic names): always visible ASCII.
+fn text_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// A Kafka header name as the suffix of an HTTP header name: lower case (HTTP names are case
+/// insensitive), bytes that are not HTTP token characters and `%` percent-encoded.
+pub fn encode_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for byte in name.bytes() {
+        let c = byte.to_ascii_lowercase();
+        let token = c.is_ascii_alphanumeric() || b"!#$&'*+-.^_`|~".contains(&c);
+        if token {
+            out.push(char::from(c));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+async fn classify_response(response: reqwest::Response) -> AttemptOutcome {
+    let status = response.status();
+    if status.is_success() {
+        return AttemptOutcome::Delivered;
+    }
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_retry_after);
+    let kind = classify_status(status);
+    let body = response.bytes().await.unwrap_or_default();
+    let detail = one_line(&String::from_utf8_lossy(&body[..body.len().min(DETAIL_BYTES)]));
+    let mut failure = Failure::new(kind, format!("HTTP {status}"));
+    failure.detail = (!detail.is_empty()).then_some(detail);
+    if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+        failure.retry_after = retry_after;
+    }
+    AttemptOutcome::Failed(failure)
+}
+
+/// The failure kind of a non-2xx status.
+pub fn classify_status(status: StatusCode) -> FailureKind {
+    match status.as_u16() {
+        408 | 429 | 500..=599 => FailureKind::Retryable,
+        _ => FailureKind::Permanent,
+    }
+}
+
+/// Parses `Retry-After`: delta seconds or an HTTP date.
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+fn classify_error(err: &reqwest::Error, timeout: Duration) -> Failure {
+    if err.is_timeout() {
+        return Failure::new(
+            FailureKind::Unreachable,
+            format!("no response within {}", humantime::format_duration(timeout)),
+        );
+    }
+    let root = root_cause(err);
+    if err.is_connect() {
+        return Failure::new(FailureKind::Unreachable, format!("cannot connect: {root}"));
+    }
+    let io_kind = causes(err).find_map(|e| e.downcast_ref::<std::io::Error>()).map(std::io::Error::kind);
+    let dropped = matches!(
+        io_kind,
+        Some(
+            std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+                | std::io::ErrorKind::UnexpectedEof
+        )
+    ) || causes(err)
+        .filter_map(|e| e.downcast_ref::<hyper::Error>())
+        .any(|e| e.is_incomplete_message() || e.is_closed() || e.is_canceled());
+    let kind = if dropped { FailureKind::Unreachable } else { FailureKind::Retryable };
+    Failure::new(kind, format!("request failed: {root}"))
+}
+
+/// The chain of causes below `err`.
+fn causes<'a>(err: &'a reqwest::Error) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    let mut next = err.source();
+    std::iter::from_fn(move || {
+        let current = next?;
+        next = current.source();
+        Some(current)
+    })
+}
+
+fn root_cause(err: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    one_line(&cause.to_string())
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::record::{Header, TopicPartition};
+
+    fn record() -> Record {
+        Record {
+            tp: TopicPartition::new("orders", 2),
+            offset: 41,
+            timestamp: Some(1_700_000_000_123),
+            key: Some(Bytes::from_static(&[0xff, 0x00, b'k'])),
+            value: Some(Bytes::from_static(b"{}")),
+            headers: vec![
+                Header { name: "content-type".into(), value: Some(Bytes::from_static(b"application/json")) },
+                Header { name: "Trace Id".into(), value: Some(Bytes::from_static(&[0xc3, 0x28])) },
+                Header { name: "x-kafka-topic".into(), value: None },
+                Header { name: "dup".into(), value: Some(Bytes::from_static(b"1")) },
+                Header { name: "dup".into(), value: Some(Bytes::from_static(b"2")) },
+            ],
+        }
+    }
+
+    #[test]
+    fn headers_follow_the_contract() {
+        let attempt = Attempt {
+            number: 3,
+            traceparent: Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into()),
+            tracestate: None,
+        };
+        let h = request_headers(&record(), &attempt);
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        assert_eq!(get("content-type").as_deref(), Some("application/json"));
+        assert_eq!(get("x-kafka-topic").as_deref(), Some("orders"));
+        assert_eq!(get("x-kafka-partition").as_deref(), Some("2"));
+        assert_eq!(get("x-kafka-offset").as_deref(), Some("41"));
+        assert_eq!(get("x-kafka-key").as_deref(), Some("/wBr"));
+        assert_eq!(get("x-kafka-timestamp").as_deref(), Some("1700000000123"));
+        assert_eq!(get("x-delivery-attempt").as_deref(), Some("3"));
+        assert_eq!(get("x-kafka-header-trace%20id").as_deref(), Some("wyg="));
+        assert_eq!(
+            get("x-kafka-header-x-kafka-topic").as_deref(),
+            Some(""),
+            "contract-like names stay prefixed"
+        );
+        let dups: Vec<_> = h.get_all("x-kafka-header-dup").iter().map(|v| v.to_str().unwrap_or("")).collect();
+        assert_eq!(dups, vec!["MQ==", "Mg=="]);
+        assert!(get("traceparent").is_some());
+        assert!(get("x-kafka-tombstone").is_none());
+    }
+
+    #[test]
+    fn missing_key_content_type_and_value_are_handled() {
+        let mut r = record();
+        r.key = None;
+        r.value = None;
+        r.headers.clear();
+        let h = request_headers(&r, &Attempt { number: 1, ..Attempt::default() });
+        assert!(h.get("x-kafka-key").is_none());
+        assert_eq!(h.get("content-type").map(|v| v.as_bytes()), Some(&b"application/octet-stream"[..]));
+        assert_eq!(h.get("x-kafka-tombstone").map(|v| v.as_bytes()), Some(&b"true"[..]));
+    }
+
+    #[test]
+    fn statuses_are_classified() {
+        for (code, kind) in [
+            (408, FailureKind::Retryable),
+            (429, FailureKind::Retryable),
+            (500, FailureKind::Retryable),
+            (503, FailureKind::Retryable),
+            (599, FailureKind::Retryable),
+            (400, FailureKind::Permanent),
+            (404, FailureKind::Permanent),
+            (413, FailureKind::Permanent),
+            (301, FailureKind::Permanent),
+        ] {
+            let status = StatusCode::from_u16(code).expect("status");
+            assert_eq!(classify_status(status), kind, "{code}");
+        }
+    }
+
+    #[test]
+    fn retry_after_accepts_seconds_and_dates() {
+        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
+        let soon = SystemTime::now() + Duration::from_secs(120);
+        let parsed = parse_retry_after(&httpdate::fmt_http_date(soon)).expect("date");
+        assert!(parsed > Duration::from_secs(100) && parsed <= Duration::from_secs(120));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO),
+            "past dates mean now"
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn header_names_are_lowercased_and_percent_encoded() {
+        assert_eq!(encode_name("Content-Type"), "content-type");
+        assert_eq!(encode_name("a b%c"), "a%20b%25c");
+        assert_eq!(encode_name("é"), "%C3%A9");
+    }
+}

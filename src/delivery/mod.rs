@@ -1,0 +1,85 @@
+//! Delivery: hands one record to the application and says what happened.
+//!
+//! A [`Delivery`] makes one attempt and classifies the result ([`AttemptOutcome`]); retrying,
+//! backoff and dead-lettering are the pipeline's business. [`http`] posts to the application;
+//! later targets (SQS) implement the same trait.
+
+pub mod http;
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::record::Record;
+
+/// What one attempt is, beyond the record itself.
+#[derive(Clone, Debug, Default)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// W3C `traceparent` of the attempt span, sent to the application.
+    pub traceparent: Option<String>,
+    /// W3C `tracestate` that goes with it.
+    pub tracestate: Option<String>,
+}
+
+/// How an attempt failed, which decides what the pipeline does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Try again after a backoff (5xx, 408, 429).
+    Retryable,
+    /// The application could not be reached (refused, reset, timeout): try again, and count
+    /// towards the circuit breaker.
+    Unreachable,
+    /// Trying again cannot help (other 4xx): dead-letter now.
+    Permanent,
+}
+
+/// A failed attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// What kind of failure.
+    pub kind: FailureKind,
+    /// Short, loggable description (`HTTP 503 Service Unavailable`, `connection refused`).
+    pub error: String,
+    /// More detail for the dead letter only (the start of the response body); never logged.
+    pub detail: Option<String>,
+    /// Delay the application asked for (`Retry-After`).
+    pub retry_after: Option<Duration>,
+}
+
+impl Failure {
+    /// A failure without detail or requested delay.
+    pub fn new(kind: FailureKind, error: impl Into<String>) -> Self {
+        Failure { kind, error: error.into(), detail: None, retry_after: None }
+    }
+
+    /// The description for a dead letter: the error and its detail, one line.
+    pub fn full_text(&self) -> String {
+        match &self.detail {
+            Some(detail) if !detail.is_empty() => format!("{}: {detail}", self.error),
+            _ => self.error.clone(),
+        }
+    }
+}
+
+/// The result of one attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    /// The application accepted the record.
+    Delivered,
+    /// The attempt failed.
+    Failed(Failure),
+}
+
+/// A delivery target.
+pub trait Delivery: Send + Sync + 'static {
+    /// Makes one attempt to deliver `record`.
+    fn deliver<'a>(&'a self, record: &'a Record, attempt: &'a Attempt) -> BoxFuture<'a, AttemptOutcome>;
+
+    /// Checks that the target is reachable again after an outage (used by the circuit breaker).
+    fn probe(&self) -> BoxFuture<'_, Result<(), String>>;
+
+    /// Where records go, for logs and readiness reasons (no secrets).
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,402 @@
+//! The dispatcher task's state: partitions, lanes, the ready queue, drains and back-pressure.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::{Command, DoneReceiver, DrainDone, Flow, Limits};
+use crate::config::Ordering;
+use crate::offsets::OffsetTracker;
+use crate::pipeline::{Cancel, Pipeline};
+use crate::record::{Record, TopicPartition};
+use crate::telemetry::metrics::{Metrics, TopicCounters};
+
+/// Records handed to one lane task at most.
+const BATCH: usize = 128;
+
+/// A lane: the topic-partition and a lane number within it.
+pub(super) type LaneKey = (TopicPartition, u64);
+
+/// Reported by a lane task when it stops.
+#[derive(Debug)]
+pub struct LaneDone {
+    /// The lane.
+    key: LaneKey,
+    /// Records the task was given (processed or not): they leave the buffer.
+    records: usize,
+    /// Their bytes.
+    bytes: usize,
+}
+
+/// One assigned partition as the dispatcher sees it.
+struct Partition {
+    /// Offset tracker epoch of this assignment.
+    epoch: u64,
+    /// Cancellation of this partition's records.
+    cancel: Cancel,
+    /// Records buffered (queued or handed to a lane task).
+    buffered: usize,
+    /// Their bytes.
+    bytes: usize,
+    /// Lane tasks running.
+    active: usize,
+    /// Whether we asked the consumer to pause it.
+    paused: bool,
+    /// Revoked: records arriving for it are dropped.
+    revoking: bool,
+    /// Counters of the topic.
+    counters: Arc<TopicCounters>,
+}
+
+/// A queue of records processed one at a time.
+#[derive(Default)]
+struct Lane {
+    /// Records not yet handed to a task.
+    queue: VecDeque<Record>,
+    /// Whether a task runs this lane.
+    running: bool,
+    /// Whether the lane sits in the ready queue.
+    ready: bool,
+}
+
+/// A pending drain.
+struct Drain {
+    /// Partitions that must have no running task.
+    tps: Vec<TopicPartition>,
+    /// Whom to tell.
+    done: DrainSignal,
+}
+
+enum DrainSignal {
+    Revoke(DrainDone),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// The dispatcher task's state.
+pub(super) struct Dispatcher {
+    ordering: Ordering,
+    max_in_flight: usize,
+    limits: Limits,
+    pipeline: Arc<Pipeline>,
+    tracker: Arc<OffsetTracker>,
+    metrics: Metrics,
+    flow: mpsc::UnboundedSender<Flow>,
+    done_tx: mpsc::UnboundedSender<LaneDone>,
+    /// Parent of every partition's cancellation.
+    root: Cancel,
+    partitions: HashMap<TopicPartition, Partition>,
+    lanes: HashMap<LaneKey, Lane>,
+    /// Lanes with queued records waiting for a free slot, oldest first.
+    ready: VecDeque<LaneKey>,
+    /// Lane tasks running.
+    running: usize,
+    total_records: usize,
+    total_bytes: usize,
+    /// Whether every partition is paused for the overall bound.
+    all_paused: bool,
+    drains: Vec<Drain>,
+    /// Set once shutdown starts.
+    stopping: bool,
+}
+
+impl Dispatcher {
+    pub(super) fn new(setup: super::Setup, done_tx: mpsc::UnboundedSender<LaneDone>) -> Self {
+        Dispatcher {
+            ordering: setup.ordering,
+            max_in_flight: setup.max_in_flight.max(1),
+            limits: setup.limits,
+            pipeline: setup.pipeline,
+            tracker: setup.tracker,
+            metrics: setup.metrics,
+            flow: setup.flow,
+            done_tx,
+            root: Cancel::default(),
+            partitions: HashMap::new(),
+            lanes: HashMap::new(),
+            ready: VecDeque::new(),
+            running: 0,
+            total_records: 0,
+            total_bytes: 0,
+            all_paused: false,
+            drains: Vec::new(),
+            stopping: false,
+        }
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        mut done: DoneReceiver,
+    ) {
+        loop {
+            tokio::select! {
+                biased;
+                Some(lane) = done.recv() => self.on_lane_done(lane),
+                command = commands.recv() => match command {
+                    Some(command) => self.on_command(command),
+                    None => {
+                        self.root.soft.cancel();
+                        self.root.hard.cancel();
+                        break;
+                    }
+                },
+            }
+            if self.stopping && self.running == 0 && self.drains.is_empty() {
+                break;
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Assigned(tps) => {
+                for (tp, epoch) in tps {
+                    let counters = self.metrics.topic(&tp.topic);
+                    let partition = Partition {
+                        epoch,
+                        cancel: self.root.child(),
+                        buffered: 0,
+                        bytes: 0,
+                        active: 0,
+                        paused: false,
+                        revoking: false,
+                        counters,
+                    };
+                    self.partitions.insert(tp, partition);
+                }
+            }
+            Command::Records(records) => self.on_records(records),
+            Command::Revoke { tps, done } => self.drain(tps, DrainSignal::Revoke(done)),
+            Command::Abort(tps) => {
+                for tp in &tps {
+                    if let Some(p) = self.partitions.get(tp) {
+                        p.cancel.hard.cancel();
+                    }
+                }
+            }
+            Command::Shutdown { done } => {
+                self.stopping = true;
+                let tps = self.partitions.keys().cloned().collect();
+                self.drain(tps, DrainSignal::Shutdown(done));
+            }
+            Command::AbortAll => self.root.hard.cancel(),
+        }
+    }
+
+    fn lane_of(&self, record: &Record) -> LaneKey {
+        let lane = match self.ordering {
+            Ordering::Partition => 0,
+            Ordering::Key => record.key.as_ref().map_or(0, |key| {
+                let mut hasher = DefaultHasher::new();
+                key.hash(&mut hasher);
+                hasher.finish() | 1
+            }),
+            Ordering::None => u64::try_from(record.offset).unwrap_or(0),
+        };
+        (record.tp.clone(), lane)
+    }
+
+    fn on_records(&mut self, records: Vec<Record>) {
+        let mut touched: Vec<TopicPartition> = Vec::new();
+        for record in records {
+            let key = self.lane_of(&record);
+            let Some(partition) = self.partitions.get_mut(&record.tp) else { continue };
+            if partition.revoking || !self.tracker.track(&record.tp, partition.epoch, record.offset) {
+                continue; // not ours (any more): not tracked, so never committed
+            }
+            partition.counters.consumed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let size = record.size();
+            partition.buffered += 1;
+            partition.bytes += size;
+            self.total_records += 1;
+            self.total_bytes += size;
+            if touched.last() != Some(&record.tp) {
+                touched.push(record.tp.clone());
+            }
+            let lane = self.lanes.entry(key.clone()).or_default();
+            lane.queue.push_back(record);
+            if !lane.running && !lane.ready {
+                lane.ready = true;
+                self.ready.push_back(key);
+            }
+        }
+        self.schedule();
+        touched.dedup();
+        for tp in touched {
+            self.check_pause(&tp);
+        }
+    }
+
+    fn schedule(&mut self) {
+        while self.running < self.max_in_flight {
+            let Some(key) = self.ready.pop_front() else { break };
+            let Some(lane) = self.lanes.get_mut(&key) else { continue };
+            lane.ready = false;
+            if lane.running || lane.queue.is_empty() {
+                continue;
+            }
+            let Some(partition) = self.partitions.get_mut(&key.0) else { continue };
+            let take = lane.queue.len().min(BATCH);
+            let batch: Vec<Record> = lane.queue.drain(..take).collect();
+            lane.running = true;
+            partition.active += 1;
+            self.running += 1;
+            self.metrics.add_in_flight(1);
+            let task = LaneTask {
+                key,
+                batch,
+                epoch: partition.epoch,
+                cancel: partition.cancel.clone(),
+                counters: partition.counters.clone(),
+                pipeline: self.pipeline.clone(),
+                tracker: self.tracker.clone(),
+                done: self.done_tx.clone(),
+            };
+            tokio::spawn(task.run());
+        }
+    }
+
+    fn on_lane_done(&mut self, done: LaneDone) {
+        self.running -= 1;
+        self.metrics.add_in_flight(-1);
+        self.total_records -= done.records;
+        self.total_bytes -= done.bytes;
+        let tp = done.key.0.clone();
+        if let Some(partition) = self.partitions.get_mut(&tp) {
+            partition.active -= 1;
+            partition.buffered -= done.records;
+            partition.bytes -= done.bytes;
+        }
+        if let Some(lane) = self.lanes.get_mut(&done.key) {
+            lane.running = false;
+            if lane.queue.is_empty() {
+                self.lanes.remove(&done.key);
+            } else if !lane.ready {
+                lane.ready = true;
+                self.ready.push_back(done.key);
+            }
+        }
+        self.schedule();
+        self.check_resume(&tp);
+        self.check_drains();
+    }
+
+    fn drain(&mut self, tps: Vec<TopicPartition>, done: DrainSignal) {
+        for tp in &tps {
+            let Some(partition) = self.partitions.get_mut(tp) else { continue };
+            partition.revoking = true;
+            partition.cancel.soft.cancel();
+        }
+        // Drop what has not started: it is tracked but not done, so the committed watermark
+        // stays below it and the next owner delivers it.
+        let mut dropped: HashMap<TopicPartition, (usize, usize)> = HashMap::new();
+        self.lanes.retain(|key, lane| {
+            if !tps.contains(&key.0) {
+                return true;
+            }
+            let entry = dropped.entry(key.0.clone()).or_default();
+            entry.0 += lane.queue.len();
+            entry.1 += lane.queue.iter().map(Record::size).sum::<usize>();
+            lane.queue.clear();
+            lane.running
+        });
+        for (tp, (records, bytes)) in dropped {
+            if let Some(partition) = self.partitions.get_mut(&tp) {
+                partition.buffered -= records;
+                partition.bytes -= bytes;
+            }
+            self.total_records -= records;
+            self.total_bytes -= bytes;
+        }
+        self.drains.push(Drain { tps, done });
+        self.check_drains();
+    }
+
+    fn check_drains(&mut self) {
+        let partitions = &mut self.partitions;
+        let (finished, pending): (Vec<Drain>, Vec<Drain>) = std::mem::take(&mut self.drains)
+            .into_iter()
+            .partition(|d| d.tps.iter().all(|tp| partitions.get(tp).is_none_or(|p| p.active == 0)));
+        self.drains = pending;
+        for drain in finished {
+            for tp in &drain.tps {
+                self.partitions.remove(tp);
+            }
+            match drain.done {
+                // The receiver may have given up waiting (deadline passed): nothing to do then.
+                DrainSignal::Revoke(done) => drop(done.try_send(())),
+                DrainSignal::Shutdown(done) => drop(done.send(())),
+            }
+        }
+    }
+
+    fn check_pause(&mut self, tp: &TopicPartition) {
+        let limits = self.limits;
+        if let Some(p) = self.partitions.get_mut(tp)
+            && !p.paused
+            && (p.buffered >= limits.partition_records || p.bytes >= limits.partition_bytes)
+        {
+            p.paused = true;
+            drop(self.flow.send(Flow::Pause(tp.clone())));
+        }
+        if !self.all_paused
+            && (self.total_records >= limits.total_records || self.total_bytes >= limits.total_bytes)
+        {
+            self.all_paused = true;
+            drop(self.flow.send(Flow::PauseAll));
+        }
+    }
+
+    fn check_resume(&mut self, tp: &TopicPartition) {
+        let limits = self.limits;
+        if let Some(p) = self.partitions.get_mut(tp)
+            && p.paused
+            && p.buffered <= limits.partition_records / 2
+            && p.bytes <= limits.partition_bytes / 2
+        {
+            p.paused = false;
+            drop(self.flow.send(Flow::Resume(tp.clone())));
+        }
+        if self.all_paused
+            && self.total_records <= limits.total_records / 2
+            && self.total_bytes <= limits.total_bytes / 2
+        {
+            self.all_paused = false;
+            drop(self.flow.send(Flow::ResumeAll));
+        }
+    }
+}
+
+/// One run of a lane: records in order until the batch ends or the partition is cancelled.
+struct LaneTask {
+    key: LaneKey,
+    batch: Vec<Record>,
+    epoch: u64,
+    cancel: Cancel,
+    counters: Arc<TopicCounters>,
+    pipeline: Arc<Pipeline>,
+    tracker: Arc<OffsetTracker>,
+    done: mpsc::UnboundedSender<LaneDone>,
+}
+
+impl LaneTask {
+    async fn run(self) {
+        let records = self.batch.len();
+        let bytes = self.batch.iter().map(Record::size).sum();
+        for record in &self.batch {
+            if self.cancel.soft.is_cancelled() {
+                break; // not started: left for the next owner
+            }
+            let outcome = self.pipeline.process(record, &self.counters, &self.cancel).await;
+            if !outcome.is_terminal() {
+                break; // keep order: nothing after an unfinished record runs
+            }
+            self.tracker.complete(&record.tp, self.epoch, record.offset);
+        }
+        // The dispatcher outlives its lane tasks unless the whole process is stopping.
+        drop(self.done.send(LaneDone { key: self.key, records, bytes }));
+    }
+}

@@ -1,0 +1,144 @@
+//! Dispatch: decides which records may be processed concurrently, bounds the work, and drains
+//! partitions on revoke and shutdown.
+//!
+//! Records are queued in *lanes*; a lane is processed by one task at a time, in offset order.
+//! The ordering mode picks the lane: `partition` (one lane per partition), `key` (one lane per
+//! key within a partition; keyless records share the partition's lane) or `none` (one lane per
+//! record). At most `SIDECAR_MAX_IN_FLIGHT` lanes run at once. Finished records are completed in
+//! the offset tracker directly by the lane task, so the commit watermark follows them.
+//!
+//! Back-pressure never stops the poll loop: when buffered records of a partition (or of all
+//! partitions) pass a bound, the dispatcher asks the consumer to pause fetching ([`Flow`]) and
+//! to resume when the buffer has drained to half.
+//!
+//! The dispatcher is one task that owns all lane state; the consumer talks to it through
+//! [`DispatchHandle`] and lane tasks report back on a channel, so no lock guards the lanes.
+
+mod lanes;
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::config::Ordering;
+use crate::offsets::OffsetTracker;
+use crate::pipeline::Pipeline;
+use crate::record::{Record, TopicPartition};
+use crate::telemetry::metrics::Metrics;
+use lanes::{Dispatcher, LaneDone};
+
+/// Signals a drain finished (sent from the dispatcher task, awaited in a librdkafka callback
+/// thread, so a std channel rather than an async one).
+pub type DrainDone = std::sync::mpsc::SyncSender<()>;
+
+/// What the consumer tells the dispatcher.
+#[derive(Debug)]
+pub enum Command {
+    /// Partitions assigned, with the offset tracker's epoch of each assignment.
+    Assigned(Vec<(TopicPartition, u64)>),
+    /// Records in partition order, as polled.
+    Records(Vec<Record>),
+    /// Stop these partitions: drop what has not started, let what runs finish, then signal.
+    Revoke {
+        /// The revoked partitions.
+        tps: Vec<TopicPartition>,
+        /// Signalled when nothing of them runs any more.
+        done: DrainDone,
+    },
+    /// Cancel everything still running for these partitions (the drain deadline passed).
+    Abort(Vec<TopicPartition>),
+    /// Drain every partition, signal, and stop the dispatcher.
+    Shutdown {
+        /// Signalled when nothing runs any more.
+        done: oneshot::Sender<()>,
+    },
+    /// Cancel everything still running (the shutdown grace is over).
+    AbortAll,
+}
+
+/// What the dispatcher asks of the consumer's fetching.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Flow {
+    /// Too much buffered for this partition.
+    Pause(TopicPartition),
+    /// The partition's buffer drained.
+    Resume(TopicPartition),
+    /// Too much buffered overall.
+    PauseAll,
+    /// The overall buffer drained.
+    ResumeAll,
+}
+
+/// Buffer bounds derived from the in-flight limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Buffered records of one partition before it is paused.
+    pub partition_records: usize,
+    /// Buffered bytes of one partition before it is paused.
+    pub partition_bytes: usize,
+    /// Buffered records overall before every partition is paused.
+    pub total_records: usize,
+    /// Buffered bytes overall before every partition is paused.
+    pub total_bytes: usize,
+}
+
+impl Limits {
+    /// Bounds that keep `max_in_flight` lanes busy while holding memory to a few tens of MiB.
+    pub fn for_in_flight(max_in_flight: usize) -> Self {
+        let total_records = (8 * max_in_flight).max(4096);
+        Limits {
+            partition_records: total_records / 4,
+            partition_bytes: 16 << 20,
+            total_records,
+            total_bytes: 64 << 20,
+        }
+    }
+}
+
+/// The consumer's side of the dispatcher.
+#[derive(Clone, Debug)]
+pub struct DispatchHandle {
+    /// Commands to the dispatcher task.
+    tx: mpsc::UnboundedSender<Command>,
+}
+
+impl DispatchHandle {
+    /// Sends a command; false if the dispatcher has stopped.
+    pub fn send(&self, command: Command) -> bool {
+        self.tx.send(command).is_ok()
+    }
+}
+
+/// Everything the dispatcher needs.
+pub struct Setup {
+    /// Ordering mode.
+    pub ordering: Ordering,
+    /// Lanes that may run at once.
+    pub max_in_flight: usize,
+    /// Buffer bounds.
+    pub limits: Limits,
+    /// Per-record processing.
+    pub pipeline: Arc<Pipeline>,
+    /// Watermarks.
+    pub tracker: Arc<OffsetTracker>,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Pause/resume requests to the consumer.
+    pub flow: mpsc::UnboundedSender<Flow>,
+}
+
+/// Starts the dispatcher task.
+pub fn spawn(setup: Setup) -> (DispatchHandle, JoinHandle<()>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let dispatcher = Dispatcher::new(setup, done_tx);
+    let task = tokio::spawn(dispatcher.run(rx, done_rx));
+    (DispatchHandle { tx }, task)
+}
+
+/// Receives lane completions; kept here so `lanes` only sees the type.
+pub(crate) type DoneReceiver = mpsc::UnboundedReceiver<LaneDone>;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,270 @@
+//! Dispatcher tests: ordering per mode, the in-flight bound, drains and back-pressure, with an
+//! in-process target on paused time.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
+
+use super::*;
+use crate::config::RetryPolicy;
+use crate::delivery::{Attempt, AttemptOutcome, Delivery};
+use crate::health::Health;
+use crate::pipeline::breaker::Breaker;
+use crate::pipeline::{DeadLetterSink, backoff};
+
+/// Delivers after a delay, recording order and concurrency.
+struct Recorder {
+    delay: Duration,
+    current: AtomicUsize,
+    max: AtomicUsize,
+    seen: Mutex<Vec<(TopicPartition, Option<Bytes>, i64)>>,
+}
+
+impl Delivery for Recorder {
+    fn deliver<'a>(&'a self, record: &'a Record, _attempt: &'a Attempt) -> BoxFuture<'a, AttemptOutcome> {
+        async move {
+            let now = self.current.fetch_add(1, AtomicOrdering::SeqCst) + 1;
+            self.max.fetch_max(now, AtomicOrdering::SeqCst);
+            tokio::time::sleep(self.delay).await;
+            self.seen.lock().unwrap().push((record.tp.clone(), record.key.clone(), record.offset));
+            self.current.fetch_sub(1, AtomicOrdering::SeqCst);
+            AttemptOutcome::Delivered
+        }
+        .boxed()
+    }
+    fn probe(&self) -> BoxFuture<'_, Result<(), String>> {
+        async { Ok(()) }.boxed()
+    }
+    fn describe(&self) -> String {
+        "recorder".into()
+    }
+}
+
+struct NoDeadLetters;
+
+impl DeadLetterSink for NoDeadLetters {
+    fn write<'a>(
+        &'a self,
+        _letter: &'a crate::dlq::DeadLetter<'a>,
+    ) -> BoxFuture<'a, Result<crate::dlq::Written, crate::dlq::DlqError>> {
+        async { panic!("no dead letters expected") }.boxed()
+    }
+}
+
+struct Harness {
+    handle: DispatchHandle,
+    recorder: Arc<Recorder>,
+    tracker: Arc<OffsetTracker>,
+    flow: mpsc::UnboundedReceiver<Flow>,
+}
+
+fn harness(ordering: Ordering, max_in_flight: usize, limits: Limits, delay: Duration) -> Harness {
+    let recorder = Arc::new(Recorder {
+        delay,
+        current: AtomicUsize::new(0),
+        max: AtomicUsize::new(0),
+        seen: Mutex::default(),
+    });
+    let metrics = Metrics::new().expect("metrics");
+    let pipeline = Arc::new(Pipeline {
+        delivery: recorder.clone(),
+        dead_letters: Arc::new(NoDeadLetters),
+        retry: RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_millis(10),
+            max_backoff: Duration::from_secs(1),
+        },
+        breaker: Arc::new(Breaker::new(3)),
+        health: Arc::new(Health::new()),
+        metrics: metrics.clone(),
+        group: "g".into(),
+        jitter: backoff::full_jitter,
+    });
+    let tracker = Arc::new(OffsetTracker::new());
+    let (flow_tx, flow) = mpsc::unbounded_channel();
+    let (handle, _task) = spawn(Setup {
+        ordering,
+        max_in_flight,
+        limits,
+        pipeline,
+        tracker: tracker.clone(),
+        metrics,
+        flow: flow_tx,
+    });
+    Harness { handle, recorder, tracker, flow }
+}
+
+impl Harness {
+    fn assign(&self, tps: &[TopicPartition]) {
+        let assigned = tps.iter().map(|tp| (tp.clone(), self.tracker.assign(tp))).collect();
+        assert!(self.handle.send(Command::Assigned(assigned)));
+    }
+
+    fn seen(&self) -> Vec<(TopicPartition, Option<Bytes>, i64)> {
+        self.recorder.seen.lock().unwrap().clone()
+    }
+
+    async fn wait_for_deliveries(&self, count: usize) {
+        for _ in 0..100_000 {
+            if self.seen().len() >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        panic!("only {} of {count} delivered", self.seen().len());
+    }
+}
+
+fn record(tp: &TopicPartition, offset: i64, key: Option<&str>) -> Record {
+    Record {
+        tp: tp.clone(),
+        offset,
+        timestamp: None,
+        key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+        value: Some(Bytes::from_static(b"v")),
+        headers: vec![],
+    }
+}
+
+fn big_limits() -> Limits {
+    Limits {
+        partition_records: 100_000,
+        partition_bytes: 1 << 30,
+        total_records: 100_000,
+        total_bytes: 1 << 30,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn partition_mode_keeps_partition_order_and_runs_partitions_concurrently() {
+    let h = harness(Ordering::Partition, 8, big_limits(), Duration::from_millis(10));
+    let tps: Vec<_> = (0..3).map(|p| TopicPartition::new("t", p)).collect();
+    h.assign(&tps);
+    let records = (0..20).flat_map(|o| tps.iter().map(move |tp| record(tp, o, Some("k")))).collect();
+    h.handle.send(Command::Records(records));
+    h.wait_for_deliveries(60).await;
+    assert_eq!(
+        h.recorder.max.load(AtomicOrdering::SeqCst),
+        3,
+        "one at a time per partition, partitions in parallel"
+    );
+    for tp in &tps {
+        let offsets: Vec<i64> = h.seen().iter().filter(|(t, _, _)| t == tp).map(|(_, _, o)| *o).collect();
+        assert_eq!(offsets, (0..20).collect::<Vec<_>>());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(h.tracker.watermark(tp), Some(20));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn key_mode_keeps_key_order_with_concurrency_beyond_partitions() {
+    let h = harness(Ordering::Key, 16, big_limits(), Duration::from_millis(10));
+    let tps: Vec<_> = (0..2).map(|p| TopicPartition::new("t", p)).collect();
+    h.assign(&tps);
+    let mut records = Vec::new();
+    for offset in 0..200 {
+        let tp = &tps[usize::try_from(offset % 2).unwrap()];
+        records.push(record(tp, offset, Some(&format!("key-{}", offset % 20))));
+    }
+    h.handle.send(Command::Records(records));
+    h.wait_for_deliveries(200).await;
+    let max = h.recorder.max.load(AtomicOrdering::SeqCst);
+    assert!(max > 2 && max <= 16, "concurrency {max} beyond 2 partitions, within the limit");
+    for key in 0..20 {
+        let key = Bytes::from(format!("key-{key}"));
+        let offsets: Vec<i64> =
+            h.seen().iter().filter(|(_, k, _)| k.as_ref() == Some(&key)).map(|(_, _, o)| *o).collect();
+        let mut sorted = offsets.clone();
+        sorted.sort_unstable();
+        assert_eq!(offsets, sorted, "per-key order");
+        assert_eq!(offsets.len(), 10);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn none_mode_fills_the_in_flight_limit() {
+    let h = harness(Ordering::None, 32, big_limits(), Duration::from_millis(10));
+    let tp = TopicPartition::new("t", 0);
+    h.assign(std::slice::from_ref(&tp));
+    h.handle.send(Command::Records((0..100).map(|o| record(&tp, o, None)).collect()));
+    h.wait_for_deliveries(100).await;
+    assert_eq!(h.recorder.max.load(AtomicOrdering::SeqCst), 32);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(h.tracker.watermark(&tp), Some(100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn revoke_lets_running_records_finish_and_drops_the_rest() {
+    let h = harness(Ordering::Partition, 8, big_limits(), Duration::from_millis(100));
+    let tp = TopicPartition::new("t", 0);
+    h.assign(std::slice::from_ref(&tp));
+    h.handle.send(Command::Records((0..50).map(|o| record(&tp, o, None)).collect()));
+    tokio::time::sleep(Duration::from_millis(250)).await; // offsets 0 and 1 done, 2 running
+    let (done, drained) = std::sync::mpsc::sync_channel(1);
+    h.handle.send(Command::Revoke { tps: vec![tp.clone()], done });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drained.try_recv().expect("drained once the running record finished");
+    let offsets: Vec<i64> = h.seen().iter().map(|(_, _, o)| *o).collect();
+    assert_eq!(offsets, vec![0, 1, 2], "the running record finished, nothing new started");
+    assert_eq!(h.tracker.watermark(&tp), Some(3), "the commit stops before the dropped records");
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_drains_every_partition_and_stops() {
+    let h = harness(Ordering::Partition, 8, big_limits(), Duration::from_millis(100));
+    let tps: Vec<_> = (0..2).map(|p| TopicPartition::new("t", p)).collect();
+    h.assign(&tps);
+    h.handle.send(Command::Records(
+        (0..10).flat_map(|o| tps.iter().map(move |tp| record(tp, o, None))).collect(),
+    ));
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (done, drained) = oneshot::channel();
+    h.handle.send(Command::Shutdown { done });
+    tokio::time::timeout(Duration::from_secs(1), drained).await.expect("drained in time").expect("signal");
+    assert_eq!(h.seen().len(), 4, "two records per partition ran; the rest are left for the next run");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!h.handle.send(Command::AbortAll), "the dispatcher stopped");
+}
+
+#[tokio::test(start_paused = true)]
+async fn buffer_bounds_pause_and_resume_partitions() {
+    let limits =
+        Limits { partition_records: 10, partition_bytes: 1 << 30, total_records: 1000, total_bytes: 1 << 30 };
+    let mut h = harness(Ordering::Partition, 4, limits, Duration::from_millis(10));
+    let tp = TopicPartition::new("t", 0);
+    h.assign(std::slice::from_ref(&tp));
+    h.handle.send(Command::Records((0..12).map(|o| record(&tp, o, None)).collect()));
+    let first = tokio::time::timeout(Duration::from_secs(1), h.flow.recv()).await.expect("flow");
+    assert_eq!(first, Some(Flow::Pause(tp.clone())));
+    let second = tokio::time::timeout(Duration::from_secs(5), h.flow.recv()).await.expect("flow");
+    assert_eq!(second, Some(Flow::Resume(tp.clone())), "resumed once half the buffer drained");
+}
+
+#[tokio::test(start_paused = true)]
+async fn overall_bound_pauses_every_partition() {
+    let limits =
+        Limits { partition_records: 1000, partition_bytes: 1 << 30, total_records: 20, total_bytes: 1 << 30 };
+    let mut h = harness(Ordering::Partition, 4, limits, Duration::from_millis(10));
+    let tps: Vec<_> = (0..4).map(|p| TopicPartition::new("t", p)).collect();
+    h.assign(&tps);
+    h.handle
+        .send(Command::Records((0..6).flat_map(|o| tps.iter().map(move |tp| record(tp, o, None))).collect()));
+    let first = tokio::time::timeout(Duration::from_secs(1), h.flow.recv()).await.expect("flow");
+    assert_eq!(first, Some(Flow::PauseAll));
+    let second = tokio::time::timeout(Duration::from_secs(5), h.flow.recv()).await.expect("flow");
+    assert_eq!(second, Some(Flow::ResumeAll));
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_of_unassigned_partitions_are_ignored() {
+    let h = harness(Ordering::Partition, 4, big_limits(), Duration::from_millis(1));
+    let tp = TopicPartition::new("t", 9);
+    h.handle.send(Command::Records(vec![record(&tp, 0, None)]));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(h.seen().is_empty());
+    assert_eq!(h.tracker.watermark(&tp), None);
+}

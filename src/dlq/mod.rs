@@ -1,0 +1,182 @@
+//! Dead letters: the DLQ topic record and the archive object for a record that cannot be
+//! delivered.
+//!
+//! [`DeadLetterWriter::write`] makes one try: archive object first (so an oversized record is
+//! kept whole), then the DLQ record, acknowledged by all in-sync replicas. The caller retries a
+//! failed try with backoff and treats the record as terminal only after a successful one.
+
+pub mod archive;
+pub mod letter;
+
+use std::time::Duration;
+
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::types::RDKafkaErrorCode;
+
+pub use archive::{Archive, ArchiveError};
+pub use letter::{DeadLetter, ErrorClass};
+
+use crate::health::Component;
+use crate::kafka::KafkaContext;
+
+/// Bytes added to a record's key, value and headers to estimate its size on the wire.
+const RECORD_OVERHEAD: usize = 512;
+
+/// Why a dead-letter try failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DlqError {
+    /// The archive object could not be written.
+    #[error("{0}")]
+    Archive(#[from] ArchiveError),
+    /// The DLQ topic did not acknowledge the record.
+    #[error("producing to dead-letter topic {topic} failed: {error}")]
+    Produce {
+        /// The DLQ topic.
+        topic: String,
+        /// librdkafka's error.
+        error: KafkaError,
+    },
+}
+
+impl DlqError {
+    /// The health component this failure belongs to.
+    pub fn component(&self) -> Component {
+        match self {
+            DlqError::Archive(_) => Component::Archive,
+            DlqError::Produce { .. } => Component::DeadLetterTopic,
+        }
+    }
+
+    fn is_too_large(&self) -> bool {
+        matches!(self, DlqError::Produce { error, .. } if error.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge))
+    }
+}
+
+/// What a successful write did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// The class recorded (`oversized` replaces the original class when the value was left out).
+    pub class: ErrorClass,
+    /// Where the archive object went, if an archive is configured.
+    pub archive_location: Option<String>,
+}
+
+/// Writes dead letters to the DLQ topic and the archive.
+pub struct DeadLetterWriter {
+    /// Producer with `acks=all`.
+    producer: FutureProducer<KafkaContext>,
+    /// The DLQ topic.
+    topic: String,
+    /// Optional archive.
+    archive: Option<Archive>,
+    /// Records larger than this go the oversized path without trying the topic.
+    max_message_bytes: usize,
+}
+
+impl DeadLetterWriter {
+    /// A writer producing to `topic` with `producer`.
+    pub fn new(producer: FutureProducer<KafkaContext>, topic: String, archive: Option<Archive>) -> Self {
+        DeadLetterWriter { producer, topic, archive, max_message_bytes: crate::kafka::MESSAGE_MAX_BYTES }
+    }
+
+    /// The DLQ topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// One try at writing `letter`: archive, then topic.
+    pub async fn write(&self, letter: &DeadLetter<'_>) -> Result<Written, DlqError> {
+        let record = letter.record;
+        let size = RECORD_OVERHEAD
+            + record.key.as_ref().map_or(0, |k| k.len())
+            + record.value.as_ref().map_or(0, |v| v.len())
+            + record
+                .headers
+                .iter()
+                .map(|h| h.name.len() + h.value.as_ref().map_or(0, |v| v.len()))
+                .sum::<usize>();
+        if size > self.max_message_bytes {
+            return self.write_oversized(letter, size).await;
+        }
+        let archive_key = self.archive(letter).await?;
+        match self.produce(letter, archive_key.as_deref(), false).await {
+            Ok(()) => {
+                Ok(Written { class: letter.class, archive_location: self.location(archive_key.as_deref()) })
+            }
+            Err(err) if err.is_too_large() => self.write_oversized(letter, size).await,
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn write_oversized(&self, letter: &DeadLetter<'_>, size: usize) -> Result<Written, DlqError> {
+        let mut oversized = letter.clone();
+        oversized.class = ErrorClass::Oversized;
+        oversized.error = format!(
+            "{} ({}); the record (about {size} bytes) is larger than the dead-letter topic accepts, so its value is only in the archive",
+            letter.class.as_str(),
+            letter.error
+        );
+        let archive_key = self.archive(&oversized).await?;
+        if archive_key.is_none() {
+            tracing::error!(
+                topic = %letter.record.tp.topic,
+                partition = letter.record.tp.partition,
+                offset = letter.record.offset,
+                size,
+                "Oversized dead letter without an archive: its value stays only in the source topic; set SIDECAR_DLQ_ARCHIVE."
+            );
+        }
+        self.produce(&oversized, archive_key.as_deref(), true).await?;
+        Ok(Written { class: ErrorClass::Oversized, archive_location: self.location(archive_key.as_deref()) })
+    }
+
+    async fn archive(&self, letter: &DeadLetter<'_>) -> Result<Option<String>, DlqError> {
+        let Some(archive) = &self.archive else { return Ok(None) };
+        let key = letter.archive_key(archive.prefix());
+        let body = serde_json::to_vec(&letter.archive_document()).unwrap_or_default();
+        archive.put(&key, body).await?;
+        Ok(Some(key))
+    }
+
+    fn location(&self, key: Option<&str>) -> Option<String> {
+        Some(self.archive.as_ref()?.location(key?))
+    }
+
+    async fn produce(
+        &self,
+        letter: &DeadLetter<'_>,
+        archive_key: Option<&str>,
+        without_value: bool,
+    ) -> Result<(), DlqError> {
+        let header_list = letter.headers(archive_key);
+        let mut headers = OwnedHeaders::new_with_capacity(header_list.len());
+        for (name, value) in &header_list {
+            headers = headers.insert(Header { key: name, value: Some(value) });
+        }
+        let record = letter.record;
+        let empty: &[u8] = &[];
+        let mut message = FutureRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
+        if let Some(key) = &record.key {
+            message = message.key(key.as_ref());
+        }
+        if without_value {
+            message = message.payload(empty);
+        } else if let Some(value) = &record.value {
+            message = message.payload(value.as_ref());
+        }
+        self.producer
+            .send(message, Duration::from_secs(30))
+            .await
+            .map(drop)
+            .map_err(|(error, _)| DlqError::Produce { topic: self.topic.clone(), error })
+    }
+
+    /// Waits until every produced dead letter is acknowledged (on shutdown).
+    pub fn flush(&self, timeout: Duration) {
+        if let Err(err) = self.producer.flush(timeout) {
+            tracing::warn!(error = %err, "Dead-letter producer did not flush before shutdown.");
+        }
+    }
+}

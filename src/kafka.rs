@@ -1,0 +1,110 @@
+//! librdkafka client settings and the client context shared by the consumer and the DLQ producer.
+//!
+//! One place decides the security protocol, applies the `SIDECAR_LIBRDKAFKA_*` pass-through and
+//! routes librdkafka's own log lines into `tracing` with their severity.
+
+use rdkafka::ClientConfig;
+use rdkafka::client::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::KafkaError;
+
+use crate::config::{KafkaAuth, KafkaConfig};
+
+/// Base settings for every client: brokers, security, pass-through properties (last, so a user
+/// can tune anything the sidecar does not own).
+pub fn client_config(kafka: &KafkaConfig, client_id: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", kafka.brokers.join(","));
+    config.set("client.id", client_id);
+    let protocol = match (kafka.auth, kafka.tls) {
+        (KafkaAuth::MskIam, _) => "SASL_SSL",
+        (KafkaAuth::None, true) => "SSL",
+        (KafkaAuth::None, false) => "PLAINTEXT",
+    };
+    config.set("security.protocol", protocol);
+    if kafka.auth == KafkaAuth::MskIam {
+        config.set("sasl.mechanism", "OAUTHBEARER");
+    }
+    config.set_log_level(RDKafkaLogLevel::Info);
+    config
+}
+
+/// Applies the user's pass-through properties.
+pub fn apply_passthrough(config: &mut ClientConfig, kafka: &KafkaConfig) {
+    for property in &kafka.librdkafka {
+        config.set(&property.name, &property.value);
+    }
+}
+
+/// Settings of the dead-letter producer: every replica acknowledges before a dead letter counts
+/// as written.
+pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
+    let mut config = client_config(kafka, "msk-sidecar-dlq");
+    config
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .set("message.max.bytes", MESSAGE_MAX_BYTES.to_string());
+    apply_passthrough(&mut config, kafka);
+    config
+}
+
+/// The producer's `message.max.bytes` (librdkafka's default; brokers default to about the same).
+pub const MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// Client context with log routing. The consumer wraps it with its rebalance handling.
+#[derive(Clone, Debug, Default)]
+pub struct KafkaContext;
+
+/// Routes one librdkafka log line into `tracing`.
+pub fn route_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
+    // The shared pass-through settings reach the producer too, which notes consumer-only ones.
+    let level = if facility == "CONFWARN" && message.contains("will be ignored by this") {
+        RDKafkaLogLevel::Debug
+    } else {
+        level
+    };
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => {
+            tracing::error!(target: "librdkafka", facility, message, "librdkafka error.");
+        }
+        RDKafkaLogLevel::Warning => {
+            tracing::warn!(target: "librdkafka", facility, message, "librdkafka warning.")
+        }
+        RDKafkaLogLevel::Notice | RDKafkaLogLevel::Info => {
+            tracing::info!(target: "librdkafka", facility, message, "librdkafka notice.");
+        }
+        RDKafkaLogLevel::Debug => {
+            tracing::debug!(target: "librdkafka", facility, message, "librdkafka debug.")
+        }
+    }
+}
+
+/// Routes a client error into `tracing`. Transport errors recover by themselves, so they are
+/// warnings; the rest are errors.
+pub fn route_error(error: &KafkaError, reason: &str) {
+    let transient = matches!(error.rdkafka_error_code(), Some(code) if matches!(
+        code,
+        rdkafka::types::RDKafkaErrorCode::BrokerTransportFailure
+            | rdkafka::types::RDKafkaErrorCode::AllBrokersDown
+            | rdkafka::types::RDKafkaErrorCode::Resolve
+    ));
+    if transient {
+        tracing::warn!(target: "librdkafka", error = %error, reason, "Kafka connection problem.");
+    } else {
+        tracing::error!(target: "librdkafka", error = %error, reason, "Kafka client error.");
+    }
+}
+
+impl ClientContext for KafkaContext {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
+        route_log(level, fac, log_message);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        route_error(&error, reason);
+    }
+}

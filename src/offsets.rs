@@ -1,0 +1,335 @@
+//! Offsets: per partition, the contiguous watermark of records that reached a terminal state.
+//!
+//! A record is *tracked* when the consumer hands it to the dispatcher and *completed* when it
+//! is delivered or durably dead-lettered. The offset to commit for a partition is the lowest
+//! tracked offset not yet completed, or one past the highest tracked offset when none is
+//! outstanding: a commit never passes a record that is not done, whatever order records finish
+//! in, and gaps in the offsets (compaction, transaction markers) need no special case.
+//!
+//! Each assignment of a partition gets a new epoch; completions that carry an older epoch
+//! (records of a revoked assignment finishing late) are ignored.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use crate::record::TopicPartition;
+
+/// The watermark state of one partition assignment.
+#[derive(Debug, Default, Clone)]
+pub struct PartitionOffsets {
+    /// Tracked offsets not yet completed.
+    pending: BTreeSet<i64>,
+    /// One past the highest tracked offset.
+    next: Option<i64>,
+    /// The last offset handed out for commit.
+    committed: Option<i64>,
+}
+
+impl PartitionOffsets {
+    /// Records that `offset` was consumed and is now outstanding.
+    pub fn track(&mut self, offset: i64) {
+        self.pending.insert(offset);
+        self.next = Some(self.next.map_or(offset + 1, |n| n.max(offset + 1)));
+    }
+
+    /// Records that `offset` reached a terminal state. Unknown offsets are ignored.
+    pub fn complete(&mut self, offset: i64) -> bool {
+        self.pending.remove(&offset)
+    }
+
+    /// The offset to commit: every record below it is done.
+    pub fn watermark(&self) -> Option<i64> {
+        self.pending.first().copied().or(self.next)
+    }
+
+    /// Outstanding records.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The lowest outstanding offset, if any.
+    pub fn oldest_pending(&self) -> Option<i64> {
+        self.pending.first().copied()
+    }
+
+    /// The watermark if it moved past the last committed offset; marks it committed.
+    pub fn take_commit(&mut self) -> Option<i64> {
+        let watermark = self.watermark()?;
+        if self.committed.is_some_and(|c| c >= watermark) {
+            return None;
+        }
+        self.committed = Some(watermark);
+        Some(watermark)
+    }
+
+    /// Forgets a commit that failed so that the next [`take_commit`](Self::take_commit) retries it.
+    pub fn commit_failed(&mut self, offset: i64) {
+        if self.committed == Some(offset) {
+            self.committed = None;
+        }
+    }
+}
+
+/// One assignment: its epoch and its watermark.
+#[derive(Debug)]
+struct Assigned {
+    /// Epoch of this assignment.
+    epoch: u64,
+    /// Watermark state.
+    offsets: PartitionOffsets,
+}
+
+/// The watermarks of every assigned partition, shared by the poll loop and the workers.
+#[derive(Debug, Default)]
+pub struct OffsetTracker {
+    /// Assigned partitions.
+    partitions: Mutex<HashMap<TopicPartition, Assigned>>,
+    /// Source of epochs.
+    epochs: std::sync::atomic::AtomicU64,
+}
+
+impl OffsetTracker {
+    /// An empty tracker.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TopicPartition, Assigned>> {
+        // A panic while holding this lock leaves plain data (sets and integers) that is still
+        // consistent, so a poisoned lock is used as is.
+        self.partitions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts a new assignment of `tp` and returns its epoch. Any previous state is dropped.
+    pub fn assign(&self, tp: &TopicPartition) -> u64 {
+        let epoch = self.epochs.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        self.lock().insert(tp.clone(), Assigned { epoch, offsets: PartitionOffsets::default() });
+        epoch
+    }
+
+    /// Ends the assignment of `tp`, returning its final watermark if it was never committed.
+    pub fn revoke(&self, tp: &TopicPartition) -> Option<i64> {
+        self.lock().remove(tp).and_then(|mut a| a.offsets.take_commit())
+    }
+
+    /// The epoch of the current assignment of `tp`.
+    pub fn epoch(&self, tp: &TopicPartition) -> Option<u64> {
+        self.lock().get(tp).map(|a| a.epoch)
+    }
+
+    /// Tracks a consumed record. Returns false (and tracks nothing) if `tp` is not assigned
+    /// under `epoch`.
+    pub fn track(&self, tp: &TopicPartition, epoch: u64, offset: i64) -> bool {
+        match self.lock().get_mut(tp) {
+            Some(a) if a.epoch == epoch => {
+                a.offsets.track(offset);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Completes a record. Completions from another epoch are ignored.
+    pub fn complete(&self, tp: &TopicPartition, epoch: u64, offset: i64) {
+        if let Some(a) = self.lock().get_mut(tp)
+            && a.epoch == epoch
+        {
+            a.offsets.complete(offset);
+        }
+    }
+
+    /// The current watermark of `tp`.
+    pub fn watermark(&self, tp: &TopicPartition) -> Option<i64> {
+        self.lock().get(tp).and_then(|a| a.offsets.watermark())
+    }
+
+    /// Outstanding records of `tp`.
+    pub fn pending(&self, tp: &TopicPartition) -> usize {
+        self.lock().get(tp).map_or(0, |a| a.offsets.pending())
+    }
+
+    /// The lowest outstanding offset of every partition that has one.
+    pub fn oldest_pending(&self) -> Vec<(TopicPartition, i64)> {
+        self.lock().iter().filter_map(|(tp, a)| Some((tp.clone(), a.offsets.oldest_pending()?))).collect()
+    }
+
+    /// Watermarks that moved since they were last taken, marked as committed; restricted to
+    /// `only` when given.
+    pub fn take_commits(&self, only: Option<&[TopicPartition]>) -> Vec<(TopicPartition, i64)> {
+        let mut partitions = self.lock();
+        let mut commits: Vec<_> = partitions
+            .iter_mut()
+            .filter(|(tp, _)| only.is_none_or(|o| o.contains(tp)))
+            .filter_map(|(tp, a)| a.offsets.take_commit().map(|o| (tp.clone(), o)))
+            .collect();
+        commits.sort();
+        commits
+    }
+
+    /// Forgets a failed commit so that it is retried.
+    pub fn commit_failed(&self, tp: &TopicPartition, offset: i64) {
+        if let Some(a) = self.lock().get_mut(tp) {
+            a.offsets.commit_failed(offset);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::seq::SliceRandom;
+
+    use super::*;
+
+    #[test]
+    fn empty_partition_has_no_watermark() {
+        let p = PartitionOffsets::default();
+        assert_eq!(p.watermark(), None);
+    }
+
+    #[test]
+    fn in_order_completion_advances_one_by_one() {
+        let mut p = PartitionOffsets::default();
+        for o in 0..5 {
+            p.track(o);
+        }
+        assert_eq!(p.watermark(), Some(0));
+        for o in 0..5 {
+            p.complete(o);
+            assert_eq!(p.watermark(), Some(o + 1));
+        }
+    }
+
+    #[test]
+    fn out_of_order_completion_never_passes_an_unfinished_record() {
+        let mut p = PartitionOffsets::default();
+        for o in 10..20 {
+            p.track(o);
+        }
+        for o in [15, 19, 11, 12] {
+            p.complete(o);
+            assert_eq!(p.watermark(), Some(10), "10 is not done");
+        }
+        p.complete(10);
+        assert_eq!(p.watermark(), Some(13));
+        for o in [13, 14, 16, 17] {
+            p.complete(o);
+        }
+        assert_eq!(p.watermark(), Some(18));
+        p.complete(18);
+        assert_eq!(p.watermark(), Some(20), "all done: one past the highest");
+    }
+
+    #[test]
+    fn gaps_in_offsets_are_skipped() {
+        let mut p = PartitionOffsets::default();
+        for o in [3, 7, 8, 20] {
+            p.track(o);
+        }
+        p.complete(3);
+        assert_eq!(p.watermark(), Some(7));
+        p.complete(8);
+        p.complete(7);
+        assert_eq!(p.watermark(), Some(20));
+        p.complete(20);
+        assert_eq!(p.watermark(), Some(21));
+    }
+
+    #[test]
+    fn unknown_and_repeated_completions_change_nothing() {
+        let mut p = PartitionOffsets::default();
+        p.track(5);
+        assert!(!p.complete(4));
+        assert_eq!(p.watermark(), Some(5));
+        assert!(p.complete(5));
+        assert!(!p.complete(5));
+        assert_eq!(p.watermark(), Some(6));
+    }
+
+    #[test]
+    fn redelivered_offset_below_the_watermark_holds_it_back_again() {
+        let mut p = PartitionOffsets::default();
+        p.track(1);
+        p.track(2);
+        p.complete(1);
+        p.complete(2);
+        assert_eq!(p.watermark(), Some(3));
+        p.track(2); // the same offset consumed again (a seek back)
+        assert_eq!(p.watermark(), Some(2));
+        p.complete(2);
+        assert_eq!(p.watermark(), Some(3));
+    }
+
+    #[test]
+    fn commits_are_taken_once_per_advance_and_retried_after_failure() {
+        let mut p = PartitionOffsets::default();
+        p.track(0);
+        p.track(1);
+        assert_eq!(p.take_commit(), Some(0));
+        assert_eq!(p.take_commit(), None, "nothing moved");
+        p.complete(0);
+        assert_eq!(p.take_commit(), Some(1));
+        p.commit_failed(1);
+        assert_eq!(p.take_commit(), Some(1), "a failed commit is retried");
+        p.commit_failed(0); // a stale failure report does not rewind
+        assert_eq!(p.take_commit(), None);
+    }
+
+    #[test]
+    fn random_completion_orders_keep_the_invariant() {
+        let mut rng = rand::rng();
+        for _ in 0..200 {
+            let mut offsets: Vec<i64> = (0..64).map(|i| i * 2).collect(); // with gaps
+            let mut p = PartitionOffsets::default();
+            offsets.iter().for_each(|&o| p.track(o));
+            offsets.shuffle(&mut rng);
+            let mut done = BTreeSet::new();
+            for o in offsets {
+                p.complete(o);
+                done.insert(o);
+                let watermark = p.watermark().expect("tracked");
+                // Every tracked offset below the watermark is done...
+                assert!((0..watermark).filter(|x| x % 2 == 0).all(|x| done.contains(&x)));
+                // ...and the watermark is the first one that is not (or one past the end).
+                let expected = (0..128).step_by(2).find(|x| !done.contains(x)).unwrap_or(127);
+                assert_eq!(watermark, expected);
+            }
+        }
+    }
+
+    #[test]
+    fn tracker_ignores_completions_from_a_revoked_assignment() {
+        let tracker = OffsetTracker::new();
+        let tp = TopicPartition::new("t", 0);
+        let old = tracker.assign(&tp);
+        assert!(tracker.track(&tp, old, 0));
+        assert_eq!(tracker.revoke(&tp), Some(0), "final watermark of the revoked assignment");
+        assert!(!tracker.track(&tp, old, 1), "not assigned");
+
+        let new = tracker.assign(&tp);
+        assert_ne!(old, new);
+        assert!(tracker.track(&tp, new, 0));
+        tracker.complete(&tp, old, 0); // late completion of the old assignment
+        assert_eq!(tracker.watermark(&tp), Some(0), "stale completion ignored");
+        tracker.complete(&tp, new, 0);
+        assert_eq!(tracker.watermark(&tp), Some(1));
+        assert_eq!(tracker.pending(&tp), 0);
+    }
+
+    #[test]
+    fn tracker_takes_commits_per_partition() {
+        let tracker = OffsetTracker::new();
+        let a = TopicPartition::new("t", 0);
+        let b = TopicPartition::new("t", 1);
+        let (ea, eb) = (tracker.assign(&a), tracker.assign(&b));
+        tracker.track(&a, ea, 5);
+        tracker.track(&b, eb, 9);
+        tracker.complete(&a, ea, 5);
+        assert_eq!(tracker.take_commits(Some(std::slice::from_ref(&a))), vec![(a.clone(), 6)]);
+        assert_eq!(tracker.take_commits(None), vec![(b.clone(), 9)]);
+        assert_eq!(tracker.take_commits(None), vec![]);
+        assert_eq!(tracker.oldest_pending(), vec![(b.clone(), 9)]);
+        tracker.complete(&b, eb, 9);
+        assert_eq!(tracker.revoke(&b), Some(10));
+        assert_eq!(tracker.revoke(&a), None, "already committed");
+    }
+}
