@@ -5,6 +5,7 @@
 //! per problem on stderr.
 
 mod check_config;
+mod demo;
 mod healthcheck;
 pub mod output;
 
@@ -48,7 +49,7 @@ pub enum Command {
     Run,
     /// Run the whole pipeline on an embedded Kafka cluster with a demo application that fails
     /// some records; prints a live summary and exits 0. Needs no network, Docker or AWS.
-    Demo,
+    Demo(demo::DemoArgs),
     /// Print one MSK IAM auth token for the current AWS credentials.
     Token(TokenArgs),
     /// Validate the configuration and print the effective values (secrets redacted).
@@ -79,7 +80,7 @@ pub fn main() -> ExitCode {
         Command::Run => run(&env, cli.config.as_deref()),
         Command::CheckConfig => check_config::main(&env, cli.config.as_deref()),
         Command::Healthcheck(args) => healthcheck::main(&env, &args),
-        Command::Demo => not_implemented("demo"),
+        Command::Demo(args) => demo::main(&args),
         Command::Token(_) => not_implemented("token"),
     }
 }

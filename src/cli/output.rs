@@ -9,3 +9,11 @@ pub fn line(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{text}");
 }
+
+/// Rewrites the current terminal line with `text` (a live status line).
+#[allow(clippy::print_stdout)]
+pub fn progress(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = write!(out, "\r\x1b[2K{text}");
+    let _ = out.flush();
+}

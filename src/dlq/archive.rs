@@ -98,7 +98,7 @@ impl Archive {
                 .map_err(|err| ArchiveError::S3 {
                     bucket: bucket.clone(),
                     key: key.to_string(),
-                    message: one_line(&aws_sdk_s3::error::DisplayErrorContext(&err).to_string()),
+                    message: describe_sdk_error(&err),
                 }),
             Archive::Dir { root } => {
                 let path = root.join(key);
@@ -113,6 +113,24 @@ impl Archive {
                 .await;
                 result.map_err(|source| ArchiveError::File { path, source })
             }
+        }
+    }
+}
+
+/// A short description of an AWS SDK error: the service's code and message when it answered,
+/// else the transport error (one line, bounded).
+pub fn describe_sdk_error<E, R>(err: &aws_sdk_s3::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_s3::error::ProvideErrorMetadata as _;
+    match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        _ => {
+            let text = one_line(&aws_sdk_s3::error::DisplayErrorContext(err).to_string());
+            text.chars().take(300).collect()
         }
     }
 }

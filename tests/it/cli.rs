@@ -75,3 +75,25 @@ fn healthcheck_fails_when_no_sidecar_answers() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
+
+#[test]
+fn demo_runs_the_pipeline_and_its_report_adds_up() {
+    let started = std::time::Instant::now();
+    let out = sidecar(&["demo"], &[("PATH", "/usr/bin:/bin")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+    let number = |label: &str| -> u64 {
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no {label} line: {stdout}"));
+        line[label.len()..].split_whitespace().next().and_then(|n| n.parse().ok()).expect("count")
+    };
+    assert_eq!(number("delivered:"), 290);
+    assert_eq!(number("dead-lettered:"), 10);
+    assert!(stdout.contains("to topic demo.orders.dlq: 10 records"), "{stdout}");
+    assert!(stdout.contains("permanent: 6") && stdout.contains("retries-exhausted: 4"), "{stdout}");
+    assert!(stdout.contains(": 10 objects"), "{stdout}");
+    assert!(stdout.contains("every record is accounted for"), "{stdout}");
+}

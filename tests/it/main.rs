@@ -7,5 +7,7 @@
 
 mod cli;
 mod common;
+mod guarantees;
 mod pipeline;
+mod records;
 mod smoke;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod process;
 pub mod sidecar;
 
 use std::future::Future;

@@ -1,0 +1,44 @@
+//! Running the `msk-sidecar` binary as a child process (for SIGTERM and SIGKILL tests).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// Starts `msk-sidecar run` with exactly `env` (plus PATH), logging to `log`.
+pub fn spawn(env: &BTreeMap<String, String>, log: &Path) -> Child {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+    let err = file.try_clone().expect("log file");
+    Command::new(env!("CARGO_BIN_EXE_msk-sidecar"))
+        .arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(file)
+        .stderr(err)
+        .spawn()
+        .expect("start msk-sidecar")
+}
+
+/// Sends a signal (`TERM`, `KILL`) to a child.
+pub fn signal(child: &Child, name: &str) {
+    let status =
+        Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().expect("kill");
+    assert!(status.success(), "kill -{name} failed");
+}
+
+/// Waits for a child to exit, up to `limit`; returns its status and how long it took.
+pub async fn wait(child: &mut Child, limit: Duration) -> (ExitStatus, Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return (status, started.elapsed());
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("msk-sidecar did not exit within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,100 @@
+//! Unusual records are delivered faithfully or dead-lettered; none crashes or blocks the partition.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use rdkafka::Message as _;
+use rdkafka::producer::FutureRecord;
+
+use crate::common::app::{Reply, TestApp};
+use crate::common::sidecar::{self, Sidecar};
+use crate::common::{self, Produce};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unusual_records_are_delivered_faithfully_and_oversized_ones_take_the_archive_path() {
+    let topic = common::random_name("odd");
+    let dlq = format!("{topic}.dlq");
+    let group = common::random_name("g");
+    common::create_topic(&topic, 1).await;
+    common::create_topic(&dlq, 1).await;
+    let archive = tempfile::tempdir().expect("tempdir");
+    let app = TestApp::start().await;
+    app.behave(|r| if r.body.len() > 1_000_000 { Reply::Status(413) } else { Reply::Status(200) });
+
+    common::produce(
+        &topic,
+        vec![
+            Produce { partition: 0, key: Some(b"t".to_vec()), value: None, headers: vec![] },
+            Produce { partition: 0, key: None, value: Some(vec![]), headers: vec![] },
+            Produce { partition: 0, key: Some(vec![0, 255, 1]), value: Some(b"x".to_vec()), headers: vec![] },
+            Produce {
+                partition: 0,
+                key: Some(b"h".to_vec()),
+                value: Some(b"y".to_vec()),
+                headers: vec![
+                    ("bin".into(), Some(vec![0xc3, 0x28])),
+                    ("x-kafka-topic".into(), Some(b"spoof".to_vec())),
+                    ("nothing".into(), None),
+                ],
+            },
+        ],
+    )
+    .await;
+    // A record larger than the dead-letter producer accepts (1 MB), which the source topic took.
+    let big = vec![b'z'; 1_200_000];
+    let producer: rdkafka::producer::FutureProducer =
+        common::kafka_config().set("message.max.bytes", "5000000").create().expect("producer");
+    producer
+        .send(
+            FutureRecord::<[u8], [u8]>::to(&topic).partition(0).key(b"big").payload(&big),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|(err, _)| panic!("produce big record: {err}"));
+    common::produce(&topic, vec![Produce::text(0, "after", "after")]).await;
+
+    let mut env = sidecar::env(&topic, &group, &app.url());
+    env.insert("SIDECAR_DLQ_ARCHIVE".into(), format!("file://{}", archive.path().display()));
+    let sidecar = Sidecar::start(&env).await;
+    common::wait_committed(&group, &topic, &[6]).await;
+
+    let received = app.received();
+    let at = |offset: i64| {
+        received.iter().find(|r| r.coordinates().1 == offset).unwrap_or_else(|| panic!("offset {offset}"))
+    };
+    let tombstone = at(0);
+    assert_eq!(tombstone.header("x-kafka-tombstone"), Some("true"));
+    assert!(tombstone.body.is_empty());
+    let empty = at(1);
+    assert!(empty.body.is_empty());
+    assert_eq!(empty.header("x-kafka-tombstone"), None, "empty is not null");
+    assert_eq!(empty.header("x-kafka-key"), None);
+    assert_eq!(at(2).header("x-kafka-key"), Some("AP8B"));
+    let headers = at(3);
+    assert_eq!(headers.header("x-kafka-header-bin"), Some("wyg="));
+    assert_eq!(
+        headers.header("x-kafka-topic"),
+        Some(topic.as_str()),
+        "a record header cannot spoof the contract"
+    );
+    assert_eq!(headers.header("x-kafka-header-x-kafka-topic"), Some(BASE64.encode("spoof").as_str()));
+    assert_eq!(headers.header("x-kafka-header-nothing"), Some(""));
+    assert_eq!(at(4).body.len(), big.len(), "the big record reached the application whole");
+    assert_eq!(at(5).text(), "after", "the partition went on after the oversized record");
+
+    let letters = common::consume(&dlq, 1).await;
+    let letter = &letters[0];
+    assert_eq!(common::header_text(letter, "dlq-error-class").as_deref(), Some("oversized"));
+    assert_eq!(common::header_text(letter, "dlq-source-offset").as_deref(), Some("4"));
+    assert!(letter.payload().is_none_or(<[u8]>::is_empty), "the topic copy has no value");
+    let key = common::header_text(letter, "dlq-archive-key").expect("archive key");
+    let document: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(archive.path().join(&key)).expect("archive file"))
+            .expect("json");
+    assert_eq!(document["error_class"], "oversized");
+    let value = BASE64.decode(document["value_b64"].as_str().expect("value")).expect("base64");
+    assert_eq!(value, big, "the archive holds the whole value");
+    assert!(document["error"].as_str().is_some_and(|e| e.contains("HTTP 413")));
+    sidecar.stop().await;
+}
