@@ -91,8 +91,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
         DeliveryTarget::Sqs(_) => return Err(AppError::Unsupported("SQS delivery")),
     };
+    let background = CancellationToken::new();
+    let auth = crate::auth::start(&config, &health, &metrics, background.clone()).await;
+    let shared = kafka::Shared { auth, health: health.clone(), metrics: metrics.clone() };
     let producer: FutureProducer<KafkaContext> = kafka::producer_config(&config.kafka)
-        .create_with_context(KafkaContext)
+        .create_with_context(KafkaContext { shared: shared.clone() })
         .map_err(AppError::Producer)?;
     let archive = Archive::from_target(&config.dlq.archive).await;
     let writer = Arc::new(DeadLetterWriter::new(producer, config.dlq.topic.clone(), archive));
@@ -119,7 +122,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         metrics: metrics.clone(),
         flow: flow_tx,
     });
-    let background = CancellationToken::new();
     let prober = tokio::spawn(breaker::run_prober(
         breaker.clone(),
         delivery,
@@ -135,6 +137,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         breaker: breaker.subscribe(),
         health: health.clone(),
         metrics: metrics.clone(),
+        shared,
     };
     let consumer_done = consumer::spawn(&config, parts, shutdown)?;
 

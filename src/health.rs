@@ -18,6 +18,8 @@ pub enum Component {
     Archive,
     /// The MSK IAM token.
     Token,
+    /// The brokers rejected our authentication.
+    Authentication,
     /// The Kafka consumer itself (fatal client errors).
     Consumer,
 }
@@ -30,6 +32,7 @@ impl Component {
             Component::DeadLetterTopic => "dead-letter topic",
             Component::Archive => "archive",
             Component::Token => "token",
+            Component::Authentication => "authentication",
             Component::Consumer => "consumer",
         }
     }

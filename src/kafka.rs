@@ -3,12 +3,17 @@
 //! One place decides the security protocol, applies the `SIDECAR_LIBRDKAFKA_*` pass-through and
 //! routes librdkafka's own log lines into `tracing` with their severity.
 
+use std::sync::Arc;
+
 use rdkafka::ClientConfig;
-use rdkafka::client::ClientContext;
+use rdkafka::client::{ClientContext, OAuthToken};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::error::KafkaError;
 
+use crate::auth::TokenProvider;
 use crate::config::{KafkaAuth, KafkaConfig};
+use crate::health::{Component, Health};
+use crate::telemetry::metrics::Metrics;
 
 /// Base settings for every client: brokers, security, pass-through properties (last, so a user
 /// can tune anything the sidecar does not own).
@@ -52,9 +57,49 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
 /// The producer's `message.max.bytes` (librdkafka's default; brokers default to about the same).
 pub const MESSAGE_MAX_BYTES: usize = 1_000_000;
 
-/// Client context with log routing. The consumer wraps it with its rebalance handling.
-#[derive(Clone, Debug, Default)]
-pub struct KafkaContext;
+/// What every client context shares: token signing, readiness, metrics.
+#[derive(Clone)]
+pub struct Shared {
+    /// Signs MSK IAM tokens (`None` without IAM auth).
+    pub auth: Option<Arc<TokenProvider>>,
+    /// Readiness (authentication failures).
+    pub health: Arc<Health>,
+    /// Metrics (authentication failures).
+    pub metrics: Metrics,
+}
+
+impl Shared {
+    /// The OAUTHBEARER token for librdkafka.
+    pub fn oauth_token(&self) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        match &self.auth {
+            Some(auth) => auth.oauth_token(),
+            None => Err("OAUTHBEARER requested but KAFKA_AUTH is not msk-iam".into()),
+        }
+    }
+
+    /// Routes a client error, recording authentication failures for readiness.
+    pub fn error(&self, error: &KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::Authentication) {
+            self.metrics.auth_failed();
+            if self.health.set_problem(
+                Component::Authentication,
+                format!("the brokers rejected authentication: {reason}"),
+            ) {
+                tracing::error!(error = %error, reason, "Kafka authentication failed.");
+            }
+            return;
+        }
+        route_error(error, reason);
+    }
+}
+
+/// Client context of the dead-letter producer: logs, errors and tokens. The consumer has its
+/// own context with rebalance handling on top of the same [`Shared`] parts.
+#[derive(Clone)]
+pub struct KafkaContext {
+    /// Token signing, readiness, metrics.
+    pub shared: Shared,
+}
 
 /// Routes one librdkafka log line into `tracing`.
 pub fn route_log(level: RDKafkaLogLevel, facility: &str, message: &str) {
@@ -100,11 +145,17 @@ pub fn route_error(error: &KafkaError, reason: &str) {
 }
 
 impl ClientContext for KafkaContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         route_log(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        route_error(&error, reason);
+        self.shared.error(&error, reason);
+    }
+
+    fn generate_oauth_token(&self, _config: Option<&str>) -> Result<OAuthToken, Box<dyn std::error::Error>> {
+        self.shared.oauth_token()
     }
 }

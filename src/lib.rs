@@ -4,6 +4,7 @@
 //!
 //! Module map, in the direction data flows (no module reaches back up):
 //! - [`config`]: typed, validated configuration from the environment and a TOML file.
+//! - [`auth`]: MSK IAM tokens (SigV4 OAUTHBEARER), credentials refresh, the IAM policy.
 //! - [`kafka`]: librdkafka settings and context shared by consumer and DLQ producer.
 //! - [`consumer`]: the group consumer and its poll loop (pause/resume, rebalance, commits).
 //! - [`dispatch`]: ordering lanes, the in-flight bound, back-pressure, drains.
@@ -21,6 +22,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod consumer;

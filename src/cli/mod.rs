@@ -8,6 +8,7 @@ mod check_config;
 mod demo;
 mod healthcheck;
 pub mod output;
+mod token;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -19,8 +20,6 @@ use crate::config::{Config, ConfigError};
 
 /// Exit status for invalid configuration (`EX_USAGE` from sysexits.h).
 pub const EXIT_CONFIG: u8 = 64;
-/// Exit status of a subcommand that a later release fills.
-pub const EXIT_NOT_IMPLEMENTED: u8 = 2;
 
 /// Consumes Kafka topics on Amazon MSK (IAM auth) and hands every record to the application
 /// next to it: an HTTP POST per record, or an SQS queue. Retries with backoff, dead-letters to a
@@ -52,8 +51,9 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Print one MSK IAM auth token for the current AWS credentials.
     Token(TokenArgs),
-    /// Validate the configuration and print the effective values (secrets redacted).
-    CheckConfig,
+    /// Validate the configuration and print the effective values (secrets redacted) and the
+    /// least-privilege IAM policy it needs.
+    CheckConfig(check_config::CheckConfigArgs),
     /// Exit 0 if the running sidecar's /ready answers 200 (for container health checks).
     Healthcheck(healthcheck::HealthcheckArgs),
 }
@@ -78,10 +78,10 @@ pub fn main() -> ExitCode {
     let env = process_env();
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => run(&env, cli.config.as_deref()),
-        Command::CheckConfig => check_config::main(&env, cli.config.as_deref()),
+        Command::CheckConfig(args) => check_config::main(&env, cli.config.as_deref(), &args),
         Command::Healthcheck(args) => healthcheck::main(&env, &args),
         Command::Demo(args) => demo::main(&args),
-        Command::Token(_) => not_implemented("token"),
+        Command::Token(args) => token::main(&env, &args),
     }
 }
 
@@ -129,11 +129,6 @@ fn run(env: &BTreeMap<String, String>, file: Option<&std::path::Path>) -> ExitCo
     }
 }
 
-fn not_implemented(what: &str) -> ExitCode {
-    eprintln!("msk-sidecar: `{what}` is not implemented yet");
-    ExitCode::from(EXIT_NOT_IMPLEMENTED)
-}
-
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -150,7 +145,7 @@ mod tests {
         let cli = Cli::try_parse_from(["msk-sidecar"]).expect("parses");
         assert!(cli.command.is_none());
         let cli = Cli::try_parse_from(["msk-sidecar", "--config", "x.toml", "check-config"]).expect("parses");
-        assert!(matches!(cli.command, Some(Command::CheckConfig)));
+        assert!(matches!(cli.command, Some(Command::CheckConfig(_))));
         assert_eq!(cli.config.as_deref(), Some(std::path::Path::new("x.toml")));
     }
 

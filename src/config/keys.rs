@@ -11,6 +11,7 @@ pub const KAFKA_AUTH: &str = "KAFKA_AUTH";
 pub const KAFKA_TLS: &str = "KAFKA_TLS";
 pub const KAFKA_START_FROM: &str = "KAFKA_START_FROM";
 pub const AWS_REGION: &str = "AWS_REGION";
+pub const MSK_CLUSTER_ARN: &str = "MSK_CLUSTER_ARN";
 pub const SIDECAR_DELIVERY_URL: &str = "SIDECAR_DELIVERY_URL";
 pub const SIDECAR_DELIVERY_SQS_QUEUE_URL: &str = "SIDECAR_DELIVERY_SQS_QUEUE_URL";
 pub const SIDECAR_DELIVERY_TIMEOUT: &str = "SIDECAR_DELIVERY_TIMEOUT";
@@ -37,6 +38,7 @@ pub const ALL: &[(&str, Option<&str>)] = &[
     (KAFKA_TLS, None),
     (KAFKA_START_FROM, Some("earliest")),
     (AWS_REGION, None),
+    (MSK_CLUSTER_ARN, None),
     (SIDECAR_DELIVERY_URL, None),
     (SIDECAR_DELIVERY_SQS_QUEUE_URL, None),
     (SIDECAR_DELIVERY_TIMEOUT, Some("30s")),

@@ -107,6 +107,8 @@ pub struct KafkaConfig {
     pub start_from: StartFrom,
     /// Region for IAM signing: `AWS_REGION`, else read from the MSK broker host names.
     pub region: Option<String>,
+    /// The MSK cluster ARN (`MSK_CLUSTER_ARN`), for the IAM policy `check-config` prints.
+    pub cluster_arn: Option<String>,
     /// Extra librdkafka properties from `SIDECAR_LIBRDKAFKA_*`.
     pub librdkafka: Vec<LibrdkafkaProperty>,
 }

@@ -113,6 +113,28 @@ pub fn region_from_msk_host(broker: &str) -> Option<String> {
     })
 }
 
+/// Checks an MSK cluster ARN: `arn:<partition>:kafka:<region>:<account>:cluster/<name>/<uuid>`.
+pub fn cluster_arn(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let parts: Vec<&str> = text.splitn(6, ':').collect();
+    let resource: Vec<&str> = parts.get(5).map(|r| r.split('/').collect()).unwrap_or_default();
+    let valid = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "kafka"
+        && region(parts[3]).is_ok()
+        && parts[4].len() == 12
+        && parts[4].chars().all(|c| c.is_ascii_digit())
+        && resource.len() == 3
+        && resource[0] == "cluster"
+        && !resource[1].is_empty()
+        && !resource[2].is_empty();
+    if !valid {
+        return Err("expected arn:aws:kafka:<region>:<account>:cluster/<name>/<uuid>".to_string());
+    }
+    Ok(text.to_string())
+}
+
 /// Parses a socket address such as `127.0.0.1:9464`.
 pub fn socket_addr(text: &str) -> Result<SocketAddr, String> {
     text.trim().parse().map_err(|_| "expected ip:port such as 127.0.0.1:9464".to_string())

@@ -38,6 +38,7 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
             .to_string(),
         ),
         (keys::AWS_REGION, kafka.region.clone().unwrap_or_default()),
+        (keys::MSK_CLUSTER_ARN, kafka.cluster_arn.clone().unwrap_or_default()),
         (keys::SIDECAR_DELIVERY_URL, http),
         (keys::SIDECAR_DELIVERY_SQS_QUEUE_URL, sqs),
         (keys::SIDECAR_DELIVERY_TIMEOUT, duration(config.delivery.timeout)),

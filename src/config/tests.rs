@@ -126,6 +126,16 @@ const INVALID: &[(Changes, &str, &str)] = &[
     (&[("KAFKA_START_FROM", Some("middle"))], "KAFKA_START_FROM", "earliest or latest"),
     (&[("AWS_REGION", Some("Europe"))], "AWS_REGION", "AWS region"),
     (&[("KAFKA_BROKERS", Some("localhost:9092"))], "AWS_REGION", "cannot be read"),
+    (
+        &[("MSK_CLUSTER_ARN", Some("arn:aws:kafka:eu-west-1:123:cluster/x"))],
+        "MSK_CLUSTER_ARN",
+        "expected arn:aws:kafka",
+    ),
+    (
+        &[("MSK_CLUSTER_ARN", Some("arn:aws:kafka:us-east-1:123456789012:cluster/demo/abc"))],
+        "MSK_CLUSTER_ARN",
+        "another region than eu-west-1",
+    ),
     (&[("SIDECAR_DELIVERY_URL", None)], "SIDECAR_DELIVERY_URL", "required"),
     (
         &[("SIDECAR_DELIVERY_SQS_QUEUE_URL", Some("https://sqs.eu-west-1.amazonaws.com/1/q"))],

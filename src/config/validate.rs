@@ -135,6 +135,17 @@ impl Reader<'_> {
         } else {
             brokers.as_ref().and_then(|b| b.iter().find_map(|h| parse::region_from_msk_host(h)))
         };
+        let cluster_arn = self.parse(keys::MSK_CLUSTER_ARN, parse::cluster_arn);
+        if let (Some(arn), Some(region)) = (&cluster_arn, &region)
+            && arn.split(':').nth(3) != Some(region.as_str())
+            && let Some(value) = self.raw.get(keys::MSK_CLUSTER_ARN).cloned()
+        {
+            self.problem_with_value(
+                keys::MSK_CLUSTER_ARN,
+                &value,
+                format!("is in another region than {region}"),
+            );
+        }
         let librdkafka = self.librdkafka();
 
         let auth = auth?;
@@ -164,6 +175,7 @@ impl Reader<'_> {
             tls,
             start_from: start_from?,
             region,
+            cluster_arn,
             librdkafka: librdkafka?,
         })
     }

@@ -28,6 +28,8 @@ use crate::telemetry::metrics::Metrics;
 
 /// State the callbacks need.
 pub struct ConsumerContext {
+    /// Token signing and error routing shared with the producer.
+    pub shared: kafka::Shared,
     /// Watermarks: assigned on assign, final commit taken on revoke.
     pub tracker: Arc<OffsetTracker>,
     /// The dispatcher, told about assignments and revokes.
@@ -116,12 +118,21 @@ impl ConsumerContext {
 }
 
 impl ClientContext for ConsumerContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         kafka::route_log(level, fac, log_message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
-        kafka::route_error(&error, reason);
+        self.shared.error(&error, reason);
+    }
+
+    fn generate_oauth_token(
+        &self,
+        _config: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.shared.oauth_token()
     }
 
     fn stats(&self, statistics: Statistics) {

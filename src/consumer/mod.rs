@@ -98,6 +98,8 @@ pub struct Parts {
     pub health: Arc<Health>,
     /// Metrics.
     pub metrics: Metrics,
+    /// Token signing and error routing.
+    pub shared: kafka::Shared,
 }
 
 /// Starts the consumer thread. Returns once the consumer is created and subscribed; the
@@ -127,6 +129,7 @@ pub fn spawn(
         };
         runtime.block_on(async move {
             let context = ConsumerContext {
+                shared: parts.shared.clone(),
                 tracker: parts.tracker.clone(),
                 dispatch: parts.dispatch.clone(),
                 health: parts.health.clone(),
@@ -167,6 +170,8 @@ async fn poll_loop(
     shutdown: CancellationToken,
 ) -> Option<oneshot::Receiver<()>> {
     let mut topics = TopicNames::default();
+    // Records arriving prove the brokers accept us again after an authentication failure.
+    let mut authentication_failed = true;
     let mut stream = consumer.stream();
     let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
     let mut reconcile_tick = tokio::time::interval(Duration::from_millis(200));
@@ -203,6 +208,10 @@ async fn poll_loop(
                         }
                     }
                     parts.dispatch.send(Command::Records(batch));
+                    if authentication_failed {
+                        authentication_failed = false;
+                        parts.health.clear_problem(crate::health::Component::Authentication);
+                    }
                 }
                 Some(Err(err)) => tracing::warn!(error = %err, "Consumer error."),
                 None => break,

@@ -1,0 +1,197 @@
+//! The least-privilege IAM policy a configuration needs, as `msk-sidecar check-config` prints it.
+//!
+//! `kafka-cluster:Connect` on the cluster, `DescribeTopic` + `ReadData` on the source topics,
+//! `DescribeTopic` + `WriteData` on the dead-letter topic, `DescribeGroup` + `AlterGroup` on the
+//! group, `s3:PutObject` on the archive prefix, `sqs:SendMessage` on a delivery queue. The
+//! Terraform modules in `infra/` render the same document from the same inputs.
+
+use serde::Serialize;
+
+use crate::config::{ArchiveTarget, Config, DeliveryTarget};
+
+/// Placeholder parts used when `MSK_CLUSTER_ARN` is not set.
+pub const PLACEHOLDER_ACCOUNT: &str = "ACCOUNT_ID";
+/// Placeholder cluster name and id.
+pub const PLACEHOLDER_CLUSTER: &str = "CLUSTER_NAME/CLUSTER_UUID";
+
+/// An IAM policy document.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Policy {
+    /// Policy language version.
+    #[serde(rename = "Version")]
+    pub version: &'static str,
+    /// The statements.
+    #[serde(rename = "Statement")]
+    pub statement: Vec<Statement>,
+}
+
+/// One Allow statement.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Statement {
+    /// Statement id.
+    #[serde(rename = "Sid")]
+    pub sid: &'static str,
+    /// Always `Allow`.
+    #[serde(rename = "Effect")]
+    pub effect: &'static str,
+    /// Actions, sorted.
+    #[serde(rename = "Action")]
+    pub action: Vec<&'static str>,
+    /// Resource ARNs.
+    #[serde(rename = "Resource")]
+    pub resource: Vec<String>,
+}
+
+fn allow(sid: &'static str, action: &[&'static str], resource: Vec<String>) -> Statement {
+    Statement { sid, effect: "Allow", action: action.to_vec(), resource }
+}
+
+/// The cluster ARN to use: `MSK_CLUSTER_ARN`, or a placeholder in the configured region.
+pub fn cluster_arn(config: &Config) -> (String, bool) {
+    match &config.kafka.cluster_arn {
+        Some(arn) => (arn.clone(), false),
+        None => {
+            let region = config.kafka.region.as_deref().unwrap_or("REGION");
+            (format!("arn:aws:kafka:{region}:{PLACEHOLDER_ACCOUNT}:cluster/{PLACEHOLDER_CLUSTER}"), true)
+        }
+    }
+}
+
+/// The ARN of a queue from its URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`; also
+/// LocalStack's `.../queue/<region>/<account>/<name>`).
+pub fn queue_arn(url: &url::Url, partition: &str, default_region: &str) -> String {
+    let segments: Vec<&str> =
+        url.path_segments().map(|s| s.filter(|p| !p.is_empty()).collect()).unwrap_or_default();
+    let (account, name) = match segments.as_slice() {
+        [.., account, name] => (*account, *name),
+        _ => ("ACCOUNT_ID", "QUEUE_NAME"),
+    };
+    let host = url.host_str().unwrap_or_default();
+    let region = host
+        .strip_prefix("sqs.")
+        .and_then(|rest| rest.split('.').next())
+        .or(match segments.as_slice() {
+            ["queue", region, ..] => Some(*region),
+            _ => None,
+        })
+        .unwrap_or(default_region);
+    format!("arn:{partition}:sqs:{region}:{account}:{name}")
+}
+
+/// The policy for `config`.
+pub fn iam_policy(config: &Config) -> Policy {
+    let (cluster, _) = cluster_arn(config);
+    let partition = cluster.split(':').nth(1).unwrap_or("aws").to_string();
+    let child =
+        |kind: &str, name: &str| format!("{}/{name}", cluster.replacen(":cluster/", &format!(":{kind}/"), 1));
+    let mut topics: Vec<String> = Vec::new();
+    for topic in &config.kafka.topics {
+        let arn = child("topic", if topic.starts_with('^') { "*" } else { topic });
+        if !topics.contains(&arn) {
+            topics.push(arn);
+        }
+    }
+    let mut statement = vec![
+        allow("ConnectToCluster", &["kafka-cluster:Connect"], vec![cluster.clone()]),
+        allow("ReadSourceTopics", &["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"], topics),
+        allow(
+            "WriteDeadLetterTopic",
+            &["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
+            vec![child("topic", &config.dlq.topic)],
+        ),
+        allow(
+            "UseConsumerGroup",
+            &["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"],
+            vec![child("group", &config.kafka.group)],
+        ),
+    ];
+    if let ArchiveTarget::S3 { bucket, prefix } = &config.dlq.archive {
+        let objects = if prefix.is_empty() { format!("{bucket}/*") } else { format!("{bucket}/{prefix}/*") };
+        statement.push(allow(
+            "ArchiveDeadLetters",
+            &["s3:PutObject"],
+            vec![format!("arn:{partition}:s3:::{objects}")],
+        ));
+    }
+    if let DeliveryTarget::Sqs(url) = &config.delivery.target {
+        let region = config.kafka.region.as_deref().unwrap_or("REGION");
+        statement.push(allow(
+            "DeliverToQueue",
+            &["sqs:SendMessage"],
+            vec![queue_arn(url, &partition, region)],
+        ));
+    }
+    Policy { version: "2012-10-17", statement }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Config {
+        let mut env: BTreeMap<String, String> = [
+            ("KAFKA_BROKERS", "b-1.demo.abc.c2.kafka.eu-west-1.amazonaws.com:9098"),
+            ("KAFKA_TOPICS", "orders,^audit\\..*"),
+            ("KAFKA_CONSUMER_GROUP", "orders-sidecar"),
+            ("SIDECAR_DELIVERY_URL", "http://127.0.0.1:8080/events"),
+            ("SIDECAR_DLQ_TOPIC", "orders.dlq"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in pairs {
+            env.insert(k.to_string(), v.to_string());
+        }
+        Config::from_sources(&env, None).expect("valid")
+    }
+
+    #[test]
+    fn policy_names_every_resource_the_sidecar_touches() {
+        let config = config(&[
+            ("MSK_CLUSTER_ARN", "arn:aws:kafka:eu-west-1:123456789012:cluster/demo/abc-1"),
+            ("SIDECAR_DLQ_ARCHIVE", "s3://dlq-bucket/dead"),
+        ]);
+        let json = serde_json::to_value(iam_policy(&config)).expect("json");
+        let expected = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Sid": "ConnectToCluster", "Effect": "Allow", "Action": ["kafka-cluster:Connect"],
+                 "Resource": ["arn:aws:kafka:eu-west-1:123456789012:cluster/demo/abc-1"]},
+                {"Sid": "ReadSourceTopics", "Effect": "Allow", "Action": ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"],
+                 "Resource": ["arn:aws:kafka:eu-west-1:123456789012:topic/demo/abc-1/orders",
+                              "arn:aws:kafka:eu-west-1:123456789012:topic/demo/abc-1/*"]},
+                {"Sid": "WriteDeadLetterTopic", "Effect": "Allow", "Action": ["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
+                 "Resource": ["arn:aws:kafka:eu-west-1:123456789012:topic/demo/abc-1/orders.dlq"]},
+                {"Sid": "UseConsumerGroup", "Effect": "Allow", "Action": ["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"],
+                 "Resource": ["arn:aws:kafka:eu-west-1:123456789012:group/demo/abc-1/orders-sidecar"]},
+                {"Sid": "ArchiveDeadLetters", "Effect": "Allow", "Action": ["s3:PutObject"],
+                 "Resource": ["arn:aws:s3:::dlq-bucket/dead/*"]}
+            ]
+        });
+        assert_eq!(json, expected);
+    }
+
+    #[test]
+    fn placeholder_cluster_and_sqs_queue() {
+        let config = config(&[
+            ("SIDECAR_DELIVERY_URL", ""),
+            ("SIDECAR_DELIVERY_SQS_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/123456789012/work"),
+        ]);
+        let (arn, placeholder) = cluster_arn(&config);
+        assert!(placeholder);
+        assert_eq!(arn, "arn:aws:kafka:eu-west-1:ACCOUNT_ID:cluster/CLUSTER_NAME/CLUSTER_UUID");
+        let policy = iam_policy(&config);
+        let last = policy.statement.last().expect("statement");
+        assert_eq!(last.sid, "DeliverToQueue");
+        assert_eq!(last.resource, vec!["arn:aws:sqs:eu-west-1:123456789012:work".to_string()]);
+        assert_eq!(policy.statement.len(), 5, "no archive statement without an S3 archive");
+    }
+
+    #[test]
+    fn localstack_queue_urls_give_an_arn() {
+        let url = url::Url::parse("http://127.0.0.1:4566/queue/us-east-1/000000000000/jobs").expect("url");
+        assert_eq!(queue_arn(&url, "aws", "eu-west-1"), "arn:aws:sqs:us-east-1:000000000000:jobs");
+    }
+}
