@@ -1,0 +1,71 @@
+# The least-privilege IAM policy of msk-sidecar, exactly as `msk-sidecar check-config
+# --iam-policy` prints it for the same settings: statement order, Sids and action order are part
+# of the contract, and every Action and Resource is a list, even with one element. That is why it
+# is built with jsonencode and not aws_iam_policy_document, which turns one-element lists into
+# strings.
+
+locals {
+  partition = split(":", var.msk_cluster_arn)[1]
+
+  # arn:<p>:kafka:<r>:<a>:cluster/<name>/<uuid> -> arn:<p>:kafka:<r>:<a>:topic/<name>/<uuid>
+  topic_arn_base = replace(var.msk_cluster_arn, ":cluster/", ":topic/")
+  group_arn_base = replace(var.msk_cluster_arn, ":cluster/", ":group/")
+
+  dlq_topic = var.dlq_topic == null || var.dlq_topic == "" ? "${var.topics[0]}.dlq" : var.dlq_topic
+
+  archive_bucket   = var.archive_bucket == null ? "" : var.archive_bucket
+  archive_prefix   = var.archive_prefix == null ? "" : trim(var.archive_prefix, "/")
+  archive_resource = local.archive_prefix == "" ? "arn:${local.partition}:s3:::${local.archive_bucket}/*" : "arn:${local.partition}:s3:::${local.archive_bucket}/${local.archive_prefix}/*"
+  sqs_queue_arn    = var.sqs_queue_arn == null ? "" : var.sqs_queue_arn
+
+  kafka_statements = [
+    {
+      Sid      = "ConnectToCluster"
+      Effect   = "Allow"
+      Action   = ["kafka-cluster:Connect"]
+      Resource = [var.msk_cluster_arn]
+    },
+    {
+      Sid    = "ReadSourceTopics"
+      Effect = "Allow"
+      Action = ["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"]
+      # In the order of var.topics, each ARN once (two patterns both become topic/.../*).
+      Resource = distinct([for t in var.topics : "${local.topic_arn_base}/${startswith(t, "^") ? "*" : t}"])
+    },
+    {
+      Sid      = "WriteDeadLetterTopic"
+      Effect   = "Allow"
+      Action   = ["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"]
+      Resource = ["${local.topic_arn_base}/${local.dlq_topic}"]
+    },
+    {
+      Sid      = "UseConsumerGroup"
+      Effect   = "Allow"
+      Action   = ["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"]
+      Resource = ["${local.group_arn_base}/${var.consumer_group}"]
+    },
+  ]
+
+  archive_statements = local.archive_bucket == "" ? [] : [
+    {
+      Sid      = "ArchiveDeadLetters"
+      Effect   = "Allow"
+      Action   = ["s3:PutObject"]
+      Resource = [local.archive_resource]
+    },
+  ]
+
+  queue_statements = local.sqs_queue_arn == "" ? [] : [
+    {
+      Sid      = "DeliverToQueue"
+      Effect   = "Allow"
+      Action   = ["sqs:SendMessage"]
+      Resource = [local.sqs_queue_arn]
+    },
+  ]
+
+  policy = {
+    Version   = "2012-10-17"
+    Statement = concat(local.kafka_statements, local.archive_statements, local.queue_statements)
+  }
+}

@@ -1,0 +1,68 @@
+variable "msk_cluster_arn" {
+  description = "ARN of the MSK cluster: arn:<partition>:kafka:<region>:<account>:cluster/<cluster_name>/<cluster_uuid>. Topic and group ARNs are derived from it."
+  type        = string
+
+  validation {
+    condition     = can(regex("^arn:[a-z-]+:kafka:[a-z0-9-]+:[0-9]{12}:cluster/[^/]+/[^/]+$", var.msk_cluster_arn))
+    error_message = "msk_cluster_arn must look like arn:aws:kafka:eu-west-1:123456789012:cluster/my-cluster/0123abcd-...-1."
+  }
+}
+
+variable "topics" {
+  description = "Topics the sidecar consumes (KAFKA_TOPICS), in order. A topic starting with ^ is a regex subscription: its ARN uses * as the topic name (an ARN that repeats is listed once)."
+  type        = list(string)
+
+  validation {
+    condition     = length(var.topics) > 0
+    error_message = "topics must name at least one topic."
+  }
+
+  validation {
+    condition     = alltrue([for t in var.topics : startswith(t, "^") || can(regex("^[a-zA-Z0-9._-]{1,249}$", t))])
+    error_message = "Each topic must be a legal Kafka topic name (1-249 of a-z A-Z 0-9 . _ -) or a ^regex pattern."
+  }
+}
+
+variable "dlq_topic" {
+  description = "Dead-letter topic (SIDECAR_DLQ_TOPIC). Null or empty means <first topic>.dlq, as the sidecar itself defaults; required when the first topic is a ^pattern."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.dlq_topic == null || var.dlq_topic == "" || can(regex("^[a-zA-Z0-9._-]{1,249}$", coalesce(var.dlq_topic, "x")))
+    error_message = "dlq_topic must be a legal Kafka topic name, not a pattern."
+  }
+}
+
+variable "consumer_group" {
+  description = "Consumer group id (KAFKA_CONSUMER_GROUP)."
+  type        = string
+
+  validation {
+    condition     = length(var.consumer_group) > 0
+    error_message = "consumer_group must not be empty."
+  }
+}
+
+variable "archive_bucket" {
+  description = "S3 bucket of the dead-letter archive (the bucket of SIDECAR_DLQ_ARCHIVE=s3://bucket/prefix). Null or empty means no archive, and no ArchiveDeadLetters statement."
+  type        = string
+  default     = null
+}
+
+variable "archive_prefix" {
+  description = "Key prefix of the dead-letter archive (the prefix of SIDECAR_DLQ_ARCHIVE). Leading and trailing slashes are ignored, as the sidecar ignores them; empty means the whole bucket."
+  type        = string
+  default     = ""
+}
+
+variable "sqs_queue_arn" {
+  description = "ARN of the SQS queue the sidecar fills (SIDECAR_DELIVERY_SQS_QUEUE_URL). Null or empty means HTTP delivery, and no DeliverToQueue statement."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.sqs_queue_arn == null || var.sqs_queue_arn == "" || can(regex("^arn:[a-z-]+:sqs:[a-z0-9-]+:[0-9]{12}:.+$", coalesce(var.sqs_queue_arn, "x")))
+    error_message = "sqs_queue_arn must be an SQS queue ARN (arn:aws:sqs:<region>:<account>:<name>)."
+  }
+}

@@ -1,0 +1,4 @@
+terraform {
+  # No providers: the policy is plain data, so this module renders offline (infra/tests/policy).
+  required_version = ">= 1.5.7"
+}

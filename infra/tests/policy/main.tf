@@ -1,0 +1,64 @@
+# Renders the sidecar's IAM policy offline, for comparison with `msk-sidecar check-config
+# --iam-policy`. No providers, no resources: `terraform apply` only evaluates the module.
+#
+#   infra/tests/policy/render.sh infra/tests/policy/full.tfvars
+
+terraform {
+  required_version = ">= 1.5.7"
+}
+
+module "policy" {
+  source = "../../modules/sidecar-iam-policy"
+
+  msk_cluster_arn = var.msk_cluster_arn
+  topics          = var.topics
+  dlq_topic       = var.dlq_topic
+  consumer_group  = var.consumer_group
+  archive_bucket  = var.archive_bucket
+  archive_prefix  = var.archive_prefix
+  sqs_queue_arn   = var.sqs_queue_arn
+}
+
+variable "msk_cluster_arn" {
+  description = "ARN of the MSK cluster."
+  type        = string
+}
+
+variable "topics" {
+  description = "Source topics, in order (^ for a regex subscription)."
+  type        = list(string)
+}
+
+variable "dlq_topic" {
+  description = "Dead-letter topic; null means <first topic>.dlq."
+  type        = string
+  default     = null
+}
+
+variable "consumer_group" {
+  description = "Consumer group id."
+  type        = string
+}
+
+variable "archive_bucket" {
+  description = "S3 archive bucket; null means no archive."
+  type        = string
+  default     = null
+}
+
+variable "archive_prefix" {
+  description = "S3 archive key prefix."
+  type        = string
+  default     = ""
+}
+
+variable "sqs_queue_arn" {
+  description = "SQS delivery queue ARN; null means HTTP delivery."
+  type        = string
+  default     = null
+}
+
+output "json" {
+  description = "The rendered IAM policy document."
+  value       = module.policy.json
+}
