@@ -1,4 +1,4 @@
-//! `msk-sidecar healthcheck`: asks the running sidecar's `/ready` and exits 0 on 200.
+//! `msk-sidecar healthcheck`: asks the running sidecar's `/ready` (or `/live`) and exits 0 on 200.
 //!
 //! Made for distroless images, where a container health check cannot run curl. It reads only
 //! `SIDECAR_ADMIN_ADDR` (not the full configuration), so it works in any container that runs
@@ -21,6 +21,11 @@ pub struct HealthcheckArgs {
     /// 0.0.0.0 is asked on loopback).
     #[arg(long, value_name = "IP:PORT")]
     pub addr: Option<SocketAddr>,
+    /// Ask `/live` instead of `/ready`: the process runs, whether or not it can deliver. For
+    /// container health checks that gate the application's start (ECS `dependsOn: HEALTHY`),
+    /// since `/ready` waits for the application.
+    #[arg(long)]
+    pub live: bool,
     /// How long to wait for the answer.
     #[arg(long, default_value = "3s", value_parser = parse::positive_duration)]
     pub timeout: Duration,
@@ -54,7 +59,8 @@ pub fn main(env: &BTreeMap<String, String>, args: &HealthcheckArgs) -> ExitCode 
             }
         }
     };
-    let url = format!("http://{}/ready", probe_addr(addr));
+    let path = if args.live { "live" } else { "ready" };
+    let url = format!("http://{}/{path}", probe_addr(addr));
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -71,11 +77,11 @@ pub fn main(env: &BTreeMap<String, String>, args: &HealthcheckArgs) -> ExitCode 
     });
     match result {
         Ok((status, body)) if status.is_success() => {
-            output::line(&format!("ready: {}", body.trim()));
+            output::line(&format!("{path}: {}", body.trim()));
             ExitCode::SUCCESS
         }
         Ok((status, body)) => {
-            eprintln!("msk-sidecar: not ready ({status}): {}", body.trim());
+            eprintln!("msk-sidecar: not {path} ({status}): {}", body.trim());
             ExitCode::FAILURE
         }
         Err(err) => {

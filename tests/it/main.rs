@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod common;
 mod guarantees;
+mod infra_policy;
 mod pipeline;
 mod records;
 mod smoke;

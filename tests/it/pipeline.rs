@@ -281,3 +281,32 @@ async fn a_failing_archive_holds_the_partition_until_it_recovers() {
     assert_eq!(status, 200);
     sidecar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_follows_readiness_and_liveness_of_a_running_sidecar() {
+    let (topic, _) = topics(1).await;
+    let group = common::random_name("g");
+    let port = common::free_port();
+    let sidecar = Sidecar::start(&sidecar::env(&topic, &group, &format!("http://127.0.0.1:{port}/events"))).await;
+    let addr = sidecar.running().admin_addr.to_string();
+    let check = |live: bool| {
+        let mut args = vec!["healthcheck", "--addr", addr.as_str()];
+        if live {
+            args.push("--live");
+        }
+        std::process::Command::new(env!("CARGO_BIN_EXE_msk-sidecar")).args(&args).output().expect("healthcheck")
+    };
+    common::produce(&topic, vec![Produce::text(0, "k", "v")]).await;
+    // The application is down: not ready, but live.
+    common::eventually(Duration::from_secs(30), "healthcheck to fail while the application is down", || {
+        std::future::ready((check(false).status.code() == Some(1)).then_some(()))
+    })
+    .await;
+    assert!(check(true).status.success(), "live while the application is down");
+    let _app = TestApp::start_on(format!("127.0.0.1:{port}").parse().expect("addr")).await;
+    common::eventually(Duration::from_secs(30), "healthcheck to pass", || {
+        std::future::ready(check(false).status.success().then_some(()))
+    })
+    .await;
+    sidecar.stop().await;
+}
