@@ -67,6 +67,7 @@ impl ConsumerContext {
             let names: Vec<String> = assigned.iter().map(|(tp, _)| tp.to_string()).collect();
             tracing::info!(partitions = %names.join(","), "Partitions assigned.");
         }
+        self.metrics.rebalanced(true);
         self.dispatch.send(Command::Assigned(assigned));
         self.health.mark_joined();
         self.assignment_changed.store(true, Ordering::Release);
@@ -78,6 +79,7 @@ impl ConsumerContext {
             return;
         }
         self.metrics.forget_lag(&tps);
+        self.metrics.rebalanced(false);
         self.assignment_changed.store(true, Ordering::Release);
         let names: Vec<String> = tps.iter().map(ToString::to_string).collect();
         if consumer.assignment_lost() {

@@ -72,6 +72,10 @@ struct Shared {
     auth_failures: AtomicU64,
     /// 1 while the circuit breaker is open.
     breaker_open: AtomicI64,
+    /// Rebalance callbacks that assigned partitions.
+    assigns: AtomicU64,
+    /// Rebalance callbacks that revoked partitions.
+    revokes: AtomicU64,
 }
 
 /// The metrics of one sidecar process. Cheap to clone.
@@ -182,6 +186,12 @@ impl Metrics {
         self.shared.auth_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a rebalance (`true`: partitions assigned, `false`: revoked).
+    pub fn rebalanced(&self, assigned: bool) {
+        let counter = if assigned { &self.shared.assigns } else { &self.shared.revokes };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Sets the circuit breaker gauge.
     pub fn set_breaker_open(&self, open: bool) {
         self.shared.breaker_open.store(i64::from(open), Ordering::Relaxed);
@@ -248,6 +258,15 @@ fn register_observers(meter: &Meter, shared: &Arc<Shared>) {
                     );
                 }
             }
+        })
+        .build();
+    let rebalances = shared.clone();
+    meter
+        .u64_observable_counter("msk_sidecar.rebalances")
+        .with_description("Rebalance callbacks, by kind (assign, revoke)")
+        .with_callback(move |observer| {
+            observer.observe(rebalances.assigns.load(Ordering::Relaxed), &[KeyValue::new("kind", "assign")]);
+            observer.observe(rebalances.revokes.load(Ordering::Relaxed), &[KeyValue::new("kind", "revoke")]);
         })
         .build();
     let lag = shared.clone();

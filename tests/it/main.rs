@@ -8,6 +8,7 @@
 mod auth;
 mod cli;
 mod common;
+mod concurrency;
 mod guarantees;
 mod infra_policy;
 mod pipeline;

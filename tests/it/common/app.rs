@@ -63,6 +63,10 @@ type Behaviour = Box<dyn Fn(&Received) -> Reply + Send + Sync>;
 struct AppState {
     received: Mutex<Vec<Received>>,
     behaviour: Mutex<Behaviour>,
+    /// Requests being handled now.
+    current: std::sync::atomic::AtomicUsize,
+    /// The most requests handled at once.
+    peak: std::sync::atomic::AtomicUsize,
 }
 
 /// A running test application.
@@ -84,6 +88,8 @@ impl TestApp {
         let state = Arc::new(AppState {
             received: Mutex::default(),
             behaviour: Mutex::new(Box::new(|_| Reply::Status(200))),
+            current: 0.into(),
+            peak: 0.into(),
         });
         let listener = tokio::net::TcpListener::bind(addr).await.expect("bind test app");
         let addr = listener.local_addr().expect("addr");
@@ -126,6 +132,11 @@ impl TestApp {
             .collect()
     }
 
+    /// The most requests the application handled at once.
+    pub fn peak_concurrency(&self) -> usize {
+        self.state.peak.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Stops listening.
     pub fn stop(&self) {
         self.stop.cancel();
@@ -147,8 +158,17 @@ async fn handle(State(state): State<Arc<AppState>>, headers: HeaderMap, body: By
         body,
         at: Instant::now(),
     };
+    use std::sync::atomic::Ordering::SeqCst;
+    let now = state.current.fetch_add(1, SeqCst) + 1;
+    state.peak.fetch_max(now, SeqCst);
     let reply = (state.behaviour.lock().unwrap())(&received);
+    let response = respond(reply).await;
     state.received.lock().unwrap().push(received);
+    state.current.fetch_sub(1, SeqCst);
+    response
+}
+
+async fn respond(reply: Reply) -> Response {
     match reply {
         Reply::Status(status) => status_of(status).into_response(),
         Reply::RetryAfter(status, seconds) => {
