@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 /// STS session name used for web identity (IRSA) when none is configured.
 pub const SESSION_NAME: &str = "msk-sidecar";
 
-/// Credentials closer to expiry than this are refreshed before signing.
+/// Credentials closer to expiry than this (or than a quarter of their lifetime, for short-lived
+/// ones) are refreshed before signing.
 pub const MIN_REMAINING: Duration = Duration::from_secs(60);
 
 /// Refresh this long before expiry (or at half the lifetime, whichever is later).
@@ -61,8 +62,8 @@ pub async fn default_provider(region: Option<String>) -> SharedCredentialsProvid
 /// The current credentials, shared by the refresher and the token callbacks.
 #[derive(Debug, Default)]
 pub struct CredentialCache {
-    /// Latest credentials (`None` until the first successful load).
-    current: RwLock<Option<Credentials>>,
+    /// Latest credentials and when they were loaded (`None` until the first successful load).
+    current: RwLock<Option<(Credentials, SystemTime)>>,
     /// Why the last load failed, for error messages.
     last_error: Mutex<Option<String>>,
     /// Wakes the refresher early (credentials about to expire).
@@ -83,7 +84,8 @@ impl CredentialCache {
     }
 
     fn store(&self, credentials: Credentials) {
-        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(credentials);
+        *self.current.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((credentials, SystemTime::now()));
         *self.last_error.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
     }
 
@@ -104,15 +106,21 @@ impl CredentialCache {
         };
         match current {
             None => Err(format!("no AWS credentials: {}", last_error())),
-            Some(credentials) => match credentials.expiry() {
-                Some(expiry) if expiry <= now + MIN_REMAINING => {
-                    self.refresh.notify_one();
-                    Err(format!(
-                        "AWS credentials expire in less than {}s and are being refreshed",
-                        MIN_REMAINING.as_secs()
-                    ))
+            Some((credentials, loaded_at)) => match credentials.expiry() {
+                Some(expiry) => {
+                    let lifetime = expiry.duration_since(loaded_at).unwrap_or(Duration::ZERO);
+                    let margin = MIN_REMAINING.min(lifetime / 4);
+                    if expiry <= now + margin {
+                        self.refresh.notify_one();
+                        Err(format!(
+                            "AWS credentials expire in less than {}s and are being refreshed",
+                            margin.as_secs()
+                        ))
+                    } else {
+                        Ok(credentials)
+                    }
                 }
-                _ => Ok(credentials),
+                None => Ok(credentials),
             },
         }
     }
@@ -220,18 +228,23 @@ mod tests {
     #[test]
     fn credentials_about_to_expire_are_refused() {
         let now = SystemTime::now();
-        let cache =
-            CredentialCache::with(Credentials::new("A", "S", None, Some(now + Duration::from_secs(30)), "t"));
-        let err = cache.usable(now).expect_err("about to expire");
-        assert!(err.contains("being refreshed"), "{err}");
-        let cache = CredentialCache::with(Credentials::new(
+        let hour = CredentialCache::with(Credentials::new(
             "A",
             "S",
             None,
-            Some(now + Duration::from_secs(600)),
+            Some(now + Duration::from_secs(3600)),
             "t",
         ));
-        assert!(cache.usable(now).is_ok());
+        assert!(hour.usable(now + Duration::from_secs(3000)).is_ok());
+        let err = hour.usable(now + Duration::from_secs(3550)).expect_err("about to expire");
+        assert!(err.contains("being refreshed"), "{err}");
+        // Short-lived credentials keep a quarter of their life as margin, not a full minute.
+        let short =
+            CredentialCache::with(Credentials::new("A", "S", None, Some(now + Duration::from_secs(40)), "t"));
+        assert!(short.usable(now + Duration::from_secs(20)).is_ok());
+        assert!(short.usable(now + Duration::from_secs(31)).is_err());
+        let static_keys = CredentialCache::with(Credentials::new("A", "S", None, None, "t"));
+        assert!(static_keys.usable(now + Duration::from_secs(86_400)).is_ok());
         assert!(CredentialCache::new().usable(now).unwrap_err().contains("no AWS credentials"));
     }
 }

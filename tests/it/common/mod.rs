@@ -5,8 +5,13 @@
 #![allow(dead_code)]
 
 pub mod app;
+pub mod credentials_endpoint;
+pub mod kafka_wire;
 pub mod process;
+pub mod sasl_gateway;
 pub mod sidecar;
+pub mod sigv4_check;
+pub mod tansu;
 
 use std::future::Future;
 use std::time::Duration;
