@@ -13,12 +13,8 @@ fn tfvars(text: &str) -> BTreeMap<String, Vec<String>> {
     let mut values = BTreeMap::new();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
         let (key, value) = line.split_once('=').expect("key = value");
-        let strings: Vec<String> = value
-            .split('"')
-            .skip(1)
-            .step_by(2)
-            .map(|s| s.replace("\\\\", "\\"))
-            .collect();
+        let strings: Vec<String> =
+            value.split('"').skip(1).step_by(2).map(|s| s.replace("\\\\", "\\")).collect();
         values.insert(key.trim().to_string(), strings);
     }
     values

@@ -287,14 +287,18 @@ async fn healthcheck_follows_readiness_and_liveness_of_a_running_sidecar() {
     let (topic, _) = topics(1).await;
     let group = common::random_name("g");
     let port = common::free_port();
-    let sidecar = Sidecar::start(&sidecar::env(&topic, &group, &format!("http://127.0.0.1:{port}/events"))).await;
+    let sidecar =
+        Sidecar::start(&sidecar::env(&topic, &group, &format!("http://127.0.0.1:{port}/events"))).await;
     let addr = sidecar.running().admin_addr.to_string();
     let check = |live: bool| {
         let mut args = vec!["healthcheck", "--addr", addr.as_str()];
         if live {
             args.push("--live");
         }
-        std::process::Command::new(env!("CARGO_BIN_EXE_msk-sidecar")).args(&args).output().expect("healthcheck")
+        std::process::Command::new(env!("CARGO_BIN_EXE_msk-sidecar"))
+            .args(&args)
+            .output()
+            .expect("healthcheck")
     };
     common::produce(&topic, vec![Produce::text(0, "k", "v")]).await;
     // The application is down: not ready, but live.
