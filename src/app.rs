@@ -26,6 +26,10 @@ use crate::offsets::OffsetTracker;
 use crate::pipeline::breaker::{self, Breaker};
 use crate::pipeline::{Pipeline, backoff};
 use crate::telemetry::metrics::{Metrics, MetricsError};
+use crate::telemetry::otlp::{self, OtlpError};
+use crate::telemetry::spans::{TargetInfo, Tracing};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 
 /// Why the application could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +49,9 @@ pub enum AppError {
     /// The consumer failed.
     #[error(transparent)]
     Consumer(#[from] ConsumerError),
+    /// An OTLP exporter could not be built.
+    #[error(transparent)]
+    Otlp(#[from] OtlpError),
     /// The configured target is not supported by this build.
     #[error("{0} is not supported yet")]
     Unsupported(&'static str),
@@ -81,7 +88,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         configuration = %config.effective().iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
         "Starting msk-sidecar."
     );
-    let metrics = Metrics::new()?;
+    let resource = otlp::resource(&config.telemetry).await;
+    let span_counters = Arc::new(otlp::SpanCounters::default());
+    let tracer_provider = otlp::tracer_provider(&config.telemetry, resource.clone(), span_counters.clone())?;
+    let metrics = Metrics::for_app(resource, otlp::metrics_reader(&config.telemetry)?)?;
+    let tracing = match &tracer_provider {
+        Some(provider) => {
+            metrics.set_span_counters(span_counters);
+            let tracer = provider.tracer("msk-sidecar");
+            crate::telemetry::attach_tracer(tracer.clone());
+            Tracing::new(tracer, config.kafka.group.clone(), target_info(&config.delivery.target))
+        }
+        None => Tracing::disabled(),
+    };
     let health = Arc::new(Health::new());
     let admin = admin::spawn(config.admin_addr, health.clone(), metrics.clone())?;
 
@@ -110,8 +129,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         metrics: metrics.clone(),
         group: config.kafka.group.clone(),
         jitter: backoff::full_jitter,
+        tracing,
     });
     let tracker = Arc::new(OffsetTracker::new());
+    let oldest = tracker.clone();
+    metrics.set_oldest_source(Box::new(move || oldest.oldest_timestamps()));
     let (flow_tx, flow_rx) = mpsc::unbounded_channel();
     let (dispatch, dispatcher) = dispatch::spawn(dispatch::Setup {
         ordering: config.ordering,
@@ -143,8 +165,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 
     let (done_tx, done) = oneshot::channel();
     let admin_addr = admin.addr;
+    let flush_metrics = metrics.clone();
     tokio::spawn(async move {
-        let result = finish(consumer_done, dispatcher, writer, admin, background, prober).await;
+        let result =
+            finish(consumer_done, dispatcher, writer, admin, background, prober, tracer_provider).await;
+        // Push the final counts to an OTLP metrics collector, if one is configured.
+        let provider = flush_metrics.provider().clone();
+        drop(
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                tokio::task::spawn_blocking(move || provider.force_flush()),
+            )
+            .await,
+        );
         drop(done_tx.send(result));
     });
     Ok(Running { metrics, health, admin_addr, done })
@@ -158,6 +191,7 @@ async fn finish(
     admin: AdminServer,
     background: CancellationToken,
     prober: tokio::task::JoinHandle<()>,
+    tracer_provider: Option<SdkTracerProvider>,
 ) -> Result<(), AppError> {
     let result = consumer_done.await.unwrap_or(Err(ConsumerError::Vanished));
     drop(dispatcher.await);
@@ -165,7 +199,30 @@ async fn finish(
     drop(prober.await);
     let flushing = writer.clone();
     drop(tokio::task::spawn_blocking(move || flushing.flush(Duration::from_secs(5))).await);
+    if let Some(provider) = tracer_provider {
+        // Flush the spans still queued, within a bound: a dead collector must not hold shutdown.
+        let flushed = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::task::spawn_blocking(move || provider.shutdown()),
+        )
+        .await;
+        if !matches!(flushed, Ok(Ok(Ok(())))) {
+            tracing::warn!("Spans still queued at shutdown could not all be exported.");
+        }
+    }
     drop(tokio::task::spawn_blocking(move || admin.stop()).await);
     tracing::info!("msk-sidecar stopped.");
     result.map_err(AppError::from)
+}
+
+/// What the attempt spans record about the delivery target.
+fn target_info(target: &DeliveryTarget) -> TargetInfo {
+    let url = match target {
+        DeliveryTarget::Http(url) | DeliveryTarget::Sqs(url) => url,
+    };
+    TargetInfo {
+        url: crate::config::redact_url(url),
+        address: url.host_str().unwrap_or_default().to_string(),
+        port: url.port_or_known_default().map_or(0, i64::from),
+    }
 }

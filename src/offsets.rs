@@ -9,7 +9,7 @@
 //! Each assignment of a partition gets a new epoch; completions that carry an older epoch
 //! (records of a revoked assignment finishing late) are ignored.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use crate::record::TopicPartition;
@@ -17,8 +17,8 @@ use crate::record::TopicPartition;
 /// The watermark state of one partition assignment.
 #[derive(Debug, Default, Clone)]
 pub struct PartitionOffsets {
-    /// Tracked offsets not yet completed.
-    pending: BTreeSet<i64>,
+    /// Tracked offsets not yet completed, with their record timestamps (ms).
+    pending: BTreeMap<i64, Option<i64>>,
     /// One past the highest tracked offset.
     next: Option<i64>,
     /// The last offset handed out for commit.
@@ -26,20 +26,21 @@ pub struct PartitionOffsets {
 }
 
 impl PartitionOffsets {
-    /// Records that `offset` was consumed and is now outstanding.
-    pub fn track(&mut self, offset: i64) {
-        self.pending.insert(offset);
+    /// Records that `offset` (with record timestamp `timestamp`, ms) was consumed and is now
+    /// outstanding.
+    pub fn track(&mut self, offset: i64, timestamp: Option<i64>) {
+        self.pending.insert(offset, timestamp);
         self.next = Some(self.next.map_or(offset + 1, |n| n.max(offset + 1)));
     }
 
     /// Records that `offset` reached a terminal state. Unknown offsets are ignored.
     pub fn complete(&mut self, offset: i64) -> bool {
-        self.pending.remove(&offset)
+        self.pending.remove(&offset).is_some()
     }
 
     /// The offset to commit: every record below it is done.
     pub fn watermark(&self) -> Option<i64> {
-        self.pending.first().copied().or(self.next)
+        self.pending.first_key_value().map(|(offset, _)| *offset).or(self.next)
     }
 
     /// Outstanding records.
@@ -49,7 +50,12 @@ impl PartitionOffsets {
 
     /// The lowest outstanding offset, if any.
     pub fn oldest_pending(&self) -> Option<i64> {
-        self.pending.first().copied()
+        self.pending.first_key_value().map(|(offset, _)| *offset)
+    }
+
+    /// The timestamp (ms) of the lowest outstanding record, if any and if it has one.
+    pub fn oldest_pending_timestamp(&self) -> Option<i64> {
+        self.pending.first_key_value().and_then(|(_, timestamp)| *timestamp)
     }
 
     /// The watermark if it moved past the last committed offset; marks it committed.
@@ -119,10 +125,10 @@ impl OffsetTracker {
 
     /// Tracks a consumed record. Returns false (and tracks nothing) if `tp` is not assigned
     /// under `epoch`.
-    pub fn track(&self, tp: &TopicPartition, epoch: u64, offset: i64) -> bool {
+    pub fn track(&self, tp: &TopicPartition, epoch: u64, offset: i64, timestamp: Option<i64>) -> bool {
         match self.lock().get_mut(tp) {
             Some(a) if a.epoch == epoch => {
-                a.offsets.track(offset);
+                a.offsets.track(offset, timestamp);
                 true
             }
             _ => false,
@@ -151,6 +157,11 @@ impl OffsetTracker {
     /// The lowest outstanding offset of every partition that has one.
     pub fn oldest_pending(&self) -> Vec<(TopicPartition, i64)> {
         self.lock().iter().filter_map(|(tp, a)| Some((tp.clone(), a.offsets.oldest_pending()?))).collect()
+    }
+
+    /// Per assigned partition, the timestamp of the oldest record not yet done (`None`: none).
+    pub fn oldest_timestamps(&self) -> Vec<(TopicPartition, Option<i64>)> {
+        self.lock().iter().map(|(tp, a)| (tp.clone(), a.offsets.oldest_pending_timestamp())).collect()
     }
 
     /// Watermarks that moved since they were last taken, marked as committed; restricted to
@@ -190,7 +201,7 @@ mod tests {
     fn in_order_completion_advances_one_by_one() {
         let mut p = PartitionOffsets::default();
         for o in 0..5 {
-            p.track(o);
+            p.track(o, None);
         }
         assert_eq!(p.watermark(), Some(0));
         for o in 0..5 {
@@ -203,7 +214,7 @@ mod tests {
     fn out_of_order_completion_never_passes_an_unfinished_record() {
         let mut p = PartitionOffsets::default();
         for o in 10..20 {
-            p.track(o);
+            p.track(o, None);
         }
         for o in [15, 19, 11, 12] {
             p.complete(o);
@@ -223,7 +234,7 @@ mod tests {
     fn gaps_in_offsets_are_skipped() {
         let mut p = PartitionOffsets::default();
         for o in [3, 7, 8, 20] {
-            p.track(o);
+            p.track(o, None);
         }
         p.complete(3);
         assert_eq!(p.watermark(), Some(7));
@@ -237,7 +248,7 @@ mod tests {
     #[test]
     fn unknown_and_repeated_completions_change_nothing() {
         let mut p = PartitionOffsets::default();
-        p.track(5);
+        p.track(5, None);
         assert!(!p.complete(4));
         assert_eq!(p.watermark(), Some(5));
         assert!(p.complete(5));
@@ -248,12 +259,12 @@ mod tests {
     #[test]
     fn redelivered_offset_below_the_watermark_holds_it_back_again() {
         let mut p = PartitionOffsets::default();
-        p.track(1);
-        p.track(2);
+        p.track(1, None);
+        p.track(2, None);
         p.complete(1);
         p.complete(2);
         assert_eq!(p.watermark(), Some(3));
-        p.track(2); // the same offset consumed again (a seek back)
+        p.track(2, None); // the same offset consumed again (a seek back)
         assert_eq!(p.watermark(), Some(2));
         p.complete(2);
         assert_eq!(p.watermark(), Some(3));
@@ -262,8 +273,8 @@ mod tests {
     #[test]
     fn commits_are_taken_once_per_advance_and_retried_after_failure() {
         let mut p = PartitionOffsets::default();
-        p.track(0);
-        p.track(1);
+        p.track(0, None);
+        p.track(1, None);
         assert_eq!(p.take_commit(), Some(0));
         assert_eq!(p.take_commit(), None, "nothing moved");
         p.complete(0);
@@ -280,9 +291,9 @@ mod tests {
         for _ in 0..200 {
             let mut offsets: Vec<i64> = (0..64).map(|i| i * 2).collect(); // with gaps
             let mut p = PartitionOffsets::default();
-            offsets.iter().for_each(|&o| p.track(o));
+            offsets.iter().for_each(|&o| p.track(o, None));
             offsets.shuffle(&mut rng);
-            let mut done = BTreeSet::new();
+            let mut done = std::collections::BTreeSet::new();
             for o in offsets {
                 p.complete(o);
                 done.insert(o);
@@ -301,13 +312,13 @@ mod tests {
         let tracker = OffsetTracker::new();
         let tp = TopicPartition::new("t", 0);
         let old = tracker.assign(&tp);
-        assert!(tracker.track(&tp, old, 0));
+        assert!(tracker.track(&tp, old, 0, None));
         assert_eq!(tracker.revoke(&tp), Some(0), "final watermark of the revoked assignment");
-        assert!(!tracker.track(&tp, old, 1), "not assigned");
+        assert!(!tracker.track(&tp, old, 1, None), "not assigned");
 
         let new = tracker.assign(&tp);
         assert_ne!(old, new);
-        assert!(tracker.track(&tp, new, 0));
+        assert!(tracker.track(&tp, new, 0, None));
         tracker.complete(&tp, old, 0); // late completion of the old assignment
         assert_eq!(tracker.watermark(&tp), Some(0), "stale completion ignored");
         tracker.complete(&tp, new, 0);
@@ -321,8 +332,8 @@ mod tests {
         let a = TopicPartition::new("t", 0);
         let b = TopicPartition::new("t", 1);
         let (ea, eb) = (tracker.assign(&a), tracker.assign(&b));
-        tracker.track(&a, ea, 5);
-        tracker.track(&b, eb, 9);
+        tracker.track(&a, ea, 5, None);
+        tracker.track(&b, eb, 9, None);
         tracker.complete(&a, ea, 5);
         assert_eq!(tracker.take_commits(Some(std::slice::from_ref(&a))), vec![(a.clone(), 6)]);
         assert_eq!(tracker.take_commits(None), vec![(b.clone(), 9)]);
@@ -331,5 +342,25 @@ mod tests {
         tracker.complete(&b, eb, 9);
         assert_eq!(tracker.revoke(&b), Some(10));
         assert_eq!(tracker.revoke(&a), None, "already committed");
+    }
+}
+
+#[cfg(test)]
+mod lag_tests {
+    use super::*;
+
+    #[test]
+    fn oldest_timestamp_follows_the_lowest_unfinished_record() {
+        let tracker = OffsetTracker::new();
+        let tp = TopicPartition::new("t", 0);
+        let epoch = tracker.assign(&tp);
+        assert_eq!(tracker.oldest_timestamps(), vec![(tp.clone(), None)]);
+        tracker.track(&tp, epoch, 1, Some(1_000));
+        tracker.track(&tp, epoch, 2, Some(2_000));
+        assert_eq!(tracker.oldest_timestamps(), vec![(tp.clone(), Some(1_000))]);
+        tracker.complete(&tp, epoch, 1);
+        assert_eq!(tracker.oldest_timestamps(), vec![(tp.clone(), Some(2_000))]);
+        tracker.complete(&tp, epoch, 2);
+        assert_eq!(tracker.oldest_timestamps(), vec![(tp, None)]);
     }
 }

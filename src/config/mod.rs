@@ -160,6 +160,56 @@ pub struct DlqConfig {
     pub archive: ArchiveTarget,
 }
 
+/// OTLP wire protocol (`OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    /// gRPC (port 4317 by convention).
+    Grpc,
+    /// HTTP with protobuf bodies (port 4318; the specification's default).
+    HttpProtobuf,
+}
+
+/// Trace sampler (`OTEL_TRACES_SAMPLER`, `OTEL_TRACES_SAMPLER_ARG`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum SamplerConfig {
+    /// Sample everything.
+    AlwaysOn,
+    /// Sample nothing.
+    AlwaysOff,
+    /// Sample this share of traces by trace id.
+    TraceIdRatio(f64),
+    /// Follow the parent's decision; roots use the inner sampler.
+    ParentBased(RootSampler),
+}
+
+/// The root sampler of a parent-based sampler.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RootSampler {
+    /// Sample every root.
+    AlwaysOn,
+    /// Sample no root.
+    AlwaysOff,
+    /// Sample this share of roots.
+    TraceIdRatio(f64),
+}
+
+/// Telemetry export settings, from the OpenTelemetry SDK's standard variables.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TelemetryConfig {
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` as given (the signal endpoints derive from it).
+    pub endpoint: Option<String>,
+    /// Where spans go (`None`: no trace export).
+    pub traces_endpoint: Option<String>,
+    /// Where metrics go (`None`: no OTLP metrics; Prometheus `/metrics` always works).
+    pub metrics_endpoint: Option<String>,
+    /// Wire protocol.
+    pub protocol: OtlpProtocol,
+    /// `service.name` of the resource.
+    pub service_name: String,
+    /// Trace sampler.
+    pub sampler: SamplerConfig,
+}
+
 /// The complete, validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -181,6 +231,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Log format.
     pub log_format: LogFormat,
+    /// OTLP traces and metrics.
+    pub telemetry: TelemetryConfig,
 }
 
 /// One configuration problem, printed as one line.

@@ -3,7 +3,10 @@
 //! `check-config` prints it and `run` logs it at start, so an operator sees every default
 //! that applied and every derived value (the DLQ topic, the region, TLS) in one place.
 
-use super::{Config, DeliveryTarget, KafkaAuth, LogFormat, Ordering, StartFrom, keys, redact_url};
+use super::{
+    Config, DeliveryTarget, KafkaAuth, LogFormat, Ordering, OtlpProtocol, RootSampler, SamplerConfig,
+    StartFrom, TelemetryConfig, keys, redact_url,
+};
 
 fn duration(d: std::time::Duration) -> String {
     humantime::format_duration(d).to_string()
@@ -71,10 +74,41 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect::<Vec<_>>();
+    lines.extend(telemetry(&config.telemetry));
     for property in &kafka.librdkafka {
         let variable =
             format!("{}{}", keys::LIBRDKAFKA_PREFIX, property.name.replace('.', "_").to_ascii_uppercase());
         lines.push((variable, property.display_value().to_string()));
     }
     lines
+}
+
+fn telemetry(t: &TelemetryConfig) -> Vec<(String, String)> {
+    let sampler = match t.sampler {
+        SamplerConfig::AlwaysOn => ("always_on", None),
+        SamplerConfig::AlwaysOff => ("always_off", None),
+        SamplerConfig::TraceIdRatio(r) => ("traceidratio", Some(r)),
+        SamplerConfig::ParentBased(RootSampler::AlwaysOn) => ("parentbased_always_on", None),
+        SamplerConfig::ParentBased(RootSampler::AlwaysOff) => ("parentbased_always_off", None),
+        SamplerConfig::ParentBased(RootSampler::TraceIdRatio(r)) => ("parentbased_traceidratio", Some(r)),
+    };
+    [
+        (keys::OTEL_EXPORTER_OTLP_ENDPOINT, t.endpoint.clone().unwrap_or_default()),
+        (keys::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, t.traces_endpoint.clone().unwrap_or_default()),
+        (keys::OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, t.metrics_endpoint.clone().unwrap_or_default()),
+        (
+            keys::OTEL_EXPORTER_OTLP_PROTOCOL,
+            match t.protocol {
+                OtlpProtocol::Grpc => "grpc",
+                OtlpProtocol::HttpProtobuf => "http/protobuf",
+            }
+            .to_string(),
+        ),
+        (keys::OTEL_SERVICE_NAME, t.service_name.clone()),
+        (keys::OTEL_TRACES_SAMPLER, sampler.0.to_string()),
+        (keys::OTEL_TRACES_SAMPLER_ARG, sampler.1.map(|r| r.to_string()).unwrap_or_default()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
 }

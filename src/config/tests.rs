@@ -172,6 +172,15 @@ const INVALID: &[(Changes, &str, &str)] = &[
     (&[("SIDECAR_SHUTDOWN_GRACE", Some("forever"))], "SIDECAR_SHUTDOWN_GRACE", "duration"),
     (&[("SIDECAR_LOG_FORMAT", Some("xml"))], "SIDECAR_LOG_FORMAT", "json or text"),
     (
+        &[("OTEL_EXPORTER_OTLP_PROTOCOL", Some("http/json"))],
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "grpc or http/protobuf",
+    ),
+    (&[("OTEL_EXPORTER_OTLP_ENDPOINT", Some("collector:4317"))], "OTEL_EXPORTER_OTLP_ENDPOINT", "http"),
+    (&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", Some("x"))], "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "not a URL"),
+    (&[("OTEL_TRACES_SAMPLER", Some("sometimes"))], "OTEL_TRACES_SAMPLER", "always_on"),
+    (&[("OTEL_TRACES_SAMPLER_ARG", Some("1.5"))], "OTEL_TRACES_SAMPLER_ARG", "0.0 to 1.0"),
+    (
         &[("SIDECAR_LIBRDKAFKA_ENABLE_AUTO_OFFSET_STORE", Some("true"))],
         "SIDECAR_LIBRDKAFKA_ENABLE_AUTO_OFFSET_STORE",
         "cannot be overridden",
@@ -263,4 +272,30 @@ fn effective_configuration_lists_every_variable() {
     }
     let dlq = effective.iter().find(|(k, _)| k == "SIDECAR_DLQ_TOPIC").map(|(_, v)| v.as_str());
     assert_eq!(dlq, Some("orders.dlq"));
+}
+
+#[test]
+fn telemetry_follows_the_opentelemetry_variables() {
+    let config = load(&base()).expect("valid");
+    assert_eq!(config.telemetry.traces_endpoint, None, "no endpoint, no export");
+    assert_eq!(config.telemetry.protocol, OtlpProtocol::HttpProtobuf);
+    assert_eq!(config.telemetry.service_name, "msk-sidecar");
+    assert_eq!(config.telemetry.sampler, SamplerConfig::ParentBased(RootSampler::AlwaysOn));
+
+    let config =
+        load(&with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", Some("http://collector:4318/"))])).expect("valid");
+    assert_eq!(config.telemetry.traces_endpoint.as_deref(), Some("http://collector:4318/v1/traces"));
+    assert_eq!(config.telemetry.metrics_endpoint.as_deref(), Some("http://collector:4318/v1/metrics"));
+
+    let config = load(&with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", Some("http://collector:4317")),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", Some("grpc")),
+        ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", Some("http://metrics:4317")),
+        ("OTEL_TRACES_SAMPLER", Some("parentbased_traceidratio")),
+        ("OTEL_TRACES_SAMPLER_ARG", Some("0.25")),
+    ]))
+    .expect("valid");
+    assert_eq!(config.telemetry.traces_endpoint.as_deref(), Some("http://collector:4317"));
+    assert_eq!(config.telemetry.metrics_endpoint.as_deref(), Some("http://metrics:4317"));
+    assert_eq!(config.telemetry.sampler, SamplerConfig::ParentBased(RootSampler::TraceIdRatio(0.25)));
 }

@@ -7,7 +7,8 @@
 use super::raw::{self, RawSettings, RawValue};
 use super::{
     ArchiveTarget, Config, DeliveryConfig, DeliveryTarget, DlqConfig, KafkaAuth, KafkaConfig,
-    LibrdkafkaProperty, LogFormat, Ordering, Problem, RetryPolicy, StartFrom, keys, parse,
+    LibrdkafkaProperty, LogFormat, Ordering, OtlpProtocol, Problem, RetryPolicy, RootSampler, SamplerConfig,
+    StartFrom, TelemetryConfig, keys, parse,
 };
 
 /// librdkafka properties the sidecar owns; overriding them would break the guarantees.
@@ -87,6 +88,7 @@ impl Reader<'_> {
         let dlq = self.dlq(kafka.as_ref());
         let admin_addr = self.parse(keys::SIDECAR_ADMIN_ADDR, parse::socket_addr);
         let shutdown_grace = self.parse(keys::SIDECAR_SHUTDOWN_GRACE, parse::duration);
+        let telemetry = self.telemetry();
         let log_format = self.parse(keys::SIDECAR_LOG_FORMAT, |t| match t.trim() {
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
@@ -102,6 +104,58 @@ impl Reader<'_> {
             admin_addr: admin_addr?,
             shutdown_grace: shutdown_grace?,
             log_format: log_format?,
+            telemetry: telemetry?,
+        })
+    }
+
+    fn telemetry(&mut self) -> Option<TelemetryConfig> {
+        let protocol = self.parse(keys::OTEL_EXPORTER_OTLP_PROTOCOL, |t| match t.trim() {
+            "grpc" => Ok(OtlpProtocol::Grpc),
+            "http/protobuf" => Ok(OtlpProtocol::HttpProtobuf),
+            _ => Err("expected grpc or http/protobuf".to_string()),
+        });
+        let endpoint =
+            |text: &str| parse::http_url(text).map(|url| url.as_str().trim_end_matches('/').to_string());
+        let generic = self.parse(keys::OTEL_EXPORTER_OTLP_ENDPOINT, endpoint);
+        let traces = self.parse(keys::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, endpoint);
+        let metrics = self.parse(keys::OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, endpoint);
+        let service_name = self.parse(keys::OTEL_SERVICE_NAME, |t| Ok(t.trim().to_string()));
+        let ratio = self.parse(keys::OTEL_TRACES_SAMPLER_ARG, |t| {
+            t.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| (0.0..=1.0).contains(r))
+                .ok_or_else(|| "expected a ratio from 0.0 to 1.0".to_string())
+        });
+        let sampler = self.parse(keys::OTEL_TRACES_SAMPLER, |t| {
+            let r = ratio.unwrap_or(1.0);
+            match t.trim() {
+                "always_on" => Ok(SamplerConfig::AlwaysOn),
+                "always_off" => Ok(SamplerConfig::AlwaysOff),
+                "traceidratio" => Ok(SamplerConfig::TraceIdRatio(r)),
+                "parentbased_always_on" => Ok(SamplerConfig::ParentBased(RootSampler::AlwaysOn)),
+                "parentbased_always_off" => Ok(SamplerConfig::ParentBased(RootSampler::AlwaysOff)),
+                "parentbased_traceidratio" => Ok(SamplerConfig::ParentBased(RootSampler::TraceIdRatio(r))),
+                _ => Err("expected always_on, always_off, traceidratio, parentbased_always_on, parentbased_always_off or parentbased_traceidratio".to_string()),
+            }
+        });
+        let protocol = protocol?;
+        // Signal endpoints are used as given; the generic one gets the signal path over HTTP.
+        let signal = |specific: Option<String>, path: &str| {
+            specific.or_else(|| {
+                generic.as_ref().map(|base| match protocol {
+                    OtlpProtocol::Grpc => base.clone(),
+                    OtlpProtocol::HttpProtobuf => format!("{base}/v1/{path}"),
+                })
+            })
+        };
+        Some(TelemetryConfig {
+            endpoint: generic.clone(),
+            traces_endpoint: signal(traces, "traces"),
+            metrics_endpoint: signal(metrics, "metrics"),
+            protocol,
+            service_name: service_name?,
+            sampler: sampler?,
         })
     }
 

@@ -61,6 +61,9 @@ pub fn commit_list(commits: &[(TopicPartition, i64)]) -> TopicPartitionList {
 
 impl ConsumerContext {
     fn on_assign(&self, tpl: &TopicPartitionList) {
+        let _span =
+            tracing::info_span!("rebalance", otel.name = "rebalance assign", partitions = tpl.count())
+                .entered();
         let assigned: Vec<(TopicPartition, u64)> =
             partitions_of(tpl).into_iter().map(|tp| (tp.clone(), self.tracker.assign(&tp))).collect();
         if !assigned.is_empty() {
@@ -78,6 +81,8 @@ impl ConsumerContext {
         if tps.is_empty() {
             return;
         }
+        let _span = tracing::info_span!("rebalance", otel.name = "rebalance revoke", partitions = tps.len())
+            .entered();
         self.metrics.forget_lag(&tps);
         self.metrics.rebalanced(false);
         self.assignment_changed.store(true, Ordering::Release);

@@ -204,7 +204,9 @@ impl Dispatcher {
         for record in records {
             let key = self.lane_of(&record);
             let Some(partition) = self.partitions.get_mut(&record.tp) else { continue };
-            if partition.revoking || !self.tracker.track(&record.tp, partition.epoch, record.offset) {
+            if partition.revoking
+                || !self.tracker.track(&record.tp, partition.epoch, record.offset, record.timestamp)
+            {
                 continue; // not ours (any more): not tracked, so never committed
             }
             partition.counters.consumed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

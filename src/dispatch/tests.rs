@@ -47,6 +47,10 @@ impl Delivery for Recorder {
 struct NoDeadLetters;
 
 impl DeadLetterSink for NoDeadLetters {
+    fn topic(&self) -> &str {
+        "t.dlq"
+    }
+
     fn write<'a>(
         &'a self,
         _letter: &'a crate::dlq::DeadLetter<'a>,
@@ -83,6 +87,7 @@ fn harness(ordering: Ordering, max_in_flight: usize, limits: Limits, delay: Dura
         metrics: metrics.clone(),
         group: "g".into(),
         jitter: backoff::full_jitter,
+        tracing: crate::telemetry::spans::Tracing::disabled(),
     });
     let tracker = Arc::new(OffsetTracker::new());
     let (flow_tx, flow) = mpsc::unbounded_channel();

@@ -25,6 +25,7 @@ use crate::dlq::{DeadLetter, DeadLetterWriter, DlqError, ErrorClass, Written};
 use crate::health::Health;
 use crate::record::Record;
 use crate::telemetry::metrics::{Metrics, TopicCounters};
+use crate::telemetry::spans::{RecordTrace, Tracing};
 use breaker::Breaker;
 
 /// The two cancellation levels of one partition.
@@ -71,11 +72,18 @@ impl Outcome {
 
 /// Where dead letters go; the pipeline retries failed writes.
 pub trait DeadLetterSink: Send + Sync + 'static {
+    /// The dead-letter topic (for spans).
+    fn topic(&self) -> &str;
+
     /// One try at writing a dead letter.
     fn write<'a>(&'a self, letter: &'a DeadLetter<'a>) -> BoxFuture<'a, Result<Written, DlqError>>;
 }
 
 impl DeadLetterSink for DeadLetterWriter {
+    fn topic(&self) -> &str {
+        DeadLetterWriter::topic(self)
+    }
+
     fn write<'a>(&'a self, letter: &'a DeadLetter<'a>) -> BoxFuture<'a, Result<Written, DlqError>> {
         DeadLetterWriter::write(self, letter).boxed()
     }
@@ -99,6 +107,21 @@ pub struct Pipeline {
     pub group: String,
     /// Jitter function (full jitter; tests fix it).
     pub jitter: fn(Duration) -> Duration,
+    /// Record, attempt and dead-letter spans.
+    pub tracing: Tracing,
+}
+
+/// What one record's processing works with.
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    /// The record.
+    record: &'a Record,
+    /// Its topic's counters.
+    counters: &'a TopicCounters,
+    /// Its partition's cancellation.
+    cancel: &'a Cancel,
+    /// Its spans.
+    trace: &'a RecordTrace,
 }
 
 /// Failure history of one record.
@@ -116,6 +139,23 @@ struct Failures {
 impl Pipeline {
     /// Processes one record to a terminal outcome, or abandons it on cancellation.
     pub async fn process(&self, record: &Record, counters: &TopicCounters, cancel: &Cancel) -> Outcome {
+        let trace = self.tracing.record(record);
+        let outcome = self.attempts(record, counters, cancel, &trace).await;
+        match &outcome {
+            Outcome::Delivered { .. } => trace.finish("delivered", None),
+            Outcome::DeadLettered { class, .. } => trace.finish("dead-lettered", Some(class.as_str())),
+            Outcome::Abandoned => trace.finish("abandoned", None),
+        }
+        outcome
+    }
+
+    async fn attempts(
+        &self,
+        record: &Record,
+        counters: &TopicCounters,
+        cancel: &Cancel,
+        trace: &RecordTrace,
+    ) -> Outcome {
         let mut failures = Failures { counted: 0, first: None, last: None, forced_breaker: false };
         let mut number = 0u32;
         loop {
@@ -126,33 +166,43 @@ impl Pipeline {
             if number > 1 {
                 counters.retried.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
-            let attempt = Attempt { number, traceparent: None, tracestate: None };
+            let span = self.tracing.attempt(trace, number);
+            let attempt = Attempt {
+                number,
+                traceparent: span.traceparent.clone(),
+                tracestate: span.tracestate.clone(),
+            };
             let started = Instant::now();
             let outcome = tokio::select! {
                 biased;
-                () = cancel.hard.cancelled() => return Outcome::Abandoned,
+                () = cancel.hard.cancelled() => {
+                    span.finish(&AttemptOutcome::Failed(Failure::new(FailureKind::Unreachable, "abandoned")), None);
+                    return Outcome::Abandoned;
+                }
                 outcome = self.delivery.deliver(record, &attempt) => outcome,
             };
-            let failure = match outcome {
+            let failure = match &outcome {
                 AttemptOutcome::Delivered => {
-                    self.metrics.delivery_attempt(&record.tp.topic, "delivered", started.elapsed());
+                    self.metrics.delivery_attempt(counters, "delivered", started.elapsed());
+                    self.metrics.delivered_end_to_end(counters, record.timestamp);
                     self.breaker.on_response();
                     counters.delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    span.finish(&outcome, None);
                     return Outcome::Delivered { attempts: number };
                 }
-                AttemptOutcome::Failed(failure) => failure,
+                AttemptOutcome::Failed(failure) => failure.clone(),
             };
-            self.metrics.delivery_attempt(&record.tp.topic, "failed", started.elapsed());
+            self.metrics.delivery_attempt(counters, "failed", started.elapsed());
             let now = SystemTime::now();
             failures.first.get_or_insert(now);
             let counts = match failure.kind {
                 FailureKind::Permanent => {
                     self.breaker.on_response();
+                    span.finish(&outcome, None);
                     failures.counted += 1;
                     failures.last = Some((now, failure));
-                    return self
-                        .dead_letter(record, counters, ErrorClass::Permanent, failures, number, cancel)
-                        .await;
+                    let job = Job { record, counters, cancel, trace };
+                    return self.dead_letter(job, ErrorClass::Permanent, failures, number).await;
                 }
                 FailureKind::Retryable => {
                     self.breaker.on_response();
@@ -172,23 +222,27 @@ impl Pipeline {
                     }
                 }
             };
+            let (trace_id, span_id) = trace.ids();
             tracing::debug!(
                 topic = %record.tp.topic, partition = record.tp.partition, offset = record.offset,
                 attempt = number, error = %failure.error, counted = counts,
+                trace_id = trace_id.as_deref().unwrap_or(""), span_id = span_id.as_deref().unwrap_or(""),
                 "Delivery attempt failed."
             );
             let retry_after = failure.retry_after;
             failures.last = Some((now, failure));
             if !counts {
+                span.finish(&outcome, None);
                 continue; // the breaker is open: wait for it before the next attempt
             }
             failures.counted += 1;
             if failures.counted >= self.retry.max_attempts {
-                return self
-                    .dead_letter(record, counters, ErrorClass::RetriesExhausted, failures, number, cancel)
-                    .await;
+                span.finish(&outcome, None);
+                let job = Job { record, counters, cancel, trace };
+                return self.dead_letter(job, ErrorClass::RetriesExhausted, failures, number).await;
             }
             let delay = backoff::delay(&self.retry, failures.counted, retry_after, self.jitter);
+            span.finish(&outcome, Some(delay));
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
                 () = cancel.soft.cancelled() => return Outcome::Abandoned,
@@ -198,14 +252,15 @@ impl Pipeline {
 
     async fn dead_letter(
         &self,
-        record: &Record,
-        counters: &TopicCounters,
+        job: Job<'_>,
         class: ErrorClass,
         failures: Failures,
         attempts: u32,
-        cancel: &Cancel,
     ) -> Outcome {
+        let Job { record, counters, cancel, trace } = job;
         let Some((last_time, last)) = failures.last else { return Outcome::Abandoned };
+        let span = self.tracing.dead_letter(trace, self.dead_letters.topic(), class.as_str());
+        let (trace_id, span_id) = trace.ids();
         let letter = DeadLetter {
             record,
             group: &self.group,
@@ -214,16 +269,20 @@ impl Pipeline {
             attempts,
             first_failure: failures.first.unwrap_or(last_time),
             last_failure: last_time,
-            traceparent: None,
+            traceparent: span.traceparent.clone(),
         };
         let mut tries = 0u32;
         loop {
             if cancel.soft.is_cancelled() {
+                span.finish(Some("abandoned"));
                 return Outcome::Abandoned;
             }
             let result = tokio::select! {
                 biased;
-                () = cancel.hard.cancelled() => return Outcome::Abandoned,
+                () = cancel.hard.cancelled() => {
+                    span.finish(Some("abandoned"));
+                    return Outcome::Abandoned;
+                }
                 result = self.dead_letters.write(&letter) => result,
             };
             match result {
@@ -235,8 +294,10 @@ impl Pipeline {
                         topic = %record.tp.topic, partition = record.tp.partition, offset = record.offset,
                         error_class = written.class.as_str(), attempts, error = %last.error,
                         archive = written.archive_location.as_deref().unwrap_or("none"),
+                        trace_id = trace_id.as_deref().unwrap_or(""), span_id = span_id.as_deref().unwrap_or(""),
                         "Record dead-lettered."
                     );
+                    span.finish(None);
                     return Outcome::DeadLettered { class: written.class, attempts };
                 }
                 Err(err) => {
@@ -245,13 +306,17 @@ impl Pipeline {
                     if self.health.set_problem(component, err.to_string()) || tries == 1 {
                         tracing::error!(
                             topic = %record.tp.topic, partition = record.tp.partition, offset = record.offset,
-                            error = %err, "Cannot write a dead letter: the partition waits and retries."
+                            error = %err, trace_id = trace_id.as_deref().unwrap_or(""),
+                            "Cannot write a dead letter: the partition waits and retries."
                         );
                     }
                     let delay = backoff::delay(&self.retry, tries, None, self.jitter);
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
-                        () = cancel.soft.cancelled() => return Outcome::Abandoned,
+                        () = cancel.soft.cancelled() => {
+                            span.finish(Some("abandoned"));
+                            return Outcome::Abandoned;
+                        }
                     }
                 }
             }

@@ -50,6 +50,10 @@ struct Sink {
 }
 
 impl DeadLetterSink for Sink {
+    fn topic(&self) -> &str {
+        "t.dlq"
+    }
+
     fn write<'a>(&'a self, letter: &'a DeadLetter<'a>) -> BoxFuture<'a, Result<Written, DlqError>> {
         async move {
             if self.failures_left.load(Ordering::SeqCst) > 0 {
@@ -95,6 +99,7 @@ fn pipeline(delivery: Arc<Scripted>, sink: Arc<Sink>, max_attempts: u32) -> Pipe
         metrics: Metrics::new().expect("metrics"),
         group: "g".into(),
         jitter: |bound| bound, // the bound itself, so delays are exact
+        tracing: crate::telemetry::spans::Tracing::disabled(),
     }
 }
 
@@ -106,7 +111,7 @@ fn gaps(calls: &[(u32, tokio::time::Instant)]) -> Vec<u128> {
 async fn delivered_on_the_first_attempt() {
     let target = Scripted::new(vec![]);
     let p = pipeline(target.clone(), Arc::default(), 5);
-    let counters = TopicCounters::default();
+    let counters = counters();
     assert_eq!(p.process(&record(), &counters, &Cancel::default()).await, Outcome::Delivered { attempts: 1 });
     assert_eq!(counters.delivered.load(Ordering::Relaxed), 1);
     assert_eq!(counters.retried.load(Ordering::Relaxed), 0);
@@ -121,7 +126,7 @@ async fn transient_failures_are_retried_with_growing_delays() {
     ]);
     let sink = Arc::new(Sink::default());
     let p = pipeline(target.clone(), sink.clone(), 5);
-    let counters = TopicCounters::default();
+    let counters = counters();
     assert_eq!(p.process(&record(), &counters, &Cancel::default()).await, Outcome::Delivered { attempts: 4 });
     let calls = target.calls();
     assert_eq!(calls.iter().map(|c| c.0).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
@@ -140,7 +145,7 @@ async fn permanent_failure_is_dead_lettered_after_one_attempt() {
     })]);
     let sink = Arc::new(Sink::default());
     let p = pipeline(target.clone(), sink.clone(), 5);
-    let counters = TopicCounters::default();
+    let counters = counters();
     let outcome = p.process(&record(), &counters, &Cancel::default()).await;
     assert_eq!(outcome, Outcome::DeadLettered { class: ErrorClass::Permanent, attempts: 1 });
     assert_eq!(target.calls().len(), 1);
@@ -156,7 +161,7 @@ async fn retryable_failures_exhaust_the_attempts() {
     let target = Scripted::new((0..10).map(|_| failure(FailureKind::Retryable, "HTTP 500")).collect());
     let sink = Arc::new(Sink::default());
     let p = pipeline(target.clone(), sink.clone(), 3);
-    let outcome = p.process(&record(), &TopicCounters::default(), &Cancel::default()).await;
+    let outcome = p.process(&record(), &counters(), &Cancel::default()).await;
     assert_eq!(outcome, Outcome::DeadLettered { class: ErrorClass::RetriesExhausted, attempts: 3 });
     assert_eq!(target.calls().len(), 3);
 }
@@ -170,7 +175,7 @@ async fn retry_after_sets_the_delay() {
         retry_after: Some(Duration::from_millis(1500)),
     })]);
     let p = pipeline(target.clone(), Arc::default(), 5);
-    p.process(&record(), &TopicCounters::default(), &Cancel::default()).await;
+    p.process(&record(), &counters(), &Cancel::default()).await;
     assert_eq!(gaps(&target.calls()), vec![1500]);
 }
 
@@ -211,7 +216,7 @@ async fn ride_out_an_outage(max_attempts: u32) -> (Outcome, u32, usize) {
     ));
     let task = {
         let p = p.clone();
-        tokio::spawn(async move { p.process(&record(), &TopicCounters::default(), &Cancel::default()).await })
+        tokio::spawn(async move { p.process(&record(), &counters(), &Cancel::default()).await })
     };
     tokio::time::sleep(Duration::from_secs(60)).await;
     assert!(!task.is_finished(), "waits while the application is down");
@@ -245,7 +250,7 @@ async fn dead_letter_writes_are_retried_until_they_succeed() {
     let p = pipeline(target, sink.clone(), 5);
     let health = p.health.clone();
     health.mark_joined();
-    let outcome = p.process(&record(), &TopicCounters::default(), &Cancel::default()).await;
+    let outcome = p.process(&record(), &counters(), &Cancel::default()).await;
     assert_eq!(outcome, Outcome::DeadLettered { class: ErrorClass::Permanent, attempts: 1 });
     assert_eq!(sink.written.lock().unwrap().len(), 1);
     assert!(health.readiness().is_ok(), "the archive problem is cleared after the successful write");
@@ -259,7 +264,7 @@ async fn failing_dead_letter_keeps_the_record_open_and_marks_readiness() {
     let cancel = Cancel::default();
     let task = {
         let (p, cancel) = (p.clone(), cancel.clone());
-        tokio::spawn(async move { p.process(&record(), &TopicCounters::default(), &cancel).await })
+        tokio::spawn(async move { p.process(&record(), &counters(), &cancel).await })
     };
     tokio::time::sleep(Duration::from_secs(30)).await;
     let reasons = p.health.readiness().unwrap_err();
@@ -276,7 +281,7 @@ async fn soft_cancel_abandons_a_record_waiting_for_its_backoff() {
     let cancel = Cancel::default();
     let task = {
         let (p, cancel) = (p.clone(), cancel.clone());
-        tokio::spawn(async move { p.process(&record(), &TopicCounters::default(), &cancel).await })
+        tokio::spawn(async move { p.process(&record(), &counters(), &cancel).await })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     cancel.soft.cancel();
@@ -307,11 +312,15 @@ async fn soft_cancel_lets_an_attempt_run_but_hard_cancel_stops_it() {
     let cancel = Cancel::default();
     let task = {
         let (p, cancel) = (p.clone(), cancel.clone());
-        tokio::spawn(async move { p.process(&record(), &TopicCounters::default(), &cancel).await })
+        tokio::spawn(async move { p.process(&record(), &counters(), &cancel).await })
     };
     cancel.soft.cancel();
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(!task.is_finished(), "the attempt in progress is not interrupted by a soft cancel");
     cancel.hard.cancel();
     assert_eq!(task.await.expect("join"), Outcome::Abandoned);
+}
+
+fn counters() -> TopicCounters {
+    TopicCounters::new(&std::sync::Arc::from("t"))
 }

@@ -11,11 +11,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _};
+use opentelemetry::metrics::{Histogram, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder as _, TextEncoder};
 
 use crate::record::TopicPartition;
+use crate::telemetry::otlp::SpanCounters;
 
 /// Dead-letter error classes, as in the `dlq-error-class` header.
 pub const ERROR_CLASSES: [&str; 3] = ["permanent", "retries-exhausted", "oversized"];
@@ -29,8 +30,10 @@ pub enum MetricsError {
 }
 
 /// Counters of one topic.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TopicCounters {
+    /// The `topic` attribute, built once (its string is shared, so cloning it is cheap).
+    pub attribute: KeyValue,
     /// Records received from Kafka.
     pub consumed: AtomicU64,
     /// Records the application accepted.
@@ -42,6 +45,17 @@ pub struct TopicCounters {
 }
 
 impl TopicCounters {
+    /// Counters of `topic`, all zero.
+    pub fn new(topic: &Arc<str>) -> Self {
+        TopicCounters {
+            attribute: KeyValue::new("topic", opentelemetry::StringValue::from(topic.clone())),
+            consumed: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            dead_lettered: Default::default(),
+        }
+    }
+
     /// Counts a dead letter of `class` (unknown classes count as the first).
     pub fn dead_letter(&self, class: &str) {
         let index = ERROR_CLASSES.iter().position(|c| *c == class).unwrap_or(0);
@@ -54,29 +68,36 @@ impl TopicCounters {
     }
 }
 
-#[derive(Debug, Default)]
-struct Shared {
+#[derive(Default)]
+pub(super) struct Shared {
     /// Counters per topic.
-    topics: RwLock<HashMap<Arc<str>, Arc<TopicCounters>>>,
+    pub(super) topics: RwLock<HashMap<Arc<str>, Arc<TopicCounters>>>,
     /// Records being delivered right now.
-    in_flight: AtomicI64,
+    pub(super) in_flight: AtomicI64,
     /// Partitions paused by back-pressure or the circuit breaker.
-    paused_partitions: AtomicI64,
+    pub(super) paused_partitions: AtomicI64,
     /// Consumer lag in offsets per partition (from librdkafka statistics).
-    lag: Mutex<HashMap<TopicPartition, i64>>,
+    pub(super) lag: Mutex<HashMap<TopicPartition, i64>>,
     /// Offset commits that failed.
-    commit_failures: AtomicU64,
+    pub(super) commit_failures: AtomicU64,
     /// Expiry of the current MSK IAM token, seconds since the epoch (0: none).
-    token_expiry: AtomicI64,
+    pub(super) token_expiry: AtomicI64,
     /// Token generation failures.
-    auth_failures: AtomicU64,
+    pub(super) auth_failures: AtomicU64,
     /// 1 while the circuit breaker is open.
-    breaker_open: AtomicI64,
+    pub(super) breaker_open: AtomicI64,
     /// Rebalance callbacks that assigned partitions.
-    assigns: AtomicU64,
+    pub(super) assigns: AtomicU64,
     /// Rebalance callbacks that revoked partitions.
-    revokes: AtomicU64,
+    pub(super) revokes: AtomicU64,
+    /// Span export counters (when tracing is on).
+    pub(super) spans: std::sync::OnceLock<Arc<SpanCounters>>,
+    /// The oldest unfinished record's timestamp per partition (lag in seconds).
+    pub(super) oldest: std::sync::OnceLock<OldestSource>,
 }
+
+/// Reports, per partition, the timestamp (ms) of the oldest record not yet done.
+pub type OldestSource = Box<dyn Fn() -> Vec<(TopicPartition, Option<i64>)> + Send + Sync>;
 
 /// The metrics of one sidecar process. Cheap to clone.
 #[derive(Clone)]
@@ -85,6 +106,8 @@ pub struct Metrics {
     shared: Arc<Shared>,
     /// Per-attempt delivery latency.
     delivery_latency: Histogram<f64>,
+    /// Record timestamp to delivered.
+    end_to_end: Histogram<f64>,
     /// The provider, kept alive for the readers.
     provider: SdkMeterProvider,
     /// Registry the Prometheus exporter writes into.
@@ -100,6 +123,23 @@ impl std::fmt::Debug for Metrics {
 impl Metrics {
     /// Sets up the provider with the Prometheus reader and registers every instrument.
     pub fn new() -> Result<Self, MetricsError> {
+        Self::build(SdkMeterProvider::builder())
+    }
+
+    /// Metrics of the running sidecar: `resource` on every point, and also exported through
+    /// `reader` (OTLP) when there is one.
+    pub fn for_app(
+        resource: opentelemetry_sdk::Resource,
+        reader: Option<impl opentelemetry_sdk::metrics::reader::MetricReader>,
+    ) -> Result<Self, MetricsError> {
+        let builder = SdkMeterProvider::builder().with_resource(resource);
+        match reader {
+            Some(reader) => Self::build(builder.with_reader(reader)),
+            None => Self::build(builder),
+        }
+    }
+
+    fn build(builder: opentelemetry_sdk::metrics::MeterProviderBuilder) -> Result<Self, MetricsError> {
         let registry = prometheus::Registry::new();
         let exporter = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
@@ -107,10 +147,10 @@ impl Metrics {
             .without_target_info()
             .build()
             .map_err(|e| MetricsError::Exporter(e.to_string()))?;
-        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        let provider = builder.with_reader(exporter).build();
         let meter = provider.meter("msk-sidecar");
         let shared = Arc::new(Shared::default());
-        register_observers(&meter, &shared);
+        super::observers::register(&meter, &shared);
         let delivery_latency = meter
             .f64_histogram("msk_sidecar.delivery.duration")
             .with_unit("s")
@@ -119,7 +159,16 @@ impl Metrics {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ])
             .build();
-        Ok(Metrics { shared, delivery_latency, provider, registry })
+        let end_to_end = meter
+            .f64_histogram("msk_sidecar.record.end_to_end")
+            .with_unit("s")
+            .with_description("From the record's timestamp to its delivery")
+            .with_boundaries(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+                3600.0,
+            ])
+            .build();
+        Ok(Metrics { shared, delivery_latency, end_to_end, provider, registry })
     }
 
     /// The counters of `topic`, created on first use. Callers cache the returned handle.
@@ -130,7 +179,7 @@ impl Metrics {
             return counters.clone();
         }
         let mut topics = self.shared.topics.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        topics.entry(topic.clone()).or_default().clone()
+        topics.entry(topic.clone()).or_insert_with(|| Arc::new(TopicCounters::new(topic))).clone()
     }
 
     /// Sum of a counter over all topics (for summaries and tests).
@@ -140,11 +189,29 @@ impl Metrics {
     }
 
     /// Records the duration of one delivery attempt.
-    pub fn delivery_attempt(&self, topic: &Arc<str>, outcome: &'static str, elapsed: Duration) {
-        self.delivery_latency.record(
-            elapsed.as_secs_f64(),
-            &[KeyValue::new("topic", topic.to_string()), KeyValue::new("outcome", outcome)],
-        );
+    pub fn delivery_attempt(&self, counters: &TopicCounters, outcome: &'static str, elapsed: Duration) {
+        self.delivery_latency
+            .record(elapsed.as_secs_f64(), &[counters.attribute.clone(), KeyValue::new("outcome", outcome)]);
+    }
+
+    /// Records the time from a delivered record's timestamp to now.
+    pub fn delivered_end_to_end(&self, counters: &TopicCounters, timestamp_ms: Option<i64>) {
+        let Some(timestamp_ms) = timestamp_ms else { return };
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let seconds = (now_ms - timestamp_ms).max(0) as f64 / 1000.0;
+        self.end_to_end.record(seconds, std::slice::from_ref(&counters.attribute));
+    }
+
+    /// Shows span export counters as metrics.
+    pub fn set_span_counters(&self, counters: Arc<SpanCounters>) {
+        let _ = self.shared.spans.set(counters);
+    }
+
+    /// Sets where lag in seconds comes from (the offset tracker).
+    pub fn set_oldest_source(&self, source: OldestSource) {
+        let _ = self.shared.oldest.set(source);
     }
 
     /// Adjusts the in-flight gauge.
@@ -212,119 +279,6 @@ impl Metrics {
     }
 }
 
-/// A named instrument reading one value of the shared state.
-type Instrument<T> = (&'static str, &'static str, fn(&Shared) -> T);
-
-fn register_observers(meter: &Meter, shared: &Arc<Shared>) {
-    type Pick = fn(&TopicCounters) -> u64;
-    let counters: [(&'static str, &'static str, Pick); 3] = [
-        ("msk_sidecar.records.consumed", "Records received from Kafka", |c| {
-            c.consumed.load(Ordering::Relaxed)
-        }),
-        ("msk_sidecar.records.delivered", "Records the application accepted", |c| {
-            c.delivered.load(Ordering::Relaxed)
-        }),
-        ("msk_sidecar.records.retried", "Delivery attempts after the first", |c| {
-            c.retried.load(Ordering::Relaxed)
-        }),
-    ];
-    for (name, description, pick) in counters {
-        let shared = shared.clone();
-        meter
-            .u64_observable_counter(name)
-            .with_description(description)
-            .with_callback(move |observer| {
-                for (topic, counters) in
-                    shared.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter()
-                {
-                    observer.observe(pick(counters), &[KeyValue::new("topic", topic.to_string())]);
-                }
-            })
-            .build();
-    }
-    let dead = shared.clone();
-    meter
-        .u64_observable_counter("msk_sidecar.records.dead_lettered")
-        .with_description("Records written to the dead-letter topic (and archive)")
-        .with_callback(move |observer| {
-            for (topic, counters) in
-                dead.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter()
-            {
-                for (index, class) in ERROR_CLASSES.iter().enumerate() {
-                    let value = counters.dead_lettered[index].load(Ordering::Relaxed);
-                    observer.observe(
-                        value,
-                        &[KeyValue::new("topic", topic.to_string()), KeyValue::new("error_class", *class)],
-                    );
-                }
-            }
-        })
-        .build();
-    let rebalances = shared.clone();
-    meter
-        .u64_observable_counter("msk_sidecar.rebalances")
-        .with_description("Rebalance callbacks, by kind (assign, revoke)")
-        .with_callback(move |observer| {
-            observer.observe(rebalances.assigns.load(Ordering::Relaxed), &[KeyValue::new("kind", "assign")]);
-            observer.observe(rebalances.revokes.load(Ordering::Relaxed), &[KeyValue::new("kind", "revoke")]);
-        })
-        .build();
-    let lag = shared.clone();
-    meter
-        .i64_observable_gauge("msk_sidecar.consumer.lag")
-        .with_description("Records behind the partition's high watermark")
-        .with_callback(move |observer| {
-            for (tp, value) in lag.lag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
-                observer.observe(
-                    *value,
-                    &[
-                        KeyValue::new("topic", tp.topic.to_string()),
-                        KeyValue::new("partition", i64::from(tp.partition)),
-                    ],
-                );
-            }
-        })
-        .build();
-    let gauges: [Instrument<i64>; 4] = [
-        ("msk_sidecar.records.in_flight", "Records being delivered now", |s| {
-            s.in_flight.load(Ordering::Relaxed)
-        }),
-        ("msk_sidecar.partitions.paused", "Partitions paused by back-pressure or the breaker", |s| {
-            s.paused_partitions.load(Ordering::Relaxed)
-        }),
-        ("msk_sidecar.token.expiry", "Expiry of the MSK IAM token, seconds since the epoch", |s| {
-            s.token_expiry.load(Ordering::Relaxed)
-        }),
-        ("msk_sidecar.breaker.open", "1 while the application circuit breaker is open", |s| {
-            s.breaker_open.load(Ordering::Relaxed)
-        }),
-    ];
-    for (name, description, pick) in gauges {
-        let shared = shared.clone();
-        meter
-            .i64_observable_gauge(name)
-            .with_description(description)
-            .with_callback(move |observer| observer.observe(pick(&shared), &[]))
-            .build();
-    }
-    let totals: [Instrument<u64>; 2] = [
-        ("msk_sidecar.commit.failures", "Offset commits that failed", |s| {
-            s.commit_failures.load(Ordering::Relaxed)
-        }),
-        ("msk_sidecar.auth.failures", "MSK IAM token generation failures", |s| {
-            s.auth_failures.load(Ordering::Relaxed)
-        }),
-    ];
-    for (name, description, pick) in totals {
-        let shared = shared.clone();
-        meter
-            .u64_observable_counter(name)
-            .with_description(description)
-            .with_callback(move |observer| observer.observe(pick(&shared), &[]))
-            .build();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -338,7 +292,7 @@ mod tests {
         counters.delivered.fetch_add(2, Ordering::Relaxed);
         counters.dead_letter("permanent");
         metrics.set_lag([(TopicPartition::new("orders", 1), 7)]);
-        metrics.delivery_attempt(&topic, "delivered", Duration::from_millis(3));
+        metrics.delivery_attempt(&counters, "delivered", Duration::from_millis(3));
         let text = metrics.render_prometheus();
         assert!(text.contains("msk_sidecar_records_consumed_total{topic=\"orders\"} 3"), "{text}");
         assert!(text.contains("msk_sidecar_records_delivered_total{topic=\"orders\"} 2"), "{text}");

@@ -13,6 +13,7 @@ mod gateway;
 mod guarantees;
 mod iam;
 mod infra_policy;
+mod otel;
 mod pipeline;
 mod records;
 mod smoke;

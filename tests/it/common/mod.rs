@@ -7,6 +7,7 @@
 pub mod app;
 pub mod credentials_endpoint;
 pub mod kafka_wire;
+pub mod otlp;
 pub mod process;
 pub mod sasl_gateway;
 pub mod sidecar;

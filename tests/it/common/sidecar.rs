@@ -42,7 +42,10 @@ pub fn env(topics: &str, group: &str, url: &str) -> BTreeMap<String, String> {
 impl Sidecar {
     /// Starts a sidecar with `env`.
     pub async fn start(env: &BTreeMap<String, String>) -> Sidecar {
-        msk_sidecar::telemetry::init_logging_with(msk_sidecar::config::LogFormat::Text, "warn");
+        msk_sidecar::telemetry::init_logging_with(
+            msk_sidecar::config::LogFormat::Text,
+            "warn,opentelemetry_sdk=off,opentelemetry_otlp=off",
+        );
         let config = Config::from_sources(env, None).unwrap_or_else(|err| panic!("test config: {err}"));
         let shutdown = CancellationToken::new();
         let running = app::start(config, shutdown.clone()).await.expect("sidecar starts");
