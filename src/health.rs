@@ -20,6 +20,8 @@ pub enum Component {
     Token,
     /// The brokers rejected our authentication.
     Authentication,
+    /// The delivery target refuses as configured (queue missing, access denied).
+    Delivery,
     /// The Kafka consumer itself (fatal client errors).
     Consumer,
 }
@@ -33,6 +35,7 @@ impl Component {
             Component::Archive => "archive",
             Component::Token => "token",
             Component::Authentication => "authentication",
+            Component::Delivery => "delivery",
             Component::Consumer => "consumer",
         }
     }
@@ -42,8 +45,8 @@ impl Component {
 struct State {
     /// Whether the consumer has received an assignment from its group.
     joined: bool,
-    /// Open problems by component.
-    problems: BTreeMap<Component, String>,
+    /// Open problems by component and scope (a route name, or empty).
+    problems: BTreeMap<(Component, String), String>,
 }
 
 /// Shared readiness state.
@@ -71,17 +74,31 @@ impl Health {
 
     /// Opens (or updates) the problem of `component`. Returns true if it was not open before.
     pub fn set_problem(&self, component: Component, reason: impl Into<String>) -> bool {
-        self.lock().problems.insert(component, reason.into()).is_none()
+        self.set_scoped(component, "", reason)
     }
 
     /// Clears the problem of `component`. Returns true if one was open.
     pub fn clear_problem(&self, component: Component) -> bool {
-        self.lock().problems.remove(&component).is_some()
+        self.clear_scoped(component, "")
     }
 
-    /// Whether `component` has an open problem.
+    /// Opens the problem of `component` for `scope` (a route). Returns true if it is new.
+    pub fn set_scoped(&self, component: Component, scope: &str, reason: impl Into<String>) -> bool {
+        self.lock().problems.insert((component, scope.to_string()), reason.into()).is_none()
+    }
+
+    /// Clears the problem of `component` for `scope`. Returns true if one was open.
+    pub fn clear_scoped(&self, component: Component, scope: &str) -> bool {
+        let mut state = self.lock();
+        if state.problems.is_empty() {
+            return false;
+        }
+        state.problems.remove(&(component, scope.to_string())).is_some()
+    }
+
+    /// Whether `component` has an open problem in any scope.
     pub fn has_problem(&self, component: Component) -> bool {
-        self.lock().problems.contains_key(&component)
+        self.lock().problems.keys().any(|(c, _)| *c == component)
     }
 
     /// `Ok` when ready, else every reason.
@@ -91,7 +108,13 @@ impl Health {
         if !state.joined {
             reasons.push("consumer: waiting for a partition assignment from the group".to_string());
         }
-        reasons.extend(state.problems.iter().map(|(c, reason)| format!("{}: {reason}", c.name())));
+        reasons.extend(state.problems.iter().map(|((c, scope), reason)| {
+            if scope.is_empty() {
+                format!("{}: {reason}", c.name())
+            } else {
+                format!("{} ({scope}): {reason}", c.name())
+            }
+        }));
         if reasons.is_empty() { Ok(()) } else { Err(reasons) }
     }
 }

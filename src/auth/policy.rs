@@ -91,13 +91,27 @@ pub fn iam_policy(config: &Config) -> Policy {
             topics.push(arn);
         }
     }
+    // Routes may dead-letter to their own topics and deliver to their own queues.
+    let mut dlq_topics: Vec<String> = Vec::new();
+    let mut queues: Vec<url::Url> = Vec::new();
+    for route in config.all_routes().into_iter().rev() {
+        let arn = child("topic", &route.dlq_topic);
+        if !dlq_topics.contains(&arn) {
+            dlq_topics.push(arn);
+        }
+        if let DeliveryTarget::Sqs(url) = route.delivery.target
+            && !queues.contains(&url)
+        {
+            queues.push(url);
+        }
+    }
     let mut statement = vec![
         allow("ConnectToCluster", &["kafka-cluster:Connect"], vec![cluster.clone()]),
         allow("ReadSourceTopics", &["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"], topics),
         allow(
             "WriteDeadLetterTopic",
             &["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
-            vec![child("topic", &config.dlq.topic)],
+            dlq_topics,
         ),
         allow(
             "UseConsumerGroup",
@@ -113,13 +127,10 @@ pub fn iam_policy(config: &Config) -> Policy {
             vec![format!("arn:{partition}:s3:::{objects}")],
         ));
     }
-    if let DeliveryTarget::Sqs(url) = &config.delivery.target {
+    if !queues.is_empty() {
         let region = config.kafka.region.as_deref().unwrap_or("REGION");
-        statement.push(allow(
-            "DeliverToQueue",
-            &["sqs:SendMessage"],
-            vec![queue_arn(url, &partition, region)],
-        ));
+        let arns = queues.iter().map(|url| queue_arn(url, &partition, region)).collect();
+        statement.push(allow("DeliverToQueue", &["sqs:SendMessage"], arns));
     }
     Policy { version: "2012-10-17", statement }
 }
@@ -193,5 +204,40 @@ mod tests {
     fn localstack_queue_urls_give_an_arn() {
         let url = url::Url::parse("http://127.0.0.1:4566/queue/us-east-1/000000000000/jobs").expect("url");
         assert_eq!(queue_arn(&url, "aws", "eu-west-1"), "arn:aws:sqs:us-east-1:000000000000:jobs");
+    }
+}
+
+#[cfg(test)]
+mod route_tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn routes_add_their_dead_letter_topics_and_queues() {
+        let env: BTreeMap<String, String> = [
+            ("KAFKA_BROKERS", "b-1.demo.abc.c2.kafka.eu-west-1.amazonaws.com:9098"),
+            ("KAFKA_TOPICS", "orders,payments"),
+            ("KAFKA_CONSUMER_GROUP", "g"),
+            ("SIDECAR_DELIVERY_URL", "http://127.0.0.1:8080/events"),
+            ("MSK_CLUSTER_ARN", "arn:aws:kafka:eu-west-1:123456789012:cluster/demo/abc-1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let toml = "[[routes]]\ntopic = \"payments\"\nsqs_queue_url = \"https://sqs.eu-west-1.amazonaws.com/123456789012/pay\"\ndlq_topic = \"payments.dlq\"\n";
+        let config = Config::from_sources(&env, Some((Path::new("r.toml"), toml))).expect("valid");
+        let policy = iam_policy(&config);
+        let dlq = policy.statement.iter().find(|s| s.sid == "WriteDeadLetterTopic").expect("dlq statement");
+        assert_eq!(
+            dlq.resource,
+            vec![
+                "arn:aws:kafka:eu-west-1:123456789012:topic/demo/abc-1/orders.dlq".to_string(),
+                "arn:aws:kafka:eu-west-1:123456789012:topic/demo/abc-1/payments.dlq".to_string(),
+            ]
+        );
+        let sqs = policy.statement.iter().find(|s| s.sid == "DeliverToQueue").expect("sqs statement");
+        assert_eq!(sqs.resource, vec!["arn:aws:sqs:eu-west-1:123456789012:pay".to_string()]);
     }
 }

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod parse;
 pub mod raw;
 mod render;
+mod routes;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -120,6 +121,8 @@ pub enum DeliveryTarget {
     Http(Url),
     /// Send each record to an SQS queue.
     Sqs(Url),
+    /// Accept every record at once without I/O (`null://`): for benchmarks of the sidecar itself.
+    Null,
 }
 
 impl fmt::Debug for DeliveryTarget {
@@ -127,6 +130,7 @@ impl fmt::Debug for DeliveryTarget {
         match self {
             DeliveryTarget::Http(url) => write!(f, "Http({})", redact_url(url)),
             DeliveryTarget::Sqs(url) => write!(f, "Sqs({})", redact_url(url)),
+            DeliveryTarget::Null => f.write_str("Null"),
         }
     }
 }
@@ -138,6 +142,56 @@ pub struct DeliveryConfig {
     pub target: DeliveryTarget,
     /// Time limit of one delivery attempt.
     pub timeout: Duration,
+    /// Batching of records into one request.
+    pub batch: BatchConfig,
+}
+
+/// Batching of records into one request (HTTP batch mode; SQS batches by itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchConfig {
+    /// Records per request at most (1: one POST per record).
+    pub max_records: usize,
+    /// Bytes of record values per request at most.
+    pub max_bytes: usize,
+    /// How long a request waits for more records before it goes.
+    pub linger: Duration,
+}
+
+/// Which topics a route applies to.
+#[derive(Clone, Debug)]
+pub enum TopicMatcher {
+    /// Exactly this topic.
+    Exact(String),
+    /// Topics matching this regular expression.
+    Pattern(regex::Regex),
+}
+
+impl TopicMatcher {
+    /// Whether `topic` belongs to the route.
+    pub fn matches(&self, topic: &str) -> bool {
+        match self {
+            TopicMatcher::Exact(name) => name == topic,
+            TopicMatcher::Pattern(regex) => regex.is_match(topic),
+        }
+    }
+}
+
+/// Where and how the records of some topics are delivered (a `[[routes]]` table, or the defaults
+/// from the environment for every other topic).
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// `routes[i]`, or `default`: named in logs and errors.
+    pub name: String,
+    /// The topics it applies to (`None`: every topic; the default route).
+    pub matcher: Option<TopicMatcher>,
+    /// Target, timeout and batching.
+    pub delivery: DeliveryConfig,
+    /// Ordering mode.
+    pub ordering: Ordering,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// Dead-letter topic.
+    pub dlq_topic: String,
 }
 
 /// Retry policy for retryable delivery failures.
@@ -233,6 +287,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// OTLP traces and metrics.
     pub telemetry: TelemetryConfig,
+    /// Per-topic routes from the TOML file, in file order (the first match wins).
+    pub routes: Vec<Route>,
 }
 
 /// One configuration problem, printed as one line.
@@ -301,6 +357,35 @@ impl Config {
             Some(config) if reader.problems.is_empty() => Ok(config),
             _ => Err(ConfigError(reader.problems)),
         }
+    }
+
+    /// The route of the records of `topic`: the first `[[routes]]` that matches, else the
+    /// defaults from the environment.
+    pub fn route_for(&self, topic: &str) -> Route {
+        self.routes
+            .iter()
+            .find(|r| r.matcher.as_ref().is_some_and(|m| m.matches(topic)))
+            .cloned()
+            .unwrap_or_else(|| self.default_route())
+    }
+
+    /// The route built from the top-level settings.
+    pub fn default_route(&self) -> Route {
+        Route {
+            name: "default".to_string(),
+            matcher: None,
+            delivery: self.delivery.clone(),
+            ordering: self.ordering,
+            retry: self.retry,
+            dlq_topic: self.dlq.topic.clone(),
+        }
+    }
+
+    /// Every route, the default last.
+    pub fn all_routes(&self) -> Vec<Route> {
+        let mut routes = self.routes.clone();
+        routes.push(self.default_route());
+        routes
     }
 
     /// The effective configuration, one `(variable, value)` per line, secrets redacted.

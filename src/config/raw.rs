@@ -48,6 +48,8 @@ pub struct RawValue {
 pub struct RawSettings {
     /// Canonical variable name → value.
     values: BTreeMap<String, RawValue>,
+    /// `[[routes]]` tables of the file, in order, with the file they came from.
+    pub routes: Vec<(toml::Table, PathBuf)>,
 }
 
 /// A problem found while reading the raw sources (before typed parsing).
@@ -115,6 +117,22 @@ impl RawSettings {
         for (key, value) in table {
             if key.eq_ignore_ascii_case("librdkafka") {
                 self.merge_librdkafka_table(path, &value, problems);
+                continue;
+            }
+            if key.eq_ignore_ascii_case("routes") {
+                match value {
+                    toml::Value::Array(items) if items.iter().all(toml::Value::is_table) => {
+                        for item in items {
+                            if let toml::Value::Table(table) = item {
+                                self.routes.push((table, path.to_path_buf()));
+                            }
+                        }
+                    }
+                    _ => problems.push(RawProblem {
+                        variable: format!("routes in {}", path.display()),
+                        message: "expected [[routes]] tables".to_string(),
+                    }),
+                }
                 continue;
             }
             let name = key.to_ascii_uppercase();

@@ -18,6 +18,7 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
     let (http, sqs) = match &config.delivery.target {
         DeliveryTarget::Http(url) => (redact_url(url), String::new()),
         DeliveryTarget::Sqs(url) => (String::new(), redact_url(url)),
+        DeliveryTarget::Null => ("null://".to_string(), String::new()),
     };
     let mut lines = vec![
         (keys::KAFKA_BROKERS, kafka.brokers.join(",")),
@@ -45,6 +46,9 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
         (keys::SIDECAR_DELIVERY_URL, http),
         (keys::SIDECAR_DELIVERY_SQS_QUEUE_URL, sqs),
         (keys::SIDECAR_DELIVERY_TIMEOUT, duration(config.delivery.timeout)),
+        (keys::SIDECAR_DELIVERY_BATCH_MAX_RECORDS, config.delivery.batch.max_records.to_string()),
+        (keys::SIDECAR_DELIVERY_BATCH_MAX_BYTES, config.delivery.batch.max_bytes.to_string()),
+        (keys::SIDECAR_DELIVERY_BATCH_LINGER, duration(config.delivery.batch.linger)),
         (
             keys::SIDECAR_ORDERING,
             match config.ordering {

@@ -6,7 +6,7 @@
 
 use super::raw::{self, RawSettings, RawValue};
 use super::{
-    ArchiveTarget, Config, DeliveryConfig, DeliveryTarget, DlqConfig, KafkaAuth, KafkaConfig,
+    ArchiveTarget, BatchConfig, Config, DeliveryConfig, DeliveryTarget, DlqConfig, KafkaAuth, KafkaConfig,
     LibrdkafkaProperty, LogFormat, Ordering, OtlpProtocol, Problem, RetryPolicy, RootSampler, SamplerConfig,
     StartFrom, TelemetryConfig, keys, parse,
 };
@@ -23,7 +23,7 @@ const RESERVED_PROPERTIES: &[(&str, &str)] = &[
 ];
 
 /// Reads typed values, collecting every problem instead of stopping at the first.
-pub(super) struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     /// The merged raw values.
     pub(super) raw: &'a RawSettings,
     /// Problems found so far.
@@ -39,7 +39,7 @@ impl Reader<'_> {
         });
     }
 
-    fn problem(&mut self, name: &str, message: impl Into<String>) {
+    pub(super) fn problem(&mut self, name: &str, message: impl Into<String>) {
         self.problems.push(Problem { variable: name.to_string(), value: None, message: message.into() });
     }
 
@@ -94,7 +94,7 @@ impl Reader<'_> {
             "text" => Ok(LogFormat::Text),
             _ => Err("expected json or text".to_string()),
         });
-        Some(Config {
+        let config = Config {
             kafka: kafka?,
             delivery: delivery?,
             ordering: ordering?,
@@ -105,7 +105,10 @@ impl Reader<'_> {
             shutdown_grace: shutdown_grace?,
             log_format: log_format?,
             telemetry: telemetry?,
-        })
+            routes: Vec::new(),
+        };
+        let routes = super::routes::parse(self, &config);
+        Some(Config { routes, ..config })
     }
 
     fn telemetry(&mut self) -> Option<TelemetryConfig> {
@@ -256,7 +259,9 @@ impl Reader<'_> {
     }
 
     fn delivery(&mut self) -> Option<DeliveryConfig> {
-        let http = self.parse(keys::SIDECAR_DELIVERY_URL, parse::http_url);
+        let http = self.parse(keys::SIDECAR_DELIVERY_URL, |t| {
+            if t.trim() == "null://" { Ok(None) } else { parse::http_url(t).map(Some) }
+        });
         let sqs = self.parse(keys::SIDECAR_DELIVERY_SQS_QUEUE_URL, parse::http_url);
         let timeout = self.parse(keys::SIDECAR_DELIVERY_TIMEOUT, parse::positive_duration);
         let http_set = self.raw.get(keys::SIDECAR_DELIVERY_URL).is_some();
@@ -276,10 +281,24 @@ impl Reader<'_> {
                 );
                 None
             }
-            (true, false) => http.map(DeliveryTarget::Http),
+            (true, false) => http.map(|url| url.map_or(DeliveryTarget::Null, DeliveryTarget::Http)),
             (false, true) => sqs.map(DeliveryTarget::Sqs),
         };
-        Some(DeliveryConfig { target: target?, timeout: timeout? })
+        let batch = self.batch();
+        Some(DeliveryConfig { target: target?, timeout: timeout?, batch: batch? })
+    }
+
+    fn batch(&mut self) -> Option<BatchConfig> {
+        let max_records =
+            self.parse(keys::SIDECAR_DELIVERY_BATCH_MAX_RECORDS, |t| parse::bounded_int(t, 1, 10_000));
+        let max_bytes = self
+            .parse(keys::SIDECAR_DELIVERY_BATCH_MAX_BYTES, |t| parse::bounded_int(t, 1024, 64 * 1024 * 1024));
+        let linger = self.parse(keys::SIDECAR_DELIVERY_BATCH_LINGER, parse::duration);
+        Some(BatchConfig {
+            max_records: usize::try_from(max_records?).ok()?,
+            max_bytes: usize::try_from(max_bytes?).ok()?,
+            linger: linger?,
+        })
     }
 
     fn retry(&mut self) -> Option<RetryPolicy> {

@@ -99,8 +99,12 @@ impl ConsumerContext {
             return;
         }
         let (done, drained) = std::sync::mpsc::sync_channel(1);
+        // A disconnected channel means the dispatcher has stopped: nothing runs any more.
         if self.dispatch.send(Command::Revoke { tps: tps.clone(), done })
-            && drained.recv_timeout(self.drain_timeout).is_err()
+            && matches!(
+                drained.recv_timeout(self.drain_timeout),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            )
         {
             tracing::warn!(
                 partitions = %names.join(","), deadline = ?self.drain_timeout,

@@ -24,6 +24,8 @@ use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
 use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
 use rdkafka::{ClientConfig, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::TopicMatcher;
 use tokio_util::sync::CancellationToken;
 
 pub use context::ConsumerContext;
@@ -92,8 +94,8 @@ pub struct Parts {
     pub dispatch: DispatchHandle,
     /// Pause/resume requests from the dispatcher.
     pub flow: mpsc::UnboundedReceiver<Flow>,
-    /// Circuit breaker state (open = pause everything).
-    pub breaker: watch::Receiver<bool>,
+    /// Each route's circuit breaker (open = pause that route's partitions), routes in order.
+    pub breakers: Vec<(Option<TopicMatcher>, watch::Receiver<bool>)>,
     /// Readiness.
     pub health: Arc<Health>,
     /// Metrics.
@@ -174,9 +176,8 @@ async fn poll_loop(
     let mut authentication_failed = true;
     let mut stream = consumer.stream();
     let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
-    let mut reconcile_tick = tokio::time::interval(Duration::from_millis(200));
-    let mut pauses = PauseState::new(parts.metrics.clone());
-    pauses.breaker = *parts.breaker.borrow();
+    let mut reconcile_tick = tokio::time::interval(Duration::from_millis(100));
+    let mut pauses = PauseState::new(parts.metrics.clone(), std::mem::take(&mut parts.breakers));
     loop {
         tokio::select! {
             biased;
@@ -185,14 +186,12 @@ async fn poll_loop(
                 pauses.apply(flow);
                 pauses.reconcile(consumer);
             }
-            Ok(()) = parts.breaker.changed() => {
-                pauses.breaker = *parts.breaker.borrow_and_update();
-                pauses.reconcile(consumer);
-            }
             _ = commit_tick.tick() => commit(consumer, &parts.tracker, CommitMode::Async),
             _ = reconcile_tick.tick() => {
                 if consumer.context().assignment_changed.swap(false, std::sync::atomic::Ordering::AcqRel) {
                     pauses.reassigned(consumer);
+                } else if pauses.breakers_changed() {
+                    pauses.reconcile(consumer);
                 }
             }
             item = stream.next() => match item {

@@ -6,7 +6,10 @@ use std::collections::HashSet;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 
+use tokio::sync::watch;
+
 use super::ConsumerContext;
+use crate::config::TopicMatcher;
 use crate::dispatch::Flow;
 use crate::record::TopicPartition;
 use crate::telemetry::metrics::Metrics;
@@ -17,8 +20,10 @@ pub struct PauseState {
     partitions: HashSet<TopicPartition>,
     /// Over the overall buffer bound.
     all: bool,
-    /// The circuit breaker is open.
-    pub breaker: bool,
+    /// Each route's circuit breaker, routes in order (the first match applies to a topic).
+    breakers: Vec<(Option<TopicMatcher>, watch::Receiver<bool>)>,
+    /// The breaker states last applied.
+    seen: Vec<bool>,
     /// Partitions currently paused in librdkafka.
     applied: HashSet<TopicPartition>,
     /// Paused-partitions gauge.
@@ -27,14 +32,29 @@ pub struct PauseState {
 
 impl PauseState {
     /// Nothing paused.
-    pub fn new(metrics: Metrics) -> Self {
+    pub fn new(metrics: Metrics, breakers: Vec<(Option<TopicMatcher>, watch::Receiver<bool>)>) -> Self {
+        let seen = breakers.iter().map(|(_, rx)| *rx.borrow()).collect();
         PauseState {
             partitions: HashSet::new(),
             all: false,
-            breaker: false,
+            breakers,
+            seen,
             applied: HashSet::new(),
             metrics,
         }
+    }
+
+    /// Whether a breaker opened or closed since the last reconcile.
+    pub fn breakers_changed(&self) -> bool {
+        self.breakers.iter().zip(&self.seen).any(|((_, rx), seen)| *rx.borrow() != *seen)
+    }
+
+    /// Whether the breaker of `tp`'s route is open.
+    fn breaker_open(&self, tp: &TopicPartition) -> bool {
+        self.breakers
+            .iter()
+            .find(|(matcher, _)| matcher.as_ref().is_none_or(|m| m.matches(&tp.topic)))
+            .is_some_and(|(_, rx)| *rx.borrow())
     }
 
     /// Applies a request of the dispatcher.
@@ -62,9 +82,10 @@ impl PauseState {
     /// Pauses and resumes so that librdkafka matches the reasons.
     pub fn reconcile(&mut self, consumer: &StreamConsumer<ConsumerContext>) {
         let assigned = assignment(consumer);
+        self.seen = self.breakers.iter().map(|(_, rx)| *rx.borrow()).collect();
         let wanted: HashSet<TopicPartition> = assigned
             .iter()
-            .filter(|tp| self.breaker || self.all || self.partitions.contains(*tp))
+            .filter(|tp| self.all || self.partitions.contains(*tp) || self.breaker_open(tp))
             .cloned()
             .collect();
         let pause: Vec<&TopicPartition> = wanted.difference(&self.applied).collect();

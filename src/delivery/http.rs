@@ -55,6 +55,11 @@ impl HttpDelivery {
         Ok(HttpDelivery { client, url, timeout })
     }
 
+    /// The pooled client (shared with batch delivery to the same URL).
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
     async fn attempt(&self, record: &Record, attempt: &Attempt) -> AttemptOutcome {
         let body = record.value.clone().unwrap_or_default();
         let request = self.client.post(self.url.clone()).headers(request_headers(record, attempt)).body(body);
@@ -190,7 +195,8 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     Some(when.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
 }
 
-fn classify_error(err: &reqwest::Error, timeout: Duration) -> Failure {
+/// The failure of a request that got no response.
+pub fn classify_error(err: &reqwest::Error, timeout: Duration) -> Failure {
     if err.is_timeout() {
         return Failure::new(
             FailureKind::Unreachable,

@@ -4,7 +4,11 @@
 //! backoff and dead-lettering are the pipeline's business. [`http`] posts to the application;
 //! later targets (SQS) implement the same trait.
 
+pub mod batcher;
 pub mod http;
+pub mod http_batch;
+pub mod null;
+pub mod sqs;
 
 use std::time::Duration;
 
@@ -33,6 +37,15 @@ pub enum FailureKind {
     Unreachable,
     /// Trying again cannot help (other 4xx): dead-letter now.
     Permanent,
+    /// The record is larger than the target accepts (and no claim check applies): dead-letter
+    /// now as `oversized`.
+    Oversized,
+    /// The target is misconfigured (queue missing, access denied): retry forever without using
+    /// attempts, hold the partition, report it on `/ready`; never dead-letter.
+    Blocked,
+    /// The whole batch the record was in failed: the record itself may be fine. Retry it in a
+    /// smaller batch without using an attempt (halving isolates a poison record).
+    BatchFailed,
 }
 
 /// A failed attempt.

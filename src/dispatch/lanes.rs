@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Command, DoneReceiver, DrainDone, Flow, Limits};
+use super::{Command, DoneReceiver, DrainDone, Flow, Limits, RouteEntry};
 use crate::config::Ordering;
 use crate::offsets::OffsetTracker;
-use crate::pipeline::{Cancel, Pipeline};
+use crate::pipeline::Cancel;
 use crate::record::{Record, TopicPartition};
 use crate::telemetry::metrics::{Metrics, TopicCounters};
 
@@ -49,6 +49,8 @@ struct Partition {
     revoking: bool,
     /// Counters of the topic.
     counters: Arc<TopicCounters>,
+    /// The route of the topic: pipeline, ordering, chunk.
+    route: Arc<RouteEntry>,
 }
 
 /// A queue of records processed one at a time.
@@ -77,10 +79,9 @@ enum DrainSignal {
 
 /// The dispatcher task's state.
 pub(super) struct Dispatcher {
-    ordering: Ordering,
+    routes: Vec<Arc<RouteEntry>>,
     max_in_flight: usize,
     limits: Limits,
-    pipeline: Arc<Pipeline>,
     tracker: Arc<OffsetTracker>,
     metrics: Metrics,
     flow: mpsc::UnboundedSender<Flow>,
@@ -105,10 +106,9 @@ pub(super) struct Dispatcher {
 impl Dispatcher {
     pub(super) fn new(setup: super::Setup, done_tx: mpsc::UnboundedSender<LaneDone>) -> Self {
         Dispatcher {
-            ordering: setup.ordering,
+            routes: setup.routes,
             max_in_flight: setup.max_in_flight.max(1),
             limits: setup.limits,
-            pipeline: setup.pipeline,
             tracker: setup.tracker,
             metrics: setup.metrics,
             flow: setup.flow,
@@ -155,6 +155,7 @@ impl Dispatcher {
             Command::Assigned(tps) => {
                 for (tp, epoch) in tps {
                     let counters = self.metrics.topic(&tp.topic);
+                    let Some(route) = self.route_for(&tp.topic) else { continue };
                     let partition = Partition {
                         epoch,
                         cancel: self.root.child(),
@@ -164,6 +165,7 @@ impl Dispatcher {
                         paused: false,
                         revoking: false,
                         counters,
+                        route,
                     };
                     self.partitions.insert(tp, partition);
                 }
@@ -186,8 +188,12 @@ impl Dispatcher {
         }
     }
 
-    fn lane_of(&self, record: &Record) -> LaneKey {
-        let lane = match self.ordering {
+    fn route_for(&self, topic: &str) -> Option<Arc<RouteEntry>> {
+        self.routes.iter().find(|r| r.matcher.as_ref().is_none_or(|m| m.matches(topic))).cloned()
+    }
+
+    fn lane_of(ordering: Ordering, record: &Record) -> LaneKey {
+        let lane = match ordering {
             Ordering::Partition => 0,
             Ordering::Key => record.key.as_ref().map_or(0, |key| {
                 let mut hasher = DefaultHasher::new();
@@ -202,8 +208,8 @@ impl Dispatcher {
     fn on_records(&mut self, records: Vec<Record>) {
         let mut touched: Vec<TopicPartition> = Vec::new();
         for record in records {
-            let key = self.lane_of(&record);
             let Some(partition) = self.partitions.get_mut(&record.tp) else { continue };
+            let key = Self::lane_of(partition.route.ordering, &record);
             if partition.revoking
                 || !self.tracker.track(&record.tp, partition.epoch, record.offset, record.timestamp)
             {
@@ -253,7 +259,7 @@ impl Dispatcher {
                 epoch: partition.epoch,
                 cancel: partition.cancel.clone(),
                 counters: partition.counters.clone(),
-                pipeline: self.pipeline.clone(),
+                route: partition.route.clone(),
                 tracker: self.tracker.clone(),
                 done: self.done_tx.clone(),
             };
@@ -379,7 +385,7 @@ struct LaneTask {
     epoch: u64,
     cancel: Cancel,
     counters: Arc<TopicCounters>,
-    pipeline: Arc<Pipeline>,
+    route: Arc<RouteEntry>,
     tracker: Arc<OffsetTracker>,
     done: mpsc::UnboundedSender<LaneDone>,
 }
@@ -388,15 +394,34 @@ impl LaneTask {
     async fn run(self) {
         let records = self.batch.len();
         let bytes = self.batch.iter().map(Record::size).sum();
-        for record in &self.batch {
+        let pipeline = &self.route.pipeline;
+        'lane: for chunk in self.batch.chunks(self.route.chunk.max(1)) {
             if self.cancel.soft.is_cancelled() {
                 break; // not started: left for the next owner
             }
-            let outcome = self.pipeline.process(record, &self.counters, &self.cancel).await;
-            if !outcome.is_terminal() {
-                break; // keep order: nothing after an unfinished record runs
+            if let [record] = chunk {
+                if !pipeline.process(record, &self.counters, &self.cancel).await.is_terminal() {
+                    break; // keep order: nothing after an unfinished record runs
+                }
+                self.tracker.complete(&record.tp, self.epoch, record.offset);
+                continue;
             }
-            self.tracker.complete(&record.tp, self.epoch, record.offset);
+            // A batch's worth of consecutive records goes out together (one request).
+            let outcomes = futures::future::join_all(
+                chunk.iter().map(|r| pipeline.process(r, &self.counters, &self.cancel)),
+            )
+            .await;
+            let mut unfinished = false;
+            for (record, outcome) in chunk.iter().zip(outcomes) {
+                if outcome.is_terminal() {
+                    self.tracker.complete(&record.tp, self.epoch, record.offset);
+                } else {
+                    unfinished = true;
+                }
+            }
+            if unfinished {
+                break 'lane;
+            }
         }
         // The dispatcher outlives its lane tasks unless the whole process is stopping.
         drop(self.done.send(LaneDone { key: self.key, records, bytes }));

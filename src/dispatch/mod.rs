@@ -21,7 +21,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::Ordering;
+use crate::config::{Ordering, TopicMatcher};
 use crate::offsets::OffsetTracker;
 use crate::pipeline::Pipeline;
 use crate::record::{Record, TopicPartition};
@@ -110,16 +110,26 @@ impl DispatchHandle {
     }
 }
 
-/// Everything the dispatcher needs.
-pub struct Setup {
+/// How the records of the topics a route matches are processed.
+pub struct RouteEntry {
+    /// The topics (`None`: every topic; the default route, last).
+    pub matcher: Option<TopicMatcher>,
+    /// Per-record processing.
+    pub pipeline: Arc<Pipeline>,
     /// Ordering mode.
     pub ordering: Ordering,
+    /// Records of one lane processed together (a batch's worth; 1 without batching).
+    pub chunk: usize,
+}
+
+/// Everything the dispatcher needs.
+pub struct Setup {
+    /// Routes in order; the first that matches a topic wins, the last matches everything.
+    pub routes: Vec<Arc<RouteEntry>>,
     /// Lanes that may run at once.
     pub max_in_flight: usize,
     /// Buffer bounds.
     pub limits: Limits,
-    /// Per-record processing.
-    pub pipeline: Arc<Pipeline>,
     /// Watermarks.
     pub tracker: Arc<OffsetTracker>,
     /// Metrics.

@@ -88,18 +88,13 @@ fn harness(ordering: Ordering, max_in_flight: usize, limits: Limits, delay: Dura
         group: "g".into(),
         jitter: backoff::full_jitter,
         tracing: crate::telemetry::spans::Tracing::disabled(),
+        route: String::new(),
     });
     let tracker = Arc::new(OffsetTracker::new());
     let (flow_tx, flow) = mpsc::unbounded_channel();
-    let (handle, _task) = spawn(Setup {
-        ordering,
-        max_in_flight,
-        limits,
-        pipeline,
-        tracker: tracker.clone(),
-        metrics,
-        flow: flow_tx,
-    });
+    let routes = vec![Arc::new(RouteEntry { matcher: None, pipeline, ordering, chunk: 1 })];
+    let (handle, _task) =
+        spawn(Setup { routes, max_in_flight, limits, tracker: tracker.clone(), metrics, flow: flow_tx });
     Harness { handle, recorder, tracker, flow }
 }
 

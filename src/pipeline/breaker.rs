@@ -115,6 +115,7 @@ pub async fn run_prober(
     metrics: Metrics,
     first_interval: Duration,
     cancel: CancellationToken,
+    route: String,
 ) {
     let mut state = breaker.subscribe();
     let target = delivery.describe();
@@ -125,7 +126,7 @@ pub async fn run_prober(
         }
         let reason = breaker.reason();
         tracing::warn!(target = %target, error = %reason, "Application unreachable: pausing consumption until it answers.");
-        health.set_problem(Component::Application, format!("unreachable at {target}: {reason}"));
+        health.set_scoped(Component::Application, &route, format!("unreachable at {target}: {reason}"));
         metrics.set_breaker_open(true);
         let mut interval = first_interval.max(Duration::from_millis(50));
         while breaker.is_open() {
@@ -136,13 +137,17 @@ pub async fn run_prober(
             match delivery.probe().await {
                 Ok(()) => breaker.close(),
                 Err(err) => {
-                    health.set_problem(Component::Application, format!("unreachable at {target}: {err}"));
+                    health.set_scoped(
+                        Component::Application,
+                        &route,
+                        format!("unreachable at {target}: {err}"),
+                    );
                     interval = (interval * 2).min(MAX_PROBE_INTERVAL);
                 }
             }
         }
         tracing::info!(target = %target, "Application reachable again: resuming consumption.");
-        health.clear_problem(Component::Application);
+        health.clear_scoped(Component::Application, &route);
         metrics.set_breaker_open(false);
     }
 }

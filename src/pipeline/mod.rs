@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::RetryPolicy;
 use crate::delivery::{Attempt, AttemptOutcome, Delivery, Failure, FailureKind};
 use crate::dlq::{DeadLetter, DeadLetterWriter, DlqError, ErrorClass, Written};
-use crate::health::Health;
+use crate::health::{Component, Health};
 use crate::record::Record;
 use crate::telemetry::metrics::{Metrics, TopicCounters};
 use crate::telemetry::spans::{RecordTrace, Tracing};
@@ -109,6 +109,8 @@ pub struct Pipeline {
     pub jitter: fn(Duration) -> Duration,
     /// Record, attempt and dead-letter spans.
     pub tracing: Tracing,
+    /// The route this pipeline serves (`default` or `routes[i]`), for readiness reasons.
+    pub route: String,
 }
 
 /// What one record's processing works with.
@@ -134,6 +136,21 @@ struct Failures {
     last: Option<(SystemTime, Failure)>,
     /// Whether this record already opened the breaker instead of using its last attempt.
     forced_breaker: bool,
+    /// Failures that did not use an attempt (whole-batch failures, a blocked target).
+    uncounted: u32,
+    /// Whether the target refused this record as misconfigured (cleared on delivery).
+    blocked: bool,
+}
+
+/// What follows a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Next {
+    /// Use an attempt, back off, retry (or dead-letter when none are left).
+    Count,
+    /// Back off and retry without using an attempt.
+    Uncounted,
+    /// Wait for the circuit breaker to close.
+    Breaker,
 }
 
 impl Pipeline {
@@ -156,7 +173,14 @@ impl Pipeline {
         cancel: &Cancel,
         trace: &RecordTrace,
     ) -> Outcome {
-        let mut failures = Failures { counted: 0, first: None, last: None, forced_breaker: false };
+        let mut failures = Failures {
+            counted: 0,
+            first: None,
+            last: None,
+            forced_breaker: false,
+            uncounted: 0,
+            blocked: false,
+        };
         let mut number = 0u32;
         loop {
             if !self.breaker.wait_closed(&cancel.soft).await {
@@ -183,6 +207,9 @@ impl Pipeline {
             };
             let failure = match &outcome {
                 AttemptOutcome::Delivered => {
+                    if failures.blocked && self.health.clear_scoped(Component::Delivery, &self.route) {
+                        tracing::info!(route = %self.route, "The delivery target accepts records again.");
+                    }
                     self.metrics.delivery_attempt(counters, "delivered", started.elapsed());
                     self.metrics.delivered_end_to_end(counters, record.timestamp);
                     self.breaker.on_response();
@@ -195,45 +222,81 @@ impl Pipeline {
             self.metrics.delivery_attempt(counters, "failed", started.elapsed());
             let now = SystemTime::now();
             failures.first.get_or_insert(now);
-            let counts = match failure.kind {
-                FailureKind::Permanent => {
+            let next = match failure.kind {
+                FailureKind::Permanent | FailureKind::Oversized => {
                     self.breaker.on_response();
                     span.finish(&outcome, None);
+                    let class = if failure.kind == FailureKind::Oversized {
+                        ErrorClass::Oversized
+                    } else {
+                        ErrorClass::Permanent
+                    };
                     failures.counted += 1;
                     failures.last = Some((now, failure));
                     let job = Job { record, counters, cancel, trace };
-                    return self.dead_letter(job, ErrorClass::Permanent, failures, number).await;
+                    return self.dead_letter(job, class, failures, number).await;
                 }
                 FailureKind::Retryable => {
                     self.breaker.on_response();
-                    true
+                    Next::Count
+                }
+                FailureKind::BatchFailed => {
+                    self.breaker.on_response();
+                    Next::Uncounted
+                }
+                FailureKind::Blocked => {
+                    self.breaker.on_response();
+                    failures.blocked = true;
+                    if self.health.set_scoped(Component::Delivery, &self.route, failure.error.clone()) {
+                        tracing::error!(
+                            route = %self.route, target = %self.delivery.describe(), error = %failure.error,
+                            "The delivery target refuses records as configured: holding them until it accepts."
+                        );
+                    }
+                    Next::Uncounted
                 }
                 FailureKind::Unreachable => {
                     if self.breaker.on_unreachable(&failure.error) {
-                        false
+                        Next::Breaker
                     } else if failures.counted + 1 >= self.retry.max_attempts && !failures.forced_breaker {
                         // An outage must not turn the last attempt into a dead letter: wait for a
                         // probe to find the application reachable first (once per record).
                         failures.forced_breaker = true;
                         self.breaker.force_open(&failure.error);
-                        false
+                        Next::Breaker
                     } else {
-                        true
+                        Next::Count
                     }
                 }
             };
+            let counts = next == Next::Count;
             let (trace_id, span_id) = trace.ids();
             tracing::debug!(
                 topic = %record.tp.topic, partition = record.tp.partition, offset = record.offset,
                 attempt = number, error = %failure.error, counted = counts,
-                trace_id = trace_id.as_deref().unwrap_or(""), span_id = span_id.as_deref().unwrap_or(""),
+                trace_id = trace_id.as_deref(), span_id = span_id.as_deref(),
                 "Delivery attempt failed."
             );
             let retry_after = failure.retry_after;
             failures.last = Some((now, failure));
-            if !counts {
+            if next == Next::Breaker {
                 span.finish(&outcome, None);
                 continue; // the breaker is open: wait for it before the next attempt
+            }
+            if next == Next::Uncounted {
+                failures.uncounted += 1;
+                let delay = backoff::delay(
+                    &self.retry,
+                    failures.uncounted.max(failures.counted),
+                    retry_after,
+                    self.jitter,
+                );
+                span.finish(&outcome, Some(delay));
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = cancel.soft.cancelled() => return Outcome::Abandoned,
+                }
+                continue;
             }
             failures.counted += 1;
             if failures.counted >= self.retry.max_attempts {
@@ -294,7 +357,7 @@ impl Pipeline {
                         topic = %record.tp.topic, partition = record.tp.partition, offset = record.offset,
                         error_class = written.class.as_str(), attempts, error = %last.error,
                         archive = written.archive_location.as_deref().unwrap_or("none"),
-                        trace_id = trace_id.as_deref().unwrap_or(""), span_id = span_id.as_deref().unwrap_or(""),
+                        trace_id = trace_id.as_deref(), span_id = span_id.as_deref(),
                         "Record dead-lettered."
                     );
                     span.finish(None);
@@ -306,7 +369,7 @@ impl Pipeline {
                     if self.health.set_problem(component, err.to_string()) || tries == 1 {
                         tracing::error!(
                             topic = %record.tp.topic, partition = record.tp.partition, offset = record.offset,
-                            error = %err, trace_id = trace_id.as_deref().unwrap_or(""),
+                            error = %err, trace_id = trace_id.as_deref(),
                             "Cannot write a dead letter: the partition waits and retries."
                         );
                     }

@@ -100,6 +100,7 @@ fn pipeline(delivery: Arc<Scripted>, sink: Arc<Sink>, max_attempts: u32) -> Pipe
         group: "g".into(),
         jitter: |bound| bound, // the bound itself, so delays are exact
         tracing: crate::telemetry::spans::Tracing::disabled(),
+        route: String::new(),
     }
 }
 
@@ -213,6 +214,7 @@ async fn ride_out_an_outage(max_attempts: u32) -> (Outcome, u32, usize) {
         p.metrics.clone(),
         Duration::from_millis(100),
         CancellationToken::new(),
+        String::new(),
     ));
     let task = {
         let p = p.clone();
@@ -323,4 +325,48 @@ async fn soft_cancel_lets_an_attempt_run_but_hard_cancel_stops_it() {
 
 fn counters() -> TopicCounters {
     TopicCounters::new(&std::sync::Arc::from("t"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn oversized_records_are_dead_lettered_at_once_as_oversized() {
+    let target = Scripted::new(vec![failure(FailureKind::Oversized, "too large for SQS")]);
+    let sink = Arc::new(Sink::default());
+    let p = pipeline(target.clone(), sink.clone(), 5);
+    let outcome = p.process(&record(), &counters(), &Cancel::default()).await;
+    assert_eq!(outcome, Outcome::DeadLettered { class: ErrorClass::Oversized, attempts: 1 });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_blocked_target_holds_the_record_without_using_attempts_and_reports_it() {
+    let mut script: Vec<AttemptOutcome> =
+        (0..20).map(|_| failure(FailureKind::Blocked, "SQS QueueDoesNotExist")).collect();
+    script.push(AttemptOutcome::Delivered);
+    let target = Scripted::new(script);
+    let sink = Arc::new(Sink::default());
+    let p = Arc::new(pipeline(target.clone(), sink.clone(), 2));
+    p.health.mark_joined();
+    let task = {
+        let p = p.clone();
+        tokio::spawn(async move { p.process(&record(), &counters(), &Cancel::default()).await })
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let reasons = p.health.readiness().unwrap_err();
+    assert!(reasons.iter().any(|r| r.contains("QueueDoesNotExist")), "{reasons:?}");
+    let outcome = task.await.expect("join");
+    assert_eq!(outcome, Outcome::Delivered { attempts: 21 }, "20 refusals used no attempt (max 2)");
+    assert!(sink.written.lock().unwrap().is_empty(), "never dead-lettered");
+    assert!(p.health.readiness().is_ok(), "cleared once the target accepts");
+}
+
+#[tokio::test(start_paused = true)]
+async fn whole_batch_failures_do_not_use_attempts() {
+    let mut script: Vec<AttemptOutcome> =
+        (0..6).map(|_| failure(FailureKind::BatchFailed, "HTTP 500 for a batch of 8")).collect();
+    script.push(AttemptOutcome::Delivered);
+    let target = Scripted::new(script);
+    let sink = Arc::new(Sink::default());
+    let p = pipeline(target.clone(), sink.clone(), 2);
+    let outcome = p.process(&record(), &counters(), &Cancel::default()).await;
+    assert_eq!(outcome, Outcome::Delivered { attempts: 7 });
+    assert!(sink.written.lock().unwrap().is_empty());
 }

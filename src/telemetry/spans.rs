@@ -125,6 +125,21 @@ impl Tracing {
         }
     }
 
+    /// The same tracing for another delivery target (a route's).
+    pub fn for_target(&self, target: TargetInfo) -> Tracing {
+        match &self.inner {
+            None => Tracing::disabled(),
+            Some(inner) => Tracing {
+                inner: Some(Arc::new(Inner {
+                    tracer: inner.tracer.clone(),
+                    propagator: TraceContextPropagator::new(),
+                    group: inner.group.clone(),
+                    target,
+                })),
+            },
+        }
+    }
+
     /// Whether spans are made.
     pub fn enabled(&self) -> bool {
         self.inner.is_some()
@@ -274,6 +289,9 @@ impl AttemptTrace {
                     FailureKind::Retryable => "retryable",
                     FailureKind::Unreachable => "unreachable",
                     FailureKind::Permanent => "permanent",
+                    FailureKind::Oversized => "oversized",
+                    FailureKind::Blocked => "blocked",
+                    FailureKind::BatchFailed => "batch-failed",
                 };
                 span.set_attribute(KeyValue::new("msk_sidecar.attempt.outcome", kind));
                 if let Some(status) =

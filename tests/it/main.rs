@@ -16,4 +16,6 @@ mod infra_policy;
 mod otel;
 mod pipeline;
 mod records;
+mod routes;
 mod smoke;
+mod sqs;

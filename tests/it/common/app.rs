@@ -56,6 +56,8 @@ pub enum Reply {
     RetryAfter(u16, u64),
     /// Wait, then answer with this status.
     Slow(Duration, u16),
+    /// This status with a JSON body.
+    Json(u16, String),
 }
 
 type Behaviour = Box<dyn Fn(&Received) -> Reply + Send + Sync>;
@@ -126,7 +128,9 @@ impl TestApp {
         self.received()
             .iter()
             .filter(|r| match behaviour(r) {
-                Reply::Status(s) | Reply::Slow(_, s) | Reply::RetryAfter(s, _) => (200..300).contains(&s),
+                Reply::Status(s) | Reply::Slow(_, s) | Reply::RetryAfter(s, _) | Reply::Json(s, _) => {
+                    (200..300).contains(&s)
+                }
             })
             .map(Received::coordinates)
             .collect()
@@ -177,6 +181,9 @@ async fn respond(reply: Reply) -> Response {
         Reply::Slow(delay, status) => {
             tokio::time::sleep(delay).await;
             status_of(status).into_response()
+        }
+        Reply::Json(status, body) => {
+            (status_of(status), [("content-type", "application/json")], body).into_response()
         }
     }
 }

@@ -5,7 +5,8 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// Starts `msk-sidecar run` with exactly `env` (plus PATH), logging to `log`.
+/// Starts `msk-sidecar run` with exactly `env` (plus PATH and the test bed's AWS variables, which
+/// point the AWS SDK at LocalStack), logging to `log`.
 pub fn spawn(env: &BTreeMap<String, String>, log: &Path) -> Child {
     let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
     let err = file.try_clone().expect("log file");
@@ -13,6 +14,11 @@ pub fn spawn(env: &BTreeMap<String, String>, log: &Path) -> Child {
         .arg("run")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(
+            ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"]
+                .iter()
+                .filter_map(|name| Some((*name, std::env::var(name).ok()?))),
+        )
         .envs(env)
         .stdin(Stdio::null())
         .stdout(file)

@@ -42,11 +42,17 @@ pub fn env(topics: &str, group: &str, url: &str) -> BTreeMap<String, String> {
 impl Sidecar {
     /// Starts a sidecar with `env`.
     pub async fn start(env: &BTreeMap<String, String>) -> Sidecar {
+        Self::start_with_file(env, None).await
+    }
+
+    /// Starts a sidecar with `env` and a TOML configuration file's text.
+    pub async fn start_with_file(env: &BTreeMap<String, String>, toml: Option<&str>) -> Sidecar {
         msk_sidecar::telemetry::init_logging_with(
             msk_sidecar::config::LogFormat::Text,
             "warn,opentelemetry_sdk=off,opentelemetry_otlp=off",
         );
-        let config = Config::from_sources(env, None).unwrap_or_else(|err| panic!("test config: {err}"));
+        let file = toml.map(|text| (std::path::Path::new("test.toml"), text));
+        let config = Config::from_sources(env, file).unwrap_or_else(|err| panic!("test config: {err}"));
         let shutdown = CancellationToken::new();
         let running = app::start(config, shutdown.clone()).await.expect("sidecar starts");
         Sidecar { running: Some(running), shutdown }

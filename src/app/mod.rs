@@ -14,22 +14,21 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminError, AdminServer};
-use crate::config::{Config, DeliveryTarget};
+use crate::config::Config;
 use crate::consumer::{self, ConsumerError};
-use crate::delivery::Delivery;
-use crate::delivery::http::{HttpDelivery, HttpError};
+use crate::delivery::http::HttpError;
 use crate::dispatch::{self, Limits};
 use crate::dlq::{Archive, DeadLetterWriter};
 use crate::health::Health;
 use crate::kafka::{self, KafkaContext};
 use crate::offsets::OffsetTracker;
-use crate::pipeline::breaker::{self, Breaker};
-use crate::pipeline::{Pipeline, backoff};
 use crate::telemetry::metrics::{Metrics, MetricsError};
 use crate::telemetry::otlp::{self, OtlpError};
 use crate::telemetry::spans::{TargetInfo, Tracing};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+
+mod routes;
 
 /// Why the application could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +51,6 @@ pub enum AppError {
     /// An OTLP exporter could not be built.
     #[error(transparent)]
     Otlp(#[from] OtlpError),
-    /// The configured target is not supported by this build.
-    #[error("{0} is not supported yet")]
-    Unsupported(&'static str),
 }
 
 /// A started sidecar.
@@ -97,19 +93,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             metrics.set_span_counters(span_counters);
             let tracer = provider.tracer("msk-sidecar");
             crate::telemetry::attach_tracer(tracer.clone());
-            Tracing::new(tracer, config.kafka.group.clone(), target_info(&config.delivery.target))
+            Tracing::new(tracer, config.kafka.group.clone(), TargetInfo::default())
         }
         None => Tracing::disabled(),
     };
     let health = Arc::new(Health::new());
     let admin = admin::spawn(config.admin_addr, health.clone(), metrics.clone())?;
 
-    let delivery: Arc<dyn Delivery> = match &config.delivery.target {
-        DeliveryTarget::Http(url) => {
-            Arc::new(HttpDelivery::new(url.clone(), config.delivery.timeout, config.max_in_flight)?)
-        }
-        DeliveryTarget::Sqs(_) => return Err(AppError::Unsupported("SQS delivery")),
-    };
     let background = CancellationToken::new();
     let auth = crate::auth::start(&config, &health, &metrics, background.clone()).await;
     let shared = kafka::Shared { auth, health: health.clone(), metrics: metrics.clone() };
@@ -117,58 +107,48 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         .create_with_context(KafkaContext { shared: shared.clone() })
         .map_err(AppError::Producer)?;
     let archive = Archive::from_target(&config.dlq.archive).await;
-    let writer = Arc::new(DeadLetterWriter::new(producer, config.dlq.topic.clone(), archive));
+    let common = routes::Common {
+        config: &config,
+        producer: &producer,
+        archive: &archive,
+        health: &health,
+        metrics: &metrics,
+        tracing: &tracing,
+        background: &background,
+    };
+    let built = routes::build(&common).await?;
 
-    let breaker = Arc::new(Breaker::new(breaker::DEFAULT_THRESHOLD));
-    let pipeline = Arc::new(Pipeline {
-        delivery: delivery.clone(),
-        dead_letters: writer.clone(),
-        retry: config.retry,
-        breaker: breaker.clone(),
-        health: health.clone(),
-        metrics: metrics.clone(),
-        group: config.kafka.group.clone(),
-        jitter: backoff::full_jitter,
-        tracing,
-    });
     let tracker = Arc::new(OffsetTracker::new());
     let oldest = tracker.clone();
     metrics.set_oldest_source(Box::new(move || oldest.oldest_timestamps()));
     let (flow_tx, flow_rx) = mpsc::unbounded_channel();
     let (dispatch, dispatcher) = dispatch::spawn(dispatch::Setup {
-        ordering: config.ordering,
+        routes: built.routes,
         max_in_flight: config.max_in_flight,
         limits: Limits::for_in_flight(config.max_in_flight),
-        pipeline,
         tracker: tracker.clone(),
         metrics: metrics.clone(),
         flow: flow_tx,
     });
-    let prober = tokio::spawn(breaker::run_prober(
-        breaker.clone(),
-        delivery,
-        health.clone(),
-        metrics.clone(),
-        config.retry.initial_backoff,
-        background.clone(),
-    ));
     let parts = consumer::Parts {
         tracker,
         dispatch,
         flow: flow_rx,
-        breaker: breaker.subscribe(),
+        breakers: built.breakers,
         health: health.clone(),
         metrics: metrics.clone(),
         shared,
     };
     let consumer_done = consumer::spawn(&config, parts, shutdown)?;
+    let writers = built.writers;
+    let probers = built.probers;
 
     let (done_tx, done) = oneshot::channel();
     let admin_addr = admin.addr;
     let flush_metrics = metrics.clone();
     tokio::spawn(async move {
         let result =
-            finish(consumer_done, dispatcher, writer, admin, background, prober, tracer_provider).await;
+            finish(consumer_done, dispatcher, writers, admin, background, probers, tracer_provider).await;
         // Push the final counts to an OTLP metrics collector, if one is configured.
         let provider = flush_metrics.provider().clone();
         drop(
@@ -187,18 +167,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 async fn finish(
     consumer_done: oneshot::Receiver<Result<(), ConsumerError>>,
     dispatcher: tokio::task::JoinHandle<()>,
-    writer: Arc<DeadLetterWriter>,
+    writers: Vec<Arc<DeadLetterWriter>>,
     admin: AdminServer,
     background: CancellationToken,
-    prober: tokio::task::JoinHandle<()>,
+    probers: Vec<tokio::task::JoinHandle<()>>,
     tracer_provider: Option<SdkTracerProvider>,
 ) -> Result<(), AppError> {
     let result = consumer_done.await.unwrap_or(Err(ConsumerError::Vanished));
     drop(dispatcher.await);
     background.cancel();
-    drop(prober.await);
-    let flushing = writer.clone();
-    drop(tokio::task::spawn_blocking(move || flushing.flush(Duration::from_secs(5))).await);
+    for prober in probers {
+        drop(prober.await);
+    }
+    // Every route's writer shares one producer: flushing one flushes them all.
+    if let Some(flushing) = writers.first().cloned() {
+        drop(tokio::task::spawn_blocking(move || flushing.flush(Duration::from_secs(5))).await);
+    }
     if let Some(provider) = tracer_provider {
         // Flush the spans still queued, within a bound: a dead collector must not hold shutdown.
         let flushed = tokio::time::timeout(
@@ -213,16 +197,4 @@ async fn finish(
     drop(tokio::task::spawn_blocking(move || admin.stop()).await);
     tracing::info!("msk-sidecar stopped.");
     result.map_err(AppError::from)
-}
-
-/// What the attempt spans record about the delivery target.
-fn target_info(target: &DeliveryTarget) -> TargetInfo {
-    let url = match target {
-        DeliveryTarget::Http(url) | DeliveryTarget::Sqs(url) => url,
-    };
-    TargetInfo {
-        url: crate::config::redact_url(url),
-        address: url.host_str().unwrap_or_default().to_string(),
-        port: url.port_or_known_default().map_or(0, i64::from),
-    }
 }

@@ -1,0 +1,142 @@
+//! Builds what each route needs: its delivery target, dead-letter writer, circuit breaker with
+//! its prober, and pipeline. The default route (top-level settings) comes last.
+
+use std::sync::Arc;
+
+use rdkafka::producer::FutureProducer;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::AppError;
+use crate::config::{Config, DeliveryTarget, Route, TopicMatcher};
+use crate::delivery::Delivery;
+use crate::delivery::batcher::Limits as BatchLimits;
+use crate::delivery::http::HttpDelivery;
+use crate::delivery::http_batch::HttpBatchDelivery;
+use crate::delivery::null::NullDelivery;
+use crate::delivery::sqs::SqsDelivery;
+use crate::dispatch::RouteEntry;
+use crate::dlq::{Archive, DeadLetterWriter};
+use crate::health::Health;
+use crate::kafka::KafkaContext;
+use crate::pipeline::breaker::{self, Breaker};
+use crate::pipeline::{Pipeline, backoff};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::spans::{TargetInfo, Tracing};
+
+/// SQS sends at most this many messages per call: a lane hands that many over at once.
+const SQS_CHUNK: usize = 10;
+
+/// What every route shares.
+pub(super) struct Common<'a> {
+    pub(super) config: &'a Config,
+    pub(super) producer: &'a FutureProducer<KafkaContext>,
+    pub(super) archive: &'a Option<Archive>,
+    pub(super) health: &'a Arc<Health>,
+    pub(super) metrics: &'a Metrics,
+    pub(super) tracing: &'a Tracing,
+    pub(super) background: &'a CancellationToken,
+}
+
+/// The built routes.
+pub(super) struct Built {
+    /// For the dispatcher, in order.
+    pub(super) routes: Vec<Arc<RouteEntry>>,
+    /// Each route's breaker state, for the consumer's pauses.
+    pub(super) breakers: Vec<(Option<TopicMatcher>, watch::Receiver<bool>)>,
+    /// Dead-letter writers (one producer underneath).
+    pub(super) writers: Vec<Arc<DeadLetterWriter>>,
+    /// Breaker probers, stopped on shutdown.
+    pub(super) probers: Vec<JoinHandle<()>>,
+}
+
+/// What the attempt spans record about a delivery target.
+fn target_info(target: &DeliveryTarget) -> TargetInfo {
+    match target {
+        DeliveryTarget::Http(url) | DeliveryTarget::Sqs(url) => TargetInfo {
+            url: crate::config::redact_url(url),
+            address: url.host_str().unwrap_or_default().to_string(),
+            port: url.port_or_known_default().map_or(0, i64::from),
+        },
+        DeliveryTarget::Null => TargetInfo { url: "null://".into(), ..TargetInfo::default() },
+    }
+}
+
+/// The delivery target of a route and how many records of a lane go out together.
+async fn delivery(route: &Route, common: &Common<'_>) -> Result<(Arc<dyn Delivery>, usize), AppError> {
+    let settings = &route.delivery;
+    Ok(match &settings.target {
+        DeliveryTarget::Null => (Arc::new(NullDelivery), 1),
+        DeliveryTarget::Http(url) if settings.batch.max_records > 1 => {
+            let limits = BatchLimits {
+                max_records: settings.batch.max_records,
+                max_bytes: settings.batch.max_bytes,
+                linger: settings.batch.linger,
+            };
+            let target =
+                HttpBatchDelivery::new(url.clone(), settings.timeout, common.config.max_in_flight, limits)?;
+            (Arc::new(target), settings.batch.max_records)
+        }
+        DeliveryTarget::Http(url) => {
+            (Arc::new(HttpDelivery::new(url.clone(), settings.timeout, common.config.max_in_flight)?), 1)
+        }
+        DeliveryTarget::Sqs(url) => {
+            let target = SqsDelivery::new(
+                url.clone(),
+                settings.timeout,
+                settings.batch.linger,
+                common.archive.clone(),
+            )
+            .await;
+            (Arc::new(target), SQS_CHUNK)
+        }
+    })
+}
+
+/// Builds every route, the default last.
+pub(super) async fn build(common: &Common<'_>) -> Result<Built, AppError> {
+    let mut built =
+        Built { routes: Vec::new(), breakers: Vec::new(), writers: Vec::new(), probers: Vec::new() };
+    for route in common.config.all_routes() {
+        // Readiness reasons name the route, except for the default route's.
+        let scope = if route.matcher.is_some() { route.name.clone() } else { String::new() };
+        let (delivery, chunk) = delivery(&route, common).await?;
+        let writer = Arc::new(DeadLetterWriter::new(
+            common.producer.clone(),
+            route.dlq_topic.clone(),
+            common.archive.clone(),
+        ));
+        let breaker = Arc::new(Breaker::new(breaker::DEFAULT_THRESHOLD));
+        let pipeline = Arc::new(Pipeline {
+            delivery: delivery.clone(),
+            dead_letters: writer.clone(),
+            retry: route.retry,
+            breaker: breaker.clone(),
+            health: common.health.clone(),
+            metrics: common.metrics.clone(),
+            group: common.config.kafka.group.clone(),
+            jitter: backoff::full_jitter,
+            tracing: common.tracing.for_target(target_info(&route.delivery.target)),
+            route: scope.clone(),
+        });
+        built.probers.push(tokio::spawn(breaker::run_prober(
+            breaker.clone(),
+            delivery,
+            common.health.clone(),
+            common.metrics.clone(),
+            route.retry.initial_backoff,
+            common.background.clone(),
+            scope,
+        )));
+        built.breakers.push((route.matcher.clone(), breaker.subscribe()));
+        built.routes.push(Arc::new(RouteEntry {
+            matcher: route.matcher.clone(),
+            pipeline,
+            ordering: route.ordering,
+            chunk,
+        }));
+        built.writers.push(writer);
+    }
+    Ok(built)
+}

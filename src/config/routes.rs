@@ -1,0 +1,302 @@
+//! `[[routes]]`: per-topic delivery settings from the TOML file.
+//!
+//! A route matches a topic (`topic`) or a regular expression (`topic_pattern`) and may set its
+//! own target (`delivery_url` or `sqs_queue_url`), timeout, ordering, retry policy, batching and
+//! dead-letter topic; whatever it leaves out comes from the top-level settings. The first route
+//! that matches a topic wins; topics no route matches (including ones a `^regex` subscription
+//! finds later) use the top-level settings. Every problem names the route and the field.
+
+use serde::Deserialize;
+
+use super::validate::Reader;
+use super::{
+    BatchConfig, Config, DeliveryConfig, DeliveryTarget, Ordering, RetryPolicy, Route, TopicMatcher, parse,
+};
+
+/// A route as written in the file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    topic: Option<String>,
+    topic_pattern: Option<String>,
+    delivery_url: Option<String>,
+    sqs_queue_url: Option<String>,
+    delivery_timeout: Option<String>,
+    ordering: Option<String>,
+    retry_max_attempts: Option<u64>,
+    retry_initial_backoff: Option<String>,
+    retry_max_backoff: Option<String>,
+    dlq_topic: Option<String>,
+    batch_max_records: Option<u64>,
+    batch_max_bytes: Option<u64>,
+    batch_linger: Option<String>,
+}
+
+/// Collects the problems of one route.
+struct Checker<'r, 'a> {
+    reader: &'r mut Reader<'a>,
+    name: String,
+    ok: bool,
+}
+
+impl Checker<'_, '_> {
+    fn fail(&mut self, field: &str, value: &dyn std::fmt::Debug, message: impl std::fmt::Display) {
+        self.reader.problem(&format!("{}.{field}", self.name), format!("{value:?}: {message}"));
+        self.ok = false;
+    }
+
+    fn value<T, V: std::fmt::Debug>(
+        &mut self,
+        field: &str,
+        value: Option<V>,
+        parser: impl Fn(&V) -> Result<T, String>,
+    ) -> Option<T> {
+        let value = value?;
+        match parser(&value) {
+            Ok(parsed) => Some(parsed),
+            Err(message) => {
+                self.fail(field, &value, message);
+                None
+            }
+        }
+    }
+}
+
+/// Parses every `[[routes]]` table against the top-level `config`.
+pub(super) fn parse(reader: &mut Reader<'_>, config: &Config) -> Vec<Route> {
+    let tables = reader.raw.routes.clone();
+    let mut routes = Vec::new();
+    for (index, (table, path)) in tables.into_iter().enumerate() {
+        let name = format!("routes[{index}] in {}", path.display());
+        let raw: RawRoute = match toml::Value::Table(table).try_into() {
+            Ok(raw) => raw,
+            Err(err) => {
+                reader.problem(&name, super::raw::one_line(&err.to_string()));
+                continue;
+            }
+        };
+        let mut checker = Checker { reader, name: format!("routes[{index}]"), ok: true };
+        if let Some(route) = route(&mut checker, raw, config, index) {
+            routes.push(route);
+        }
+    }
+    routes
+}
+
+fn route(c: &mut Checker<'_, '_>, raw: RawRoute, config: &Config, index: usize) -> Option<Route> {
+    let matcher = match (&raw.topic, &raw.topic_pattern) {
+        (Some(topic), None) => {
+            c.value("topic", Some(topic), |t| parse::topic(t).map(|()| TopicMatcher::Exact(t.to_string())))
+        }
+        (None, Some(pattern)) => c.value("topic_pattern", Some(pattern), |p| {
+            regex::Regex::new(p).map(TopicMatcher::Pattern).map_err(|e| super::raw::one_line(&e.to_string()))
+        }),
+        _ => {
+            c.fail("topic", &raw.topic, "set exactly one of topic and topic_pattern");
+            None
+        }
+    };
+    if let Some(TopicMatcher::Exact(topic)) = &matcher {
+        let subscribed = config.kafka.topics.iter().any(|t| {
+            t == topic
+                || (t.starts_with('^')
+                    && regex::Regex::new(t).map_or(true, |pattern| pattern.is_match(topic)))
+        });
+        if !subscribed {
+            c.fail("topic", topic, "is not in KAFKA_TOPICS");
+        }
+    }
+    let target = match (&raw.delivery_url, &raw.sqs_queue_url) {
+        (Some(_), Some(_)) => {
+            c.fail("delivery_url", &raw.delivery_url, "set either delivery_url or sqs_queue_url, not both");
+            None
+        }
+        (Some(url), None) => {
+            c.value("delivery_url", Some(url), |u| parse::http_url(u).map(DeliveryTarget::Http))
+        }
+        (None, Some(url)) => {
+            c.value("sqs_queue_url", Some(url), |u| parse::http_url(u).map(DeliveryTarget::Sqs))
+        }
+        (None, None) => Some(config.delivery.target.clone()),
+    };
+    let timeout = match raw.delivery_timeout {
+        Some(t) => c.value("delivery_timeout", Some(t), |t| parse::positive_duration(t)),
+        None => Some(config.delivery.timeout),
+    };
+    let ordering = match raw.ordering {
+        Some(o) => c.value("ordering", Some(o), |o| match o.as_str() {
+            "partition" => Ok(Ordering::Partition),
+            "key" => Ok(Ordering::Key),
+            "none" => Ok(Ordering::None),
+            _ => Err("expected partition, key or none".to_string()),
+        }),
+        None => Some(config.ordering),
+    };
+    let base = config.retry;
+    let max_attempts =
+        c.value("retry_max_attempts", raw.retry_max_attempts.or(Some(u64::from(base.max_attempts))), |n| {
+            u32::try_from(*n)
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| "expected 1 to 1000".to_string())
+        });
+    let initial = match raw.retry_initial_backoff {
+        Some(t) => c.value("retry_initial_backoff", Some(t), |t| parse::positive_duration(t)),
+        None => Some(base.initial_backoff),
+    };
+    let max = match raw.retry_max_backoff {
+        Some(t) => c.value("retry_max_backoff", Some(t), |t| parse::positive_duration(t)),
+        None => Some(base.max_backoff),
+    };
+    if let (Some(initial), Some(max)) = (initial, max)
+        && max < initial
+    {
+        c.fail("retry_max_backoff", &max, "must be at least retry_initial_backoff");
+    }
+    let dlq_topic = match raw.dlq_topic {
+        Some(t) => c.value("dlq_topic", Some(t), |t| {
+            parse::topic(t)?;
+            if config.kafka.topics.contains(t) {
+                return Err("is also in KAFKA_TOPICS: dead letters would be consumed again".to_string());
+            }
+            Ok(t.clone())
+        }),
+        None => Some(config.dlq.topic.clone()),
+    };
+    let batch = config.delivery.batch;
+    let max_records =
+        c.value("batch_max_records", raw.batch_max_records.or(Some(batch.max_records as u64)), |n| {
+            usize::try_from(*n)
+                .ok()
+                .filter(|n| (1..=10_000).contains(n))
+                .ok_or_else(|| "expected 1 to 10000".to_string())
+        });
+    let max_bytes = c.value("batch_max_bytes", raw.batch_max_bytes.or(Some(batch.max_bytes as u64)), |n| {
+        usize::try_from(*n).ok().filter(|n| *n >= 1024).ok_or_else(|| "expected at least 1024".to_string())
+    });
+    let linger = match raw.batch_linger {
+        Some(t) => c.value("batch_linger", Some(t), |t| parse::duration(t)),
+        None => Some(batch.linger),
+    };
+    if !c.ok {
+        return None;
+    }
+    Some(Route {
+        name: format!("routes[{index}]"),
+        matcher,
+        delivery: DeliveryConfig {
+            target: target?,
+            timeout: timeout?,
+            batch: BatchConfig { max_records: max_records?, max_bytes: max_bytes?, linger: linger? },
+        },
+        ordering: ordering?,
+        retry: RetryPolicy { max_attempts: max_attempts?, initial_backoff: initial?, max_backoff: max? },
+        dlq_topic: dlq_topic?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+    use std::time::Duration;
+
+    use super::*;
+
+    fn env() -> BTreeMap<String, String> {
+        [
+            ("KAFKA_BROKERS", "localhost:9092"),
+            ("KAFKA_TOPICS", "orders,payments,^audit\\..*"),
+            ("KAFKA_CONSUMER_GROUP", "g"),
+            ("KAFKA_AUTH", "none"),
+            ("SIDECAR_DELIVERY_URL", "http://127.0.0.1:8080/events"),
+            ("SIDECAR_DLQ_TOPIC", "dead"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    fn load(toml: &str) -> Result<Config, super::super::ConfigError> {
+        Config::from_sources(&env(), Some((Path::new("r.toml"), toml)))
+    }
+
+    #[test]
+    fn routes_override_the_defaults_and_the_first_match_wins() {
+        let config = load(
+            r#"
+            [[routes]]
+            topic = "payments"
+            sqs_queue_url = "https://sqs.eu-west-1.amazonaws.com/123456789012/payments"
+            ordering = "key"
+            retry_max_attempts = 2
+            dlq_topic = "payments.dlq"
+
+            [[routes]]
+            topic_pattern = "^audit\\."
+            delivery_url = "http://127.0.0.1:9090/audit"
+            retry_initial_backoff = "1s"
+            retry_max_backoff = "2s"
+            batch_max_records = 50
+
+            [[routes]]
+            topic_pattern = ".*"
+            ordering = "none"
+            "#,
+        )
+        .expect("valid");
+        let payments = config.route_for("payments");
+        assert!(matches!(payments.delivery.target, DeliveryTarget::Sqs(_)));
+        assert_eq!(payments.ordering, Ordering::Key);
+        assert_eq!(payments.retry.max_attempts, 2);
+        assert_eq!(payments.retry.initial_backoff, Duration::from_millis(200), "inherited");
+        assert_eq!(payments.dlq_topic, "payments.dlq");
+        let audit = config.route_for("audit.logins");
+        assert_eq!(audit.retry.max_backoff, Duration::from_secs(2));
+        assert_eq!(audit.delivery.batch.max_records, 50);
+        assert_eq!(audit.dlq_topic, "dead", "inherited");
+        assert_eq!(
+            config.route_for("orders").ordering,
+            Ordering::None,
+            "third route matches everything else"
+        );
+        assert_eq!(config.all_routes().len(), 4);
+    }
+
+    #[test]
+    fn topics_without_a_route_use_the_defaults() {
+        let config = load("[[routes]]\ntopic = \"payments\"\nordering = \"key\"\n").expect("valid");
+        let orders = config.route_for("orders");
+        assert_eq!(orders.name, "default");
+        assert_eq!(orders.ordering, Ordering::Partition);
+        assert_eq!(config.route_for("audit.new-topic").name, "default");
+    }
+
+    #[test]
+    fn route_problems_name_the_route_and_field() {
+        let cases = [
+            ("[[routes]]\nordering = \"key\"\n", "routes[0].topic"),
+            ("[[routes]]\ntopic = \"a\"\ntopic_pattern = \"b\"\n", "routes[0].topic"),
+            ("[[routes]]\ntopic = \"unknown\"\n", "routes[0].topic"),
+            ("[[routes]]\ntopic_pattern = \"(\"\n", "routes[0].topic_pattern"),
+            ("[[routes]]\ntopic = \"orders\"\ndelivery_url = \"ftp://x\"\n", "routes[0].delivery_url"),
+            (
+                "[[routes]]\ntopic = \"orders\"\ndelivery_url = \"http://a/\"\nsqs_queue_url = \"http://b/\"\n",
+                "routes[0].delivery_url",
+            ),
+            ("[[routes]]\ntopic = \"orders\"\nordering = \"random\"\n", "routes[0].ordering"),
+            ("[[routes]]\ntopic = \"orders\"\nretry_max_attempts = 0\n", "routes[0].retry_max_attempts"),
+            ("[[routes]]\ntopic = \"orders\"\nretry_max_backoff = \"1ms\"\n", "routes[0].retry_max_backoff"),
+            ("[[routes]]\ntopic = \"orders\"\ndlq_topic = \"payments\"\n", "routes[0].dlq_topic"),
+            ("[[routes]]\ntopic = \"orders\"\nbatch_max_records = 0\n", "routes[0].batch_max_records"),
+            ("[[routes]]\ntopic = \"orders\"\ndelivery_timeout = \"soon\"\n", "routes[0].delivery_timeout"),
+            ("[[routes]]\ntopic = \"orders\"\ncolour = \"blue\"\n", "routes[0] in r.toml"),
+            ("[[routes]]\ntopic = \"orders\"\n\n[[routes]]\ntopic = \"x y\"\n", "routes[1].topic"),
+            ("routes = 3\n", "routes in r.toml"),
+        ];
+        for (toml, variable) in cases {
+            let err = load(toml).expect_err(toml);
+            assert!(err.names(variable), "{toml}: {variable} not named in {err}");
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Per-topic routes and HTTP batch delivery with per-record results.
+
+use std::collections::BTreeMap;
+
+use crate::common::app::{Reply, TestApp};
+use crate::common::sidecar::{self, Sidecar};
+use crate::common::{self, Produce};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_topics_go_to_two_targets_with_their_own_retry_policies() {
+    let orders = common::random_name("orders");
+    let payments = common::random_name("payments");
+    for topic in [&orders, &payments] {
+        common::create_topic(topic, 1).await;
+        common::create_topic(&format!("{topic}.dlq"), 1).await;
+    }
+    common::produce(&orders, vec![Produce::text(0, "o", "order")]).await;
+    common::produce(&payments, vec![Produce::text(0, "p", "payment")]).await;
+    let orders_app = TestApp::start().await;
+    let payments_app = TestApp::start().await;
+    orders_app.behave(|_| Reply::Status(500));
+    payments_app.behave(|_| Reply::Status(500));
+    let group = common::random_name("g");
+    let env = sidecar::env(&format!("{orders},{payments}"), &group, &orders_app.url());
+    let toml = format!(
+        "[[routes]]\ntopic = \"{payments}\"\ndelivery_url = \"{}\"\nretry_max_attempts = 4\nretry_initial_backoff = \"10ms\"\nretry_max_backoff = \"20ms\"\ndlq_topic = \"{payments}.dlq\"\n",
+        payments_app.url()
+    );
+    let mut env = env;
+    env.insert("SIDECAR_RETRY_MAX_ATTEMPTS".into(), "2".into());
+    env.insert("SIDECAR_DLQ_TOPIC".into(), format!("{orders}.dlq"));
+    let sidecar = Sidecar::start_with_file(&env, Some(&toml)).await;
+    common::wait_committed(&group, &orders, &[1]).await;
+    common::wait_committed(&group, &payments, &[1]).await;
+    assert_eq!(orders_app.received().len(), 2, "the default policy: 2 attempts");
+    assert_eq!(payments_app.received().len(), 4, "the route's policy: 4 attempts");
+    assert!(orders_app.received().iter().all(|r| r.text() == "order"), "each topic went to its own target");
+    let letters = common::consume(&format!("{payments}.dlq"), 1).await;
+    assert_eq!(common::header_text(&letters[0], "dlq-attempts").as_deref(), Some("4"));
+    let letters = common::consume(&format!("{orders}.dlq"), 1).await;
+    assert_eq!(common::header_text(&letters[0], "dlq-attempts").as_deref(), Some("2"));
+    sidecar.stop().await;
+}
+
+/// The records of one batch request: (partition, offset, attempt).
+fn batch_records(body: &str) -> Vec<(i64, i64, i64)> {
+    let json: serde_json::Value = serde_json::from_str(body).expect("batch JSON");
+    json["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .map(|r| {
+            (r["partition"].as_i64().unwrap(), r["offset"].as_i64().unwrap(), r["attempt"].as_i64().unwrap())
+        })
+        .collect()
+}
+
+fn batch_env(topic: &str, group: &str, url: &str) -> BTreeMap<String, String> {
+    let mut env = sidecar::env(topic, group, url);
+    env.insert("SIDECAR_DELIVERY_BATCH_MAX_RECORDS".into(), "8".into());
+    env.insert("SIDECAR_DELIVERY_BATCH_LINGER".into(), "50ms".into());
+    env.insert("SIDECAR_ORDERING".into(), "none".into());
+    env.insert("SIDECAR_RETRY_INITIAL_BACKOFF".into(), "20ms".into());
+    env.insert("SIDECAR_RETRY_MAX_BACKOFF".into(), "50ms".into());
+    env
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_answers_retry_and_dead_letter_only_the_records_they_name() {
+    let topic = common::random_name("batch");
+    common::create_topic(&topic, 1).await;
+    common::create_topic(&format!("{topic}.dlq"), 1).await;
+    common::produce(&topic, (0..16).map(|i| Produce::text(0, &format!("k{i}"), &format!("{i}"))).collect())
+        .await;
+    let app = TestApp::start().await;
+    app.behave(|r| {
+        let records = batch_records(&r.text());
+        let mut failures = Vec::new();
+        for (partition, offset, attempt) in records {
+            if offset == 3 && attempt == 1 {
+                failures.push(serde_json::json!({"partition": partition, "offset": 3, "retryable": true}));
+            }
+            if offset == 7 {
+                failures.push(serde_json::json!({"partition": partition, "offset": 7, "retryable": false}));
+            }
+        }
+        Reply::Json(200, serde_json::json!({ "failures": failures }).to_string())
+    });
+    let group = common::random_name("g");
+    let sidecar = Sidecar::start(&batch_env(&topic, &group, &app.url())).await;
+    common::wait_committed(&group, &topic, &[16]).await;
+    let requests = app.received();
+    let mut seen: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+    for request in &requests {
+        assert_eq!(request.header("content-type"), Some("application/json"));
+        for (_, offset, attempt) in batch_records(&request.text()) {
+            seen.entry(offset).or_default().push(attempt);
+        }
+    }
+    assert!(requests.len() < 16, "records travelled in batches: {} requests", requests.len());
+    assert_eq!(seen[&3], vec![1, 2], "retried on its own after a retryable failure");
+    assert_eq!(seen[&7], vec![1], "a permanent failure is not retried");
+    assert!((0..16).filter(|o| *o != 3).all(|o| seen[&o].len() == 1), "{seen:?}");
+    let letters = common::consume(&format!("{topic}.dlq"), 1).await;
+    assert_eq!(common::header_text(&letters[0], "dlq-source-offset").as_deref(), Some("7"));
+    sidecar.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_batch_failures_bisect_down_to_the_poison_record() {
+    let topic = common::random_name("bisect");
+    common::create_topic(&topic, 1).await;
+    common::create_topic(&format!("{topic}.dlq"), 1).await;
+    common::produce(&topic, (0..16).map(|i| Produce::text(0, &format!("k{i}"), &format!("{i}"))).collect())
+        .await;
+    let app = TestApp::start().await;
+    // Record 5 breaks any batch it is in; alone it is rejected for good.
+    app.behave(|r| {
+        let records = batch_records(&r.text());
+        match records.iter().any(|(_, offset, _)| *offset == 5) {
+            true if records.len() == 1 => Reply::Status(400),
+            true => Reply::Status(500),
+            false => Reply::Status(200),
+        }
+    });
+    let group = common::random_name("g");
+    let mut env = batch_env(&topic, &group, &app.url());
+    env.insert("SIDECAR_RETRY_MAX_ATTEMPTS".into(), "2".into());
+    let sidecar = Sidecar::start(&env).await;
+    common::wait_committed(&group, &topic, &[16]).await;
+    let mut delivered = std::collections::BTreeSet::new();
+    let mut sizes_with_poison = Vec::new();
+    for request in app.received() {
+        let records = batch_records(&request.text());
+        if records.iter().any(|(_, o, _)| *o == 5) {
+            sizes_with_poison.push(records.len());
+        } else {
+            delivered.extend(records.iter().map(|(_, o, _)| *o));
+        }
+    }
+    assert_eq!(delivered.len(), 15, "every other record got through: {delivered:?}");
+    assert_eq!(sizes_with_poison.last(), Some(&1), "the poison record ended up alone: {sizes_with_poison:?}");
+    assert!(sizes_with_poison.windows(2).all(|w| w[1] <= w[0]), "batches shrank: {sizes_with_poison:?}");
+    let letters = common::consume(&format!("{topic}.dlq"), 1).await;
+    assert_eq!(common::header_text(&letters[0], "dlq-source-offset").as_deref(), Some("5"));
+    assert_eq!(common::header_text(&letters[0], "dlq-error-class").as_deref(), Some("permanent"));
+    assert_eq!(sidecar.running().metrics.total(|c| c.dead_lettered_total()), 1, "only the poison record");
+    sidecar.stop().await;
+}
