@@ -9,16 +9,43 @@
 //! Each assignment of a partition gets a new epoch; completions that carry an older epoch
 //! (records of a revoked assignment finishing late) are ignored.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::Mutex;
 
 use crate::record::TopicPartition;
 
+/// Gaps longer than this (compaction, transaction markers) are not stored slot by slot.
+const MAX_GAP: i64 = 4096;
+
+/// One offset of the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// No record at this offset (or not ours).
+    Gap,
+    /// Tracked, not done; the record's timestamp (ms).
+    Pending(Option<i64>),
+    /// Done.
+    Done,
+}
+
 /// The watermark state of one partition assignment.
+///
+/// Offsets arrive in increasing order, so the outstanding ones live in a window starting at the
+/// lowest of them: tracking appends, completing marks a slot, and finished slots fall off the
+/// front. Both are O(1). Offsets that arrive out of order (a seek back) or after a long gap while
+/// others are outstanding go to a small ordered side set.
 #[derive(Debug, Default, Clone)]
 pub struct PartitionOffsets {
-    /// Tracked offsets not yet completed, with their record timestamps (ms).
-    pending: BTreeMap<i64, Option<i64>>,
+    /// The offset of the window's first slot; the front slot is always pending.
+    base: i64,
+    /// Slots for `base..base + window.len()`.
+    window: std::collections::VecDeque<Slot>,
+    /// Pending slots in the window.
+    window_pending: usize,
+    /// Outstanding offsets that do not fit the window.
+    outliers: BTreeMap<i64, Option<i64>>,
     /// One past the highest tracked offset.
     next: Option<i64>,
     /// The last offset handed out for commit.
@@ -26,36 +53,82 @@ pub struct PartitionOffsets {
 }
 
 impl PartitionOffsets {
+    fn end(&self) -> i64 {
+        self.base + self.window.len() as i64
+    }
+
     /// Records that `offset` (with record timestamp `timestamp`, ms) was consumed and is now
     /// outstanding.
     pub fn track(&mut self, offset: i64, timestamp: Option<i64>) {
-        self.pending.insert(offset, timestamp);
         self.next = Some(self.next.map_or(offset + 1, |n| n.max(offset + 1)));
+        if self.window.is_empty() && self.outliers.range(offset..).next().is_none() {
+            self.base = offset;
+        }
+        let end = self.end();
+        if offset >= end && (self.window.is_empty() || offset - end <= MAX_GAP) {
+            self.window.extend(std::iter::repeat_n(Slot::Gap, (offset - end) as usize));
+            self.window.push_back(Slot::Pending(timestamp));
+            self.window_pending += 1;
+        } else if offset >= self.base && offset < end {
+            let slot = &mut self.window[(offset - self.base) as usize];
+            if !matches!(slot, Slot::Pending(_)) {
+                self.window_pending += 1;
+            }
+            *slot = Slot::Pending(timestamp);
+        } else {
+            self.outliers.insert(offset, timestamp);
+        }
     }
 
     /// Records that `offset` reached a terminal state. Unknown offsets are ignored.
     pub fn complete(&mut self, offset: i64) -> bool {
-        self.pending.remove(&offset).is_some()
+        if offset >= self.base && offset < self.end() {
+            let slot = &mut self.window[(offset - self.base) as usize];
+            if !matches!(slot, Slot::Pending(_)) {
+                return false;
+            }
+            *slot = Slot::Done;
+            self.window_pending -= 1;
+            while matches!(self.window.front(), Some(Slot::Done | Slot::Gap)) {
+                self.window.pop_front();
+                self.base += 1;
+            }
+            return true;
+        }
+        self.outliers.remove(&offset).is_some()
+    }
+
+    /// The lowest outstanding offset and its timestamp.
+    fn oldest(&self) -> Option<(i64, Option<i64>)> {
+        let in_window = match self.window.front() {
+            Some(Slot::Pending(timestamp)) => Some((self.base, *timestamp)),
+            _ => None,
+        };
+        let outlier = self.outliers.first_key_value().map(|(o, t)| (*o, *t));
+        match (in_window, outlier) {
+            (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The offset to commit: every record below it is done.
     pub fn watermark(&self) -> Option<i64> {
-        self.pending.first_key_value().map(|(offset, _)| *offset).or(self.next)
+        self.oldest().map(|(offset, _)| offset).or(self.next)
     }
 
     /// Outstanding records.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.window_pending + self.outliers.len()
     }
 
     /// The lowest outstanding offset, if any.
     pub fn oldest_pending(&self) -> Option<i64> {
-        self.pending.first_key_value().map(|(offset, _)| *offset)
+        self.oldest().map(|(offset, _)| offset)
     }
 
     /// The timestamp (ms) of the lowest outstanding record, if any and if it has one.
     pub fn oldest_pending_timestamp(&self) -> Option<i64> {
-        self.pending.first_key_value().and_then(|(_, timestamp)| *timestamp)
+        self.oldest().and_then(|(_, timestamp)| timestamp)
     }
 
     /// The watermark if it moved past the last committed offset; marks it committed.
@@ -89,7 +162,7 @@ struct Assigned {
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
     /// Assigned partitions.
-    partitions: Mutex<HashMap<TopicPartition, Assigned>>,
+    partitions: Mutex<FxHashMap<TopicPartition, Assigned>>,
     /// Source of epochs.
     epochs: std::sync::atomic::AtomicU64,
 }
@@ -100,7 +173,7 @@ impl OffsetTracker {
         Self::default()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TopicPartition, Assigned>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<TopicPartition, Assigned>> {
         // A panic while holding this lock leaves plain data (sets and integers) that is still
         // consistent, so a poisoned lock is used as is.
         self.partitions.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -132,6 +205,30 @@ impl OffsetTracker {
                 true
             }
             _ => false,
+        }
+    }
+
+    /// Tracks consumed records of one partition (offset, timestamp) under one lock. Returns
+    /// false (and tracks nothing) if `tp` is not assigned under `epoch`.
+    pub fn track_many(&self, tp: &TopicPartition, epoch: u64, records: &[(i64, Option<i64>)]) -> bool {
+        match self.lock().get_mut(tp) {
+            Some(a) if a.epoch == epoch => {
+                records.iter().for_each(|(offset, timestamp)| a.offsets.track(*offset, *timestamp));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Completes records of one partition under one lock. Completions from another epoch are
+    /// ignored.
+    pub fn complete_many(&self, tp: &TopicPartition, epoch: u64, offsets: &[i64]) {
+        if let Some(a) = self.lock().get_mut(tp)
+            && a.epoch == epoch
+        {
+            for offset in offsets {
+                a.offsets.complete(*offset);
+            }
         }
     }
 
@@ -362,5 +459,32 @@ mod lag_tests {
         assert_eq!(tracker.oldest_timestamps(), vec![(tp.clone(), Some(2_000))]);
         tracker.complete(&tp, epoch, 2);
         assert_eq!(tracker.oldest_timestamps(), vec![(tp, None)]);
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+
+    #[test]
+    fn long_gaps_and_seeks_back_keep_the_invariant() {
+        let mut p = PartitionOffsets::default();
+        p.track(10, None);
+        p.track(100_000, Some(5)); // a compaction gap while 10 is outstanding
+        assert_eq!(p.watermark(), Some(10));
+        assert_eq!(p.pending(), 2);
+        p.complete(10);
+        assert_eq!(p.watermark(), Some(100_000));
+        assert_eq!(p.oldest_pending_timestamp(), Some(5));
+        p.track(7, None); // seek back below everything
+        assert_eq!(p.watermark(), Some(7));
+        p.complete(7);
+        p.complete(100_000);
+        assert_eq!(p.watermark(), Some(100_001));
+        assert_eq!(p.pending(), 0);
+        p.track(200_000, None); // after all done, a long gap just moves the window
+        assert_eq!(p.watermark(), Some(200_000));
+        p.complete(200_000);
+        assert_eq!(p.watermark(), Some(200_001));
     }
 }

@@ -122,10 +122,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let oldest = tracker.clone();
     metrics.set_oldest_source(Box::new(move || oldest.oldest_timestamps()));
     let (flow_tx, flow_rx) = mpsc::unbounded_channel();
+    let limits = Limits::for_in_flight(config.max_in_flight);
+    let backlog = Arc::new(dispatch::Backlog::default());
     let (dispatch, dispatcher) = dispatch::spawn(dispatch::Setup {
         routes: built.routes,
         max_in_flight: config.max_in_flight,
-        limits: Limits::for_in_flight(config.max_in_flight),
+        limits,
+        backlog: backlog.clone(),
         tracker: tracker.clone(),
         metrics: metrics.clone(),
         flow: flow_tx,
@@ -138,6 +141,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         health: health.clone(),
         metrics: metrics.clone(),
         shared,
+        backlog,
+        soft_limit: limits.soft_records(),
     };
     let consumer_done = consumer::spawn(&config, parts, shutdown)?;
     let writers = built.writers;

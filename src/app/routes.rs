@@ -59,7 +59,7 @@ fn target_info(target: &DeliveryTarget) -> TargetInfo {
             address: url.host_str().unwrap_or_default().to_string(),
             port: url.port_or_known_default().map_or(0, i64::from),
         },
-        DeliveryTarget::Null => TargetInfo { url: "null://".into(), ..TargetInfo::default() },
+        DeliveryTarget::Null { .. } => TargetInfo { url: "null://".into(), ..TargetInfo::default() },
     }
 }
 
@@ -67,7 +67,9 @@ fn target_info(target: &DeliveryTarget) -> TargetInfo {
 async fn delivery(route: &Route, common: &Common<'_>) -> Result<(Arc<dyn Delivery>, usize), AppError> {
     let settings = &route.delivery;
     Ok(match &settings.target {
-        DeliveryTarget::Null => (Arc::new(NullDelivery), 1),
+        DeliveryTarget::Null { fail_permille } => {
+            (Arc::new(NullDelivery { fail_permille: *fail_permille }), 1)
+        }
         DeliveryTarget::Http(url) if settings.batch.max_records > 1 => {
             let limits = BatchLimits {
                 max_records: settings.batch.max_records,

@@ -122,7 +122,11 @@ pub enum DeliveryTarget {
     /// Send each record to an SQS queue.
     Sqs(Url),
     /// Accept every record at once without I/O (`null://`): for benchmarks of the sidecar itself.
-    Null,
+    /// `null://?fail_permille=N` rejects (permanently) the records whose offset mod 1000 < N.
+    Null {
+        /// Records per thousand that fail permanently (by offset).
+        fail_permille: u32,
+    },
 }
 
 impl fmt::Debug for DeliveryTarget {
@@ -130,7 +134,7 @@ impl fmt::Debug for DeliveryTarget {
         match self {
             DeliveryTarget::Http(url) => write!(f, "Http({})", redact_url(url)),
             DeliveryTarget::Sqs(url) => write!(f, "Sqs({})", redact_url(url)),
-            DeliveryTarget::Null => f.write_str("Null"),
+            DeliveryTarget::Null { fail_permille } => write!(f, "Null(fail_permille={fail_permille})"),
         }
     }
 }

@@ -86,6 +86,19 @@ pub fn http_url(text: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// Parses what follows `null://`: nothing, or `?fail_permille=N` (0..=1000).
+pub fn null_target(rest: &str) -> Result<super::DeliveryTarget, String> {
+    let fail_permille = match rest.trim_start_matches('/') {
+        "" => 0,
+        query => query
+            .strip_prefix("?fail_permille=")
+            .and_then(|n| n.parse::<u32>().ok())
+            .filter(|n| *n <= 1000)
+            .ok_or_else(|| "expected null:// or null://?fail_permille=N (0 to 1000)".to_string())?,
+    };
+    Ok(super::DeliveryTarget::Null { fail_permille })
+}
+
 /// Checks an AWS region name such as `eu-west-1` or `us-gov-west-1`.
 pub fn region(text: &str) -> Result<String, String> {
     let text = text.trim();

@@ -259,8 +259,9 @@ impl Reader<'_> {
     }
 
     fn delivery(&mut self) -> Option<DeliveryConfig> {
-        let http = self.parse(keys::SIDECAR_DELIVERY_URL, |t| {
-            if t.trim() == "null://" { Ok(None) } else { parse::http_url(t).map(Some) }
+        let http = self.parse(keys::SIDECAR_DELIVERY_URL, |t| match t.trim().strip_prefix("null://") {
+            Some(rest) => parse::null_target(rest).map(Some),
+            None => parse::http_url(t).map(|url| Some(DeliveryTarget::Http(url))),
         });
         let sqs = self.parse(keys::SIDECAR_DELIVERY_SQS_QUEUE_URL, parse::http_url);
         let timeout = self.parse(keys::SIDECAR_DELIVERY_TIMEOUT, parse::positive_duration);
@@ -281,7 +282,7 @@ impl Reader<'_> {
                 );
                 None
             }
-            (true, false) => http.map(|url| url.map_or(DeliveryTarget::Null, DeliveryTarget::Http)),
+            (true, false) => http.flatten(),
             (false, true) => sqs.map(DeliveryTarget::Sqs),
         };
         let batch = self.batch();

@@ -43,6 +43,9 @@ use crate::telemetry::metrics::Metrics;
 /// How often the watermarks are committed.
 pub const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Longest the poll loop leaves records in librdkafka's queue while the dispatcher is full.
+const MAX_HOLD: Duration = Duration::from_secs(1);
+
 /// Most records handed to the dispatcher in one batch.
 const POLL_BATCH: usize = 512;
 
@@ -102,6 +105,10 @@ pub struct Parts {
     pub metrics: Metrics,
     /// Token signing and error routing.
     pub shared: kafka::Shared,
+    /// Records the dispatcher holds.
+    pub backlog: Arc<crate::dispatch::Backlog>,
+    /// Above this many buffered records, records wait in librdkafka's queue.
+    pub soft_limit: usize,
 }
 
 /// Starts the consumer thread. Returns once the consumer is created and subscribed; the
@@ -178,7 +185,24 @@ async fn poll_loop(
     let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
     let mut reconcile_tick = tokio::time::interval(Duration::from_millis(100));
     let mut pauses = PauseState::new(parts.metrics.clone(), std::mem::take(&mut parts.breakers));
+    // Above the soft level, records wait in librdkafka's queue until the dispatcher catches up,
+    // but never longer than a second at a time: polling must go on.
+    let mut full_since: Option<tokio::time::Instant> = None;
     loop {
+        let full = parts.backlog.records() >= parts.soft_limit;
+        let wait_until = match (full, full_since) {
+            (false, _) => {
+                full_since = None;
+                None
+            }
+            (true, Some(since)) => Some(since + MAX_HOLD),
+            (true, None) => {
+                let now = tokio::time::Instant::now();
+                full_since = Some(now);
+                Some(now + MAX_HOLD)
+            }
+        };
+        let take = wait_until.is_none_or(|until| tokio::time::Instant::now() >= until);
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
@@ -194,8 +218,11 @@ async fn poll_loop(
                     pauses.reconcile(consumer);
                 }
             }
-            item = stream.next() => match item {
+            () = parts.backlog.drained(), if !take => {}
+            () = tokio::time::sleep_until(wait_until.unwrap_or_else(tokio::time::Instant::now)), if !take => {}
+            item = stream.next(), if take => match item {
                 Some(Ok(message)) => {
+                    full_since = None;
                     let mut batch = Vec::with_capacity(64);
                     batch.push(to_record(&message, &mut topics));
                     drop(message);
@@ -261,16 +288,27 @@ fn commit(consumer: &StreamConsumer<ConsumerContext>, tracker: &OffsetTracker, m
 pub struct TopicNames {
     /// Interned names.
     names: Vec<Arc<str>>,
+    /// The last name asked for: librdkafka hands out the same string for a topic each time, so
+    /// its address identifies it without comparing bytes.
+    last: Option<(usize, usize, Arc<str>)>,
 }
 
 impl TopicNames {
     /// The shared name of `topic`.
     pub fn get(&mut self, topic: &str) -> Arc<str> {
+        let key = (topic.as_ptr() as usize, topic.len());
+        if let Some((ptr, len, name)) = &self.last
+            && (*ptr, *len) == key
+        {
+            return name.clone();
+        }
         if let Some(name) = self.names.iter().find(|n| &***n == topic) {
+            self.last = Some((key.0, key.1, name.clone()));
             return name.clone();
         }
         let name: Arc<str> = Arc::from(topic);
         self.names.push(name.clone());
+        self.last = Some((key.0, key.1, name.clone()));
         name
     }
 }

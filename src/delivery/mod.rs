@@ -90,6 +90,12 @@ pub trait Delivery: Send + Sync + 'static {
     /// Makes one attempt to deliver `record`.
     fn deliver<'a>(&'a self, record: &'a Record, attempt: &'a Attempt) -> BoxFuture<'a, AttemptOutcome>;
 
+    /// The outcome at once, for targets that need no I/O (the null target); `None` otherwise.
+    /// Spares the hot path a boxed future and a latency measurement.
+    fn deliver_now(&self, _record: &Record, _attempt: &Attempt) -> Option<AttemptOutcome> {
+        None
+    }
+
     /// Checks that the target is reachable again after an outage (used by the circuit breaker).
     fn probe(&self) -> BoxFuture<'_, Result<(), String>>;
 

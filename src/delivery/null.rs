@@ -4,16 +4,34 @@
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
 
-use super::{Attempt, AttemptOutcome, Delivery};
+use super::{Attempt, AttemptOutcome, Delivery, Failure, FailureKind};
 use crate::record::Record;
 
-/// Accepts everything.
+/// Accepts everything (but a chosen share, for failure benchmarks).
 #[derive(Clone, Copy, Debug, Default)]
-pub struct NullDelivery;
+pub struct NullDelivery {
+    /// Records per thousand (by offset) that fail permanently.
+    pub fail_permille: u32,
+}
+
+impl NullDelivery {
+    fn outcome(&self, record: &Record, _attempt: &Attempt) -> AttemptOutcome {
+        let fails = self.fail_permille > 0 && record.offset.rem_euclid(1000) < i64::from(self.fail_permille);
+        if fails {
+            AttemptOutcome::Failed(Failure::new(FailureKind::Permanent, "rejected by null://?fail_permille"))
+        } else {
+            AttemptOutcome::Delivered
+        }
+    }
+}
 
 impl Delivery for NullDelivery {
-    fn deliver<'a>(&'a self, _record: &'a Record, _attempt: &'a Attempt) -> BoxFuture<'a, AttemptOutcome> {
-        futures::future::ready(AttemptOutcome::Delivered).boxed()
+    fn deliver<'a>(&'a self, record: &'a Record, attempt: &'a Attempt) -> BoxFuture<'a, AttemptOutcome> {
+        futures::future::ready(self.outcome(record, attempt)).boxed()
+    }
+
+    fn deliver_now(&self, record: &Record, attempt: &Attempt) -> Option<AttemptOutcome> {
+        Some(self.outcome(record, attempt))
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<(), String>> {

@@ -1,8 +1,11 @@
 //! The dispatcher task's state: partitions, lanes, the ready queue, drains and back-pressure.
 
-use std::collections::hash_map::DefaultHasher;
-use std::collections::{HashMap, VecDeque};
-use std::hash::{Hash, Hasher};
+use std::collections::VecDeque;
+use std::hash::BuildHasher as _;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use rustc_hash::{FxBuildHasher, FxHashMap};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
@@ -47,6 +50,8 @@ struct Partition {
     paused: bool,
     /// Revoked: records arriving for it are dropped.
     revoking: bool,
+    /// Set with `revoking`, read by its lane tasks before each record (cheaper than the token).
+    stopped: Arc<AtomicBool>,
     /// Counters of the topic.
     counters: Arc<TopicCounters>,
     /// The route of the topic: pipeline, ordering, chunk.
@@ -85,11 +90,12 @@ pub(super) struct Dispatcher {
     tracker: Arc<OffsetTracker>,
     metrics: Metrics,
     flow: mpsc::UnboundedSender<Flow>,
+    backlog: Arc<super::Backlog>,
     done_tx: mpsc::UnboundedSender<LaneDone>,
     /// Parent of every partition's cancellation.
     root: Cancel,
-    partitions: HashMap<TopicPartition, Partition>,
-    lanes: HashMap<LaneKey, Lane>,
+    partitions: FxHashMap<TopicPartition, Partition>,
+    lanes: FxHashMap<LaneKey, Lane>,
     /// Lanes with queued records waiting for a free slot, oldest first.
     ready: VecDeque<LaneKey>,
     /// Lane tasks running.
@@ -112,10 +118,11 @@ impl Dispatcher {
             tracker: setup.tracker,
             metrics: setup.metrics,
             flow: setup.flow,
+            backlog: setup.backlog,
             done_tx,
             root: Cancel::default(),
-            partitions: HashMap::new(),
-            lanes: HashMap::new(),
+            partitions: FxHashMap::default(),
+            lanes: FxHashMap::default(),
             ready: VecDeque::new(),
             running: 0,
             total_records: 0,
@@ -164,6 +171,7 @@ impl Dispatcher {
                         active: 0,
                         paused: false,
                         revoking: false,
+                        stopped: Arc::default(),
                         counters,
                         route,
                     };
@@ -195,11 +203,7 @@ impl Dispatcher {
     fn lane_of(ordering: Ordering, record: &Record) -> LaneKey {
         let lane = match ordering {
             Ordering::Partition => 0,
-            Ordering::Key => record.key.as_ref().map_or(0, |key| {
-                let mut hasher = DefaultHasher::new();
-                key.hash(&mut hasher);
-                hasher.finish() | 1
-            }),
+            Ordering::Key => record.key.as_ref().map_or(0, |key| FxBuildHasher.hash_one(key.as_ref()) | 1),
             Ordering::None => u64::try_from(record.offset).unwrap_or(0),
         };
         (record.tp.clone(), lane)
@@ -207,31 +211,59 @@ impl Dispatcher {
 
     fn on_records(&mut self, records: Vec<Record>) {
         let mut touched: Vec<TopicPartition> = Vec::new();
-        for record in records {
-            let Some(partition) = self.partitions.get_mut(&record.tp) else { continue };
-            let key = Self::lane_of(partition.route.ordering, &record);
-            if partition.revoking
-                || !self.tracker.track(&record.tp, partition.epoch, record.offset, record.timestamp)
-            {
+        let mut records = records.into_iter().peekable();
+        let mut run: Vec<Record> = Vec::new();
+        let mut marks: Vec<(i64, Option<i64>)> = Vec::new();
+        while let Some(record) = records.next() {
+            // Records come in runs per partition: track each run under one lock.
+            let same_next = records.peek().is_some_and(|next| next.tp == record.tp);
+            run.push(record);
+            if same_next {
+                continue;
+            }
+            let tp = run[0].tp.clone();
+            let Some(partition) = self.partitions.get_mut(&tp) else {
+                run.clear();
+                continue;
+            };
+            marks.clear();
+            marks.extend(run.iter().map(|r| (r.offset, r.timestamp)));
+            if partition.revoking || !self.tracker.track_many(&tp, partition.epoch, &marks) {
+                run.clear();
                 continue; // not ours (any more): not tracked, so never committed
             }
-            partition.counters.consumed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let size = record.size();
-            partition.buffered += 1;
+            let ordering = partition.route.ordering;
+            let (count, size) = (run.len(), run.iter().map(Record::size).sum::<usize>());
+            partition.counters.consumed.fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
+            partition.buffered += count;
             partition.bytes += size;
-            self.total_records += 1;
+            self.total_records += count;
             self.total_bytes += size;
-            if touched.last() != Some(&record.tp) {
-                touched.push(record.tp.clone());
+            self.backlog.add(count);
+            touched.push(tp.clone());
+            if ordering == Ordering::Partition {
+                // One lane for the whole partition: append the run at once.
+                let key: LaneKey = (tp, 0);
+                let lane = self.lanes.entry(key.clone()).or_default();
+                lane.queue.extend(run.drain(..));
+                if !lane.running && !lane.ready {
+                    lane.ready = true;
+                    self.ready.push_back(key);
+                }
+                continue;
             }
-            let lane = self.lanes.entry(key.clone()).or_default();
-            lane.queue.push_back(record);
-            if !lane.running && !lane.ready {
-                lane.ready = true;
-                self.ready.push_back(key);
+            for record in run.drain(..) {
+                let key = Self::lane_of(ordering, &record);
+                let lane = self.lanes.entry(key.clone()).or_default();
+                lane.queue.push_back(record);
+                if !lane.running && !lane.ready {
+                    lane.ready = true;
+                    self.ready.push_back(key);
+                }
             }
         }
         self.schedule();
+        touched.sort();
         touched.dedup();
         for tp in touched {
             self.check_pause(&tp);
@@ -258,6 +290,7 @@ impl Dispatcher {
                 batch,
                 epoch: partition.epoch,
                 cancel: partition.cancel.clone(),
+                stopped: partition.stopped.clone(),
                 counters: partition.counters.clone(),
                 route: partition.route.clone(),
                 tracker: self.tracker.clone(),
@@ -271,6 +304,7 @@ impl Dispatcher {
         self.running -= 1;
         self.metrics.add_in_flight(-1);
         self.total_records -= done.records;
+        self.backlog.remove(done.records);
         self.total_bytes -= done.bytes;
         let tp = done.key.0.clone();
         if let Some(partition) = self.partitions.get_mut(&tp) {
@@ -296,11 +330,12 @@ impl Dispatcher {
         for tp in &tps {
             let Some(partition) = self.partitions.get_mut(tp) else { continue };
             partition.revoking = true;
+            partition.stopped.store(true, std::sync::atomic::Ordering::Release);
             partition.cancel.soft.cancel();
         }
         // Drop what has not started: it is tracked but not done, so the committed watermark
         // stays below it and the next owner delivers it.
-        let mut dropped: HashMap<TopicPartition, (usize, usize)> = HashMap::new();
+        let mut dropped: FxHashMap<TopicPartition, (usize, usize)> = FxHashMap::default();
         self.lanes.retain(|key, lane| {
             if !tps.contains(&key.0) {
                 return true;
@@ -317,6 +352,7 @@ impl Dispatcher {
                 partition.bytes -= bytes;
             }
             self.total_records -= records;
+            self.backlog.remove(records);
             self.total_bytes -= bytes;
         }
         self.drains.push(Drain { tps, done });
@@ -378,12 +414,45 @@ impl Dispatcher {
     }
 }
 
+/// Finished offsets of a lane task, handed to the tracker in small groups (one lock each).
+struct Completed {
+    offsets: Vec<i64>,
+    since: Instant,
+}
+
+impl Completed {
+    /// Groups at most this many completions or this much time.
+    const MAX: usize = 64;
+    const AGE: Duration = Duration::from_millis(100);
+
+    fn push(&mut self, offset: i64, tracker: &OffsetTracker, tp: &TopicPartition, epoch: u64) {
+        if self.offsets.is_empty() {
+            self.since = Instant::now();
+        }
+        self.offsets.push(offset);
+        // Reading the clock costs as much as the rest: look every eighth record.
+        if self.offsets.len() >= Self::MAX
+            || (self.offsets.len().is_multiple_of(8) && self.since.elapsed() >= Self::AGE)
+        {
+            self.flush(tracker, tp, epoch);
+        }
+    }
+
+    fn flush(&mut self, tracker: &OffsetTracker, tp: &TopicPartition, epoch: u64) {
+        if !self.offsets.is_empty() {
+            tracker.complete_many(tp, epoch, &self.offsets);
+            self.offsets.clear();
+        }
+    }
+}
+
 /// One run of a lane: records in order until the batch ends or the partition is cancelled.
 struct LaneTask {
     key: LaneKey,
     batch: Vec<Record>,
     epoch: u64,
     cancel: Cancel,
+    stopped: Arc<AtomicBool>,
     counters: Arc<TopicCounters>,
     route: Arc<RouteEntry>,
     tracker: Arc<OffsetTracker>,
@@ -395,15 +464,17 @@ impl LaneTask {
         let records = self.batch.len();
         let bytes = self.batch.iter().map(Record::size).sum();
         let pipeline = &self.route.pipeline;
+        let tp = &self.key.0;
+        let mut done = Completed { offsets: Vec::with_capacity(64), since: Instant::now() };
         'lane: for chunk in self.batch.chunks(self.route.chunk.max(1)) {
-            if self.cancel.soft.is_cancelled() {
+            if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
                 break; // not started: left for the next owner
             }
             if let [record] = chunk {
                 if !pipeline.process(record, &self.counters, &self.cancel).await.is_terminal() {
                     break; // keep order: nothing after an unfinished record runs
                 }
-                self.tracker.complete(&record.tp, self.epoch, record.offset);
+                done.push(record.offset, &self.tracker, tp, self.epoch);
                 continue;
             }
             // A batch's worth of consecutive records goes out together (one request).
@@ -414,7 +485,7 @@ impl LaneTask {
             let mut unfinished = false;
             for (record, outcome) in chunk.iter().zip(outcomes) {
                 if outcome.is_terminal() {
-                    self.tracker.complete(&record.tp, self.epoch, record.offset);
+                    done.push(record.offset, &self.tracker, tp, self.epoch);
                 } else {
                     unfinished = true;
                 }
@@ -423,6 +494,8 @@ impl LaneTask {
                 break 'lane;
             }
         }
+        // Completions must reach the tracker before the dispatcher hears the lane is done.
+        done.flush(&self.tracker, tp, self.epoch);
         // The dispatcher outlives its lane tasks unless the whole process is stopping.
         drop(self.done.send(LaneDone { key: self.key, records, bytes }));
     }

@@ -86,13 +86,55 @@ pub struct Limits {
 impl Limits {
     /// Bounds that keep `max_in_flight` lanes busy while holding memory to a few tens of MiB.
     pub fn for_in_flight(max_in_flight: usize) -> Self {
-        let total_records = (8 * max_in_flight).max(4096);
+        let total_records = (64 * max_in_flight).max(65_536);
         Limits {
             partition_records: total_records / 4,
             partition_bytes: 16 << 20,
             total_records,
             total_bytes: 64 << 20,
         }
+    }
+
+    /// Buffered records at which the poll loop stops taking more for a while (see [`Backlog`]).
+    pub fn soft_records(&self) -> usize {
+        (self.total_records / 8).max(1)
+    }
+}
+
+/// What the dispatcher holds, shared with the poll loop.
+///
+/// Two levels of back-pressure: above the soft level the poll loop leaves records in
+/// librdkafka's own (bounded) queue and waits for the dispatcher to catch up, for at most a
+/// second at a time, so a fast pipeline never pauses (pausing discards librdkafka's prefetched
+/// records, which it then fetches again). A slow pipeline keeps filling up to the hard limits
+/// ([`Limits`]), where partitions are paused and the poll loop keeps polling, so the member
+/// stays in the group.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    /// Records buffered in the dispatcher (queued or running).
+    records: std::sync::atomic::AtomicUsize,
+    /// Wakes the poll loop when records finish.
+    drained: tokio::sync::Notify,
+}
+
+impl Backlog {
+    /// Records buffered now.
+    pub fn records(&self) -> usize {
+        self.records.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits until some buffered records finish.
+    pub async fn drained(&self) {
+        self.drained.notified().await;
+    }
+
+    pub(crate) fn add(&self, count: usize) {
+        self.records.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn remove(&self, count: usize) {
+        self.records.fetch_sub(count, std::sync::atomic::Ordering::Relaxed);
+        self.drained.notify_one();
     }
 }
 
@@ -136,6 +178,8 @@ pub struct Setup {
     pub metrics: Metrics,
     /// Pause/resume requests to the consumer.
     pub flow: mpsc::UnboundedSender<Flow>,
+    /// Buffered records, shared with the poll loop.
+    pub backlog: Arc<Backlog>,
 }
 
 /// Starts the dispatcher task.

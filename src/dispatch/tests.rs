@@ -93,8 +93,15 @@ fn harness(ordering: Ordering, max_in_flight: usize, limits: Limits, delay: Dura
     let tracker = Arc::new(OffsetTracker::new());
     let (flow_tx, flow) = mpsc::unbounded_channel();
     let routes = vec![Arc::new(RouteEntry { matcher: None, pipeline, ordering, chunk: 1 })];
-    let (handle, _task) =
-        spawn(Setup { routes, max_in_flight, limits, tracker: tracker.clone(), metrics, flow: flow_tx });
+    let (handle, _task) = spawn(Setup {
+        routes,
+        max_in_flight,
+        limits,
+        tracker: tracker.clone(),
+        metrics,
+        flow: flow_tx,
+        backlog: Arc::default(),
+    });
     Harness { handle, recorder, tracker, flow }
 }
 

@@ -33,6 +33,8 @@ pub struct Breaker {
     consecutive: AtomicU32,
     /// `true` while open; the consumer and waiting records watch it.
     open: watch::Sender<bool>,
+    /// The same state, read without a lock on every attempt.
+    is_open: std::sync::atomic::AtomicBool,
     /// The last unreachable error, for readiness and logs.
     reason: Mutex<String>,
 }
@@ -44,13 +46,19 @@ impl Breaker {
             threshold: threshold.max(1),
             consecutive: AtomicU32::new(0),
             open: watch::Sender::new(false),
+            is_open: std::sync::atomic::AtomicBool::new(false),
             reason: Mutex::new(String::new()),
         }
     }
 
     /// Whether the breaker is open.
     pub fn is_open(&self) -> bool {
-        *self.open.borrow()
+        self.is_open.load(Ordering::Acquire)
+    }
+
+    fn set(&self, open: bool) {
+        self.is_open.store(open, Ordering::Release);
+        self.open.send_replace(open);
     }
 
     /// Watches the open/closed state.
@@ -71,7 +79,7 @@ impl Breaker {
         let count = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
         *self.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = error.to_string();
         if count >= self.threshold && !self.is_open() {
-            self.open.send_replace(true);
+            self.set(true);
         }
         self.is_open()
     }
@@ -80,13 +88,13 @@ impl Breaker {
     /// on an unreachable application).
     pub fn force_open(&self, error: &str) {
         *self.reason.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = error.to_string();
-        self.open.send_replace(true);
+        self.set(true);
     }
 
     /// Closes the breaker (the application answered a probe).
     pub fn close(&self) {
         self.consecutive.store(0, Ordering::Relaxed);
-        self.open.send_replace(false);
+        self.set(false);
     }
 
     /// The last unreachable error.

@@ -13,7 +13,7 @@ pub mod backoff;
 pub mod breaker;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
@@ -196,22 +196,37 @@ impl Pipeline {
                 traceparent: span.traceparent.clone(),
                 tracestate: span.tracestate.clone(),
             };
-            let started = Instant::now();
-            let outcome = tokio::select! {
-                biased;
-                () = cancel.hard.cancelled() => {
-                    span.finish(&AttemptOutcome::Failed(Failure::new(FailureKind::Unreachable, "abandoned")), None);
-                    return Outcome::Abandoned;
+            let (outcome, measured) = match self.delivery.deliver_now(record, &attempt) {
+                Some(outcome) => (outcome, None),
+                None => {
+                    let started = SystemTime::now();
+                    let outcome = tokio::select! {
+                        biased;
+                        () = cancel.hard.cancelled() => {
+                            span.finish(&AttemptOutcome::Failed(Failure::new(FailureKind::Unreachable, "abandoned")), None);
+                            return Outcome::Abandoned;
+                        }
+                        outcome = self.delivery.deliver(record, &attempt) => outcome,
+                    };
+                    (outcome, Some(started))
                 }
-                outcome = self.delivery.deliver(record, &attempt) => outcome,
             };
+            // One clock reading serves the attempt latency, the end-to-end latency and failures.
+            let now = SystemTime::now();
+            let delivered = matches!(outcome, AttemptOutcome::Delivered);
+            if let Some(started) = measured {
+                self.metrics.delivery_attempt(
+                    counters,
+                    delivered,
+                    now.duration_since(started).unwrap_or_default(),
+                );
+            }
             let failure = match &outcome {
                 AttemptOutcome::Delivered => {
                     if failures.blocked && self.health.clear_scoped(Component::Delivery, &self.route) {
                         tracing::info!(route = %self.route, "The delivery target accepts records again.");
                     }
-                    self.metrics.delivery_attempt(counters, "delivered", started.elapsed());
-                    self.metrics.delivered_end_to_end(counters, record.timestamp);
+                    self.metrics.delivered_end_to_end(counters, record.timestamp, now);
                     self.breaker.on_response();
                     counters.delivered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     span.finish(&outcome, None);
@@ -219,8 +234,6 @@ impl Pipeline {
                 }
                 AttemptOutcome::Failed(failure) => failure.clone(),
             };
-            self.metrics.delivery_attempt(counters, "failed", started.elapsed());
-            let now = SystemTime::now();
             failures.first.get_or_insert(now);
             let next = match failure.kind {
                 FailureKind::Permanent | FailureKind::Oversized => {

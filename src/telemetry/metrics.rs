@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Histogram, MeterProvider as _};
+use opentelemetry::metrics::{BoundHistogram, Histogram, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder as _, TextEncoder};
 
@@ -34,6 +34,12 @@ pub enum MetricsError {
 pub struct TopicCounters {
     /// The `topic` attribute, built once (its string is shared, so cloning it is cheap).
     pub attribute: KeyValue,
+    /// Attempt latency of this topic's delivered attempts (attributes bound once).
+    delivered_latency: Option<BoundHistogram<f64>>,
+    /// Attempt latency of this topic's failed attempts.
+    failed_latency: Option<BoundHistogram<f64>>,
+    /// End-to-end latency of this topic's records.
+    end_to_end: Option<BoundHistogram<f64>>,
     /// Records received from Kafka.
     pub consumed: AtomicU64,
     /// Records the application accepted.
@@ -45,10 +51,13 @@ pub struct TopicCounters {
 }
 
 impl TopicCounters {
-    /// Counters of `topic`, all zero.
+    /// Counters of `topic`, all zero, recording no latencies (tests).
     pub fn new(topic: &Arc<str>) -> Self {
         TopicCounters {
             attribute: KeyValue::new("topic", opentelemetry::StringValue::from(topic.clone())),
+            delivered_latency: None,
+            failed_latency: None,
+            end_to_end: None,
             consumed: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             retried: AtomicU64::new(0),
@@ -179,7 +188,21 @@ impl Metrics {
             return counters.clone();
         }
         let mut topics = self.shared.topics.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-        topics.entry(topic.clone()).or_insert_with(|| Arc::new(TopicCounters::new(topic))).clone()
+        topics
+            .entry(topic.clone())
+            .or_insert_with(|| {
+                let mut counters = TopicCounters::new(topic);
+                let attribute = counters.attribute.clone();
+                counters.delivered_latency = Some(
+                    self.delivery_latency.bind(&[attribute.clone(), KeyValue::new("outcome", "delivered")]),
+                );
+                counters.failed_latency = Some(
+                    self.delivery_latency.bind(&[attribute.clone(), KeyValue::new("outcome", "failed")]),
+                );
+                counters.end_to_end = Some(self.end_to_end.bind(&[attribute]));
+                Arc::new(counters)
+            })
+            .clone()
     }
 
     /// Sum of a counter over all topics (for summaries and tests).
@@ -189,19 +212,26 @@ impl Metrics {
     }
 
     /// Records the duration of one delivery attempt.
-    pub fn delivery_attempt(&self, counters: &TopicCounters, outcome: &'static str, elapsed: Duration) {
-        self.delivery_latency
-            .record(elapsed.as_secs_f64(), &[counters.attribute.clone(), KeyValue::new("outcome", outcome)]);
+    pub fn delivery_attempt(&self, counters: &TopicCounters, delivered: bool, elapsed: Duration) {
+        let histogram = if delivered { &counters.delivered_latency } else { &counters.failed_latency };
+        if let Some(histogram) = histogram {
+            histogram.record(elapsed.as_secs_f64());
+        }
     }
 
     /// Records the time from a delivered record's timestamp to now.
-    pub fn delivered_end_to_end(&self, counters: &TopicCounters, timestamp_ms: Option<i64>) {
+    pub fn delivered_end_to_end(
+        &self,
+        counters: &TopicCounters,
+        timestamp_ms: Option<i64>,
+        now: std::time::SystemTime,
+    ) {
         let Some(timestamp_ms) = timestamp_ms else { return };
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let seconds = (now_ms - timestamp_ms).max(0) as f64 / 1000.0;
-        self.end_to_end.record(seconds, std::slice::from_ref(&counters.attribute));
+        if let Some(histogram) = &counters.end_to_end {
+            histogram.record(seconds);
+        }
     }
 
     /// Shows span export counters as metrics.
@@ -292,7 +322,7 @@ mod tests {
         counters.delivered.fetch_add(2, Ordering::Relaxed);
         counters.dead_letter("permanent");
         metrics.set_lag([(TopicPartition::new("orders", 1), 7)]);
-        metrics.delivery_attempt(&counters, "delivered", Duration::from_millis(3));
+        metrics.delivery_attempt(&counters, true, Duration::from_millis(3));
         let text = metrics.render_prometheus();
         assert!(text.contains("msk_sidecar_records_consumed_total{topic=\"orders\"} 3"), "{text}");
         assert!(text.contains("msk_sidecar_records_delivered_total{topic=\"orders\"} 2"), "{text}");
