@@ -47,7 +47,8 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = client_config(kafka, "msk-sidecar-dlq");
     config
         .set("acks", "all")
-        .set("linger.ms", "5")
+        // A dead letter holds its partition until acknowledged: send at once.
+        .set("linger.ms", "0")
         .set("message.timeout.ms", "30000")
         .set("message.max.bytes", MESSAGE_MAX_BYTES.to_string());
     apply_passthrough(&mut config, kafka);
