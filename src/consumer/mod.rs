@@ -46,6 +46,10 @@ pub const COMMIT_INTERVAL: Duration = Duration::from_secs(1);
 /// Longest the poll loop leaves records in librdkafka's queue while the dispatcher is full.
 const MAX_HOLD: Duration = Duration::from_secs(1);
 
+/// The same while the dispatcher has idle slots: the records it holds belong to too few lanes,
+/// so the next ones, likely of other partitions, are taken soon (see [`crate::dispatch::Backlog`]).
+const IDLE_HOLD: Duration = Duration::from_millis(10);
+
 /// Most records handed to the dispatcher in one batch.
 const POLL_BATCH: usize = 512;
 
@@ -190,16 +194,17 @@ async fn poll_loop(
     let mut full_since: Option<tokio::time::Instant> = None;
     loop {
         let full = parts.backlog.records() >= parts.soft_limit;
+        let hold = if parts.backlog.has_idle_slots() { IDLE_HOLD } else { MAX_HOLD };
         let wait_until = match (full, full_since) {
             (false, _) => {
                 full_since = None;
                 None
             }
-            (true, Some(since)) => Some(since + MAX_HOLD),
+            (true, Some(since)) => Some(since + hold),
             (true, None) => {
                 let now = tokio::time::Instant::now();
                 full_since = Some(now);
-                Some(now + MAX_HOLD)
+                Some(now + hold)
             }
         };
         let take = wait_until.is_none_or(|until| tokio::time::Instant::now() >= until);

@@ -298,6 +298,8 @@ impl Dispatcher {
             };
             tokio::spawn(task.run());
         }
+        // Every ready lane has started unless the limit stopped it.
+        self.backlog.set_idle_slots(self.running < self.max_in_flight);
     }
 
     fn on_lane_done(&mut self, done: LaneDone) {

@@ -109,10 +109,18 @@ impl Limits {
 /// records, which it then fetches again). A slow pipeline keeps filling up to the hard limits
 /// ([`Limits`]), where partitions are paused and the poll loop keeps polling, so the member
 /// stays in the group.
+///
+/// The soft level alone would starve a latency-bound pipeline: librdkafka's queue hands out a
+/// partition's records together, so the soft level can be filled by a few partitions whose
+/// lanes run one record at a time while the in-flight limit has room for more. The dispatcher
+/// therefore also says when it has *idle slots* (fewer lanes running than allowed and none
+/// waiting); the poll loop then holds records only briefly.
 #[derive(Debug, Default)]
 pub struct Backlog {
     /// Records buffered in the dispatcher (queued or running).
     records: std::sync::atomic::AtomicUsize,
+    /// Fewer lanes run than the in-flight limit allows, and no lane waits for a slot.
+    idle_slots: std::sync::atomic::AtomicBool,
     /// Wakes the poll loop when records finish.
     drained: tokio::sync::Notify,
 }
@@ -121,6 +129,15 @@ impl Backlog {
     /// Records buffered now.
     pub fn records(&self) -> usize {
         self.records.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the dispatcher could run more lanes than it has work for.
+    pub fn has_idle_slots(&self) -> bool {
+        self.idle_slots.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_idle_slots(&self, idle: bool) {
+        self.idle_slots.store(idle, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Waits until some buffered records finish.

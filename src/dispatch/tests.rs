@@ -64,6 +64,7 @@ struct Harness {
     recorder: Arc<Recorder>,
     tracker: Arc<OffsetTracker>,
     flow: mpsc::UnboundedReceiver<Flow>,
+    backlog: Arc<Backlog>,
 }
 
 fn harness(ordering: Ordering, max_in_flight: usize, limits: Limits, delay: Duration) -> Harness {
@@ -92,6 +93,7 @@ fn harness(ordering: Ordering, max_in_flight: usize, limits: Limits, delay: Dura
     });
     let tracker = Arc::new(OffsetTracker::new());
     let (flow_tx, flow) = mpsc::unbounded_channel();
+    let backlog = Arc::new(Backlog::default());
     let routes = vec![Arc::new(RouteEntry { matcher: None, pipeline, ordering, chunk: 1 })];
     let (handle, _task) = spawn(Setup {
         routes,
@@ -100,9 +102,9 @@ fn harness(ordering: Ordering, max_in_flight: usize, limits: Limits, delay: Dura
         tracker: tracker.clone(),
         metrics,
         flow: flow_tx,
-        backlog: Arc::default(),
+        backlog: backlog.clone(),
     });
-    Harness { handle, recorder, tracker, flow }
+    Harness { handle, recorder, tracker, flow, backlog }
 }
 
 impl Harness {
@@ -274,4 +276,20 @@ async fn records_of_unassigned_partitions_are_ignored() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(h.seen().is_empty());
     assert_eq!(h.tracker.watermark(&tp), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_slots_are_reported_while_the_limit_has_room() {
+    let h = harness(Ordering::Partition, 2, big_limits(), Duration::from_millis(100));
+    let tps: Vec<_> = (0..3).map(|p| TopicPartition::new("t", p)).collect();
+    h.assign(&tps);
+    h.handle.send(Command::Records(vec![record(&tps[0], 0, None), record(&tps[0], 1, None)]));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(h.backlog.has_idle_slots(), "one partition's lane runs, a second slot is free");
+    h.handle.send(Command::Records(vec![record(&tps[1], 0, None), record(&tps[2], 0, None)]));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!h.backlog.has_idle_slots(), "two lanes run, a third waits");
+    h.wait_for_deliveries(4).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(h.backlog.has_idle_slots(), "everything finished");
 }
