@@ -76,17 +76,7 @@ impl Delivery for HttpDelivery {
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<(), String>> {
-        async move {
-            let host = self.url.host_str().ok_or("the delivery URL has no host")?.to_string();
-            let port = self.url.port_or_known_default().ok_or("the delivery URL has no port")?;
-            let connect = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port));
-            match tokio::time::timeout(Duration::from_secs(2), connect).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(err)) => Err(err.to_string()),
-                Err(_) => Err("connect timed out".to_string()),
-            }
-        }
-        .boxed()
+        super::probe_tcp(&self.url, "the delivery URL").boxed()
     }
 
     fn describe(&self) -> String {

@@ -72,18 +72,7 @@ impl Delivery for SqsDelivery {
     }
 
     fn probe(&self) -> BoxFuture<'_, Result<(), String>> {
-        async move {
-            let host = self.url.host_str().ok_or("the queue URL has no host")?.to_string();
-            let port = self.url.port_or_known_default().ok_or("the queue URL has no port")?;
-            match tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect((host, port)))
-                .await
-            {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(err)) => Err(err.to_string()),
-                Err(_) => Err("connect timed out".to_string()),
-            }
-        }
-        .boxed()
+        super::probe_tcp(&self.url, "the queue URL").boxed()
     }
 
     fn describe(&self) -> String {
