@@ -416,7 +416,8 @@ impl Dispatcher {
     }
 }
 
-/// Finished offsets of a lane task, handed to the tracker in small groups (one lock each).
+/// Finished offsets of a lane task, handed to the tracker in small groups (one lock each) while
+/// records finish at once, and before any record that has to wait.
 struct Completed {
     offsets: Vec<i64>,
     since: Instant,
@@ -438,6 +439,25 @@ impl Completed {
         {
             self.flush(tracker, tp, epoch);
         }
+    }
+
+    /// Runs the next record's work. Work that does not finish at once (a network call, a
+    /// backoff, a dead letter waiting for its archive) may take any time, so the completions held
+    /// so far go to the tracker first: a record still running never holds back the commit of
+    /// records that finished before it.
+    async fn settle<F: Future>(
+        &mut self,
+        work: F,
+        tracker: &OffsetTracker,
+        tp: &TopicPartition,
+        epoch: u64,
+    ) -> F::Output {
+        let mut work = std::pin::pin!(work);
+        if let std::task::Poll::Ready(output) = futures::poll!(work.as_mut()) {
+            return output;
+        }
+        self.flush(tracker, tp, epoch);
+        work.await
     }
 
     fn flush(&mut self, tracker: &OffsetTracker, tp: &TopicPartition, epoch: u64) {
@@ -473,17 +493,31 @@ impl LaneTask {
                 break; // not started: left for the next owner
             }
             if let [record] = chunk {
-                if !pipeline.process(record, &self.counters, &self.cancel).await.is_terminal() {
+                let outcome = done
+                    .settle(
+                        pipeline.process(record, &self.counters, &self.cancel),
+                        &self.tracker,
+                        tp,
+                        self.epoch,
+                    )
+                    .await;
+                if !outcome.is_terminal() {
                     break; // keep order: nothing after an unfinished record runs
                 }
                 done.push(record.offset, &self.tracker, tp, self.epoch);
                 continue;
             }
             // A batch's worth of consecutive records goes out together (one request).
-            let outcomes = futures::future::join_all(
-                chunk.iter().map(|r| pipeline.process(r, &self.counters, &self.cancel)),
-            )
-            .await;
+            let outcomes = done
+                .settle(
+                    futures::future::join_all(
+                        chunk.iter().map(|r| pipeline.process(r, &self.counters, &self.cancel)),
+                    ),
+                    &self.tracker,
+                    tp,
+                    self.epoch,
+                )
+                .await;
             let mut unfinished = false;
             for (record, outcome) in chunk.iter().zip(outcomes) {
                 if outcome.is_terminal() {

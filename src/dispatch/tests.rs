@@ -223,6 +223,16 @@ async fn revoke_lets_running_records_finish_and_drops_the_rest() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn finished_records_reach_the_watermark_while_a_later_one_still_runs() {
+    let h = harness(Ordering::Partition, 8, big_limits(), Duration::from_millis(100));
+    let tp = TopicPartition::new("t", 0);
+    h.assign(std::slice::from_ref(&tp));
+    h.handle.send(Command::Records((0..50).map(|o| record(&tp, o, None)).collect()));
+    tokio::time::sleep(Duration::from_millis(250)).await; // offsets 0 and 1 done, 2 running
+    assert_eq!(h.tracker.watermark(&tp), Some(2), "the commit does not wait for the lane to end");
+}
+
+#[tokio::test(start_paused = true)]
 async fn shutdown_drains_every_partition_and_stops() {
     let h = harness(Ordering::Partition, 8, big_limits(), Duration::from_millis(100));
     let tps: Vec<_> = (0..2).map(|p| TopicPartition::new("t", p)).collect();
