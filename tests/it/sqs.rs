@@ -69,6 +69,7 @@ fn sqs_env(topic: &str, group: &str, queue_url: &str) -> BTreeMap<String, String
     let mut env = sidecar::env(topic, group, "http://unused");
     env.remove("SIDECAR_DELIVERY_URL");
     env.insert("SIDECAR_DELIVERY_SQS_QUEUE_URL".into(), queue_url.into());
+    env.extend(process::testbed_aws());
     env
 }
 

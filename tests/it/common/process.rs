@@ -5,8 +5,9 @@ use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-/// Starts `msk-sidecar run` with exactly `env` (plus PATH and the test bed's AWS variables, which
-/// point the AWS SDK at LocalStack), logging to `log`.
+/// Starts `msk-sidecar run` with exactly `env` (plus PATH), logging to `log`. Nothing else is
+/// inherited: a child that needs the test bed's AWS variables gets them from [`testbed_aws`], so
+/// tests of the credential chain are not shadowed by the test bed's static keys.
 pub fn spawn(env: &BTreeMap<String, String>, log: &Path) -> Child {
     let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
     let err = file.try_clone().expect("log file");
@@ -14,17 +15,20 @@ pub fn spawn(env: &BTreeMap<String, String>, log: &Path) -> Child {
         .arg("run")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(
-            ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"]
-                .iter()
-                .filter_map(|name| Some((*name, std::env::var(name).ok()?))),
-        )
         .envs(env)
         .stdin(Stdio::null())
         .stdout(file)
         .stderr(err)
         .spawn()
         .expect("start msk-sidecar")
+}
+
+/// The test bed's AWS variables (LocalStack endpoint, static keys, region), for a child that
+/// talks to S3 or SQS.
+pub fn testbed_aws() -> impl Iterator<Item = (String, String)> {
+    ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"]
+        .into_iter()
+        .filter_map(|name| Some((name.to_string(), std::env::var(name).ok()?)))
 }
 
 /// Sends a signal (`TERM`, `KILL`) to a child.
