@@ -14,6 +14,7 @@
 //! The dispatcher is one task that owns all lane state; the consumer talks to it through
 //! [`DispatchHandle`] and lane tasks report back on a channel, so no lock guards the lanes.
 
+mod lane_task;
 mod lanes;
 
 use std::sync::Arc;
@@ -26,7 +27,8 @@ use crate::offsets::OffsetTracker;
 use crate::pipeline::Pipeline;
 use crate::record::{Record, TopicPartition};
 use crate::telemetry::metrics::Metrics;
-use lanes::{Dispatcher, LaneDone};
+use lane_task::LaneDone;
+use lanes::Dispatcher;
 
 /// Signals a drain finished (sent from the dispatcher task, awaited in a librdkafka callback
 /// thread, so a std channel rather than an async one).
