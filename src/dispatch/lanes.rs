@@ -287,8 +287,15 @@ impl Dispatcher {
             };
             tokio::spawn(task.run());
         }
-        // Every ready lane has started unless the limit stopped it.
-        self.backlog.set_idle_slots(self.running < self.max_in_flight);
+        // Every ready lane has started unless the limit stopped it. More records can only use a
+        // free slot if they may start a lane: in partition order that takes a partition with
+        // nothing buffered; in key order or none, new keys or records can.
+        let idle = self.running < self.max_in_flight
+            && self
+                .partitions
+                .values()
+                .any(|p| !p.revoking && (p.buffered == 0 || p.route.ordering != Ordering::Partition));
+        self.backlog.set_idle_slots(idle);
     }
 
     fn on_lane_done(&mut self, done: LaneDone) {

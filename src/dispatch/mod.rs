@@ -115,13 +115,16 @@ impl Limits {
 /// The soft level alone would starve a latency-bound pipeline: librdkafka's queue hands out a
 /// partition's records together, so the soft level can be filled by a few partitions whose
 /// lanes run one record at a time while the in-flight limit has room for more. The dispatcher
-/// therefore also says when it has *idle slots* (fewer lanes running than allowed and none
-/// waiting); the poll loop then holds records only briefly.
+/// therefore also says when it has *idle slots* (fewer lanes running than allowed, none
+/// waiting, and new records could start one: a partition-ordered partition with nothing
+/// buffered, or a key-ordered or unordered route); the poll loop then holds records only
+/// briefly. When every partition already has work, more records would only take memory.
 #[derive(Debug, Default)]
 pub struct Backlog {
     /// Records buffered in the dispatcher (queued or running).
     records: std::sync::atomic::AtomicUsize,
-    /// Fewer lanes run than the in-flight limit allows, and no lane waits for a slot.
+    /// Fewer lanes run than the in-flight limit allows, no lane waits for a slot, and new records
+    /// could start a lane.
     idle_slots: std::sync::atomic::AtomicBool,
     /// Wakes the poll loop when records finish.
     drained: tokio::sync::Notify,

@@ -303,3 +303,21 @@ async fn idle_slots_are_reported_while_the_limit_has_room() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(h.backlog.has_idle_slots(), "everything finished");
 }
+
+#[tokio::test(start_paused = true)]
+async fn idle_slots_need_a_partition_that_more_records_could_start() {
+    let h = harness(Ordering::Partition, 8, big_limits(), Duration::from_millis(100));
+    let tps: Vec<_> = (0..2).map(|p| TopicPartition::new("t", p)).collect();
+    h.assign(&tps);
+    h.handle.send(Command::Records(vec![record(&tps[0], 0, None), record(&tps[1], 0, None)]));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(
+        !h.backlog.has_idle_slots(),
+        "every partition has its lane: more records cannot start another one"
+    );
+    let k = harness(Ordering::Key, 8, big_limits(), Duration::from_millis(100));
+    k.assign(std::slice::from_ref(&tps[0]));
+    k.handle.send(Command::Records(vec![record(&tps[0], 0, Some("a"))]));
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(k.backlog.has_idle_slots(), "in key order, records of new keys can start lanes");
+}
