@@ -28,17 +28,24 @@ pub struct LaneDone {
 
 /// Finished offsets of a lane task, handed to the tracker in small groups (one lock each) while
 /// records finish at once, and before any record that has to wait.
-struct Completed {
+struct Completed<'a> {
+    tracker: &'a OffsetTracker,
+    tp: &'a TopicPartition,
+    epoch: u64,
     offsets: Vec<i64>,
     since: Instant,
 }
 
-impl Completed {
+impl<'a> Completed<'a> {
     /// Groups at most this many completions or this much time.
     const MAX: usize = 64;
     const AGE: Duration = Duration::from_millis(100);
 
-    fn push(&mut self, offset: i64, tracker: &OffsetTracker, tp: &TopicPartition, epoch: u64) {
+    fn new(tracker: &'a OffsetTracker, tp: &'a TopicPartition, epoch: u64) -> Self {
+        Completed { tracker, tp, epoch, offsets: Vec::with_capacity(Self::MAX), since: Instant::now() }
+    }
+
+    fn push(&mut self, offset: i64) {
         if self.offsets.is_empty() {
             self.since = Instant::now();
         }
@@ -47,7 +54,7 @@ impl Completed {
         if self.offsets.len() >= Self::MAX
             || (self.offsets.len().is_multiple_of(8) && self.since.elapsed() >= Self::AGE)
         {
-            self.flush(tracker, tp, epoch);
+            self.flush();
         }
     }
 
@@ -55,24 +62,18 @@ impl Completed {
     /// backoff, a dead letter waiting for its archive) may take any time, so the completions held
     /// so far go to the tracker first: a record still running never holds back the commit of
     /// records that finished before it.
-    async fn settle<F: Future>(
-        &mut self,
-        work: F,
-        tracker: &OffsetTracker,
-        tp: &TopicPartition,
-        epoch: u64,
-    ) -> F::Output {
+    async fn settle<F: Future>(&mut self, work: F) -> F::Output {
         let mut work = std::pin::pin!(work);
         if let std::task::Poll::Ready(output) = futures::poll!(work.as_mut()) {
             return output;
         }
-        self.flush(tracker, tp, epoch);
+        self.flush();
         work.await
     }
 
-    fn flush(&mut self, tracker: &OffsetTracker, tp: &TopicPartition, epoch: u64) {
+    fn flush(&mut self) {
         if !self.offsets.is_empty() {
-            tracker.complete_many(tp, epoch, &self.offsets);
+            self.tracker.complete_many(self.tp, self.epoch, &self.offsets);
             self.offsets.clear();
         }
     }
@@ -96,42 +97,29 @@ impl LaneTask {
         let records = self.batch.len();
         let bytes = self.batch.iter().map(Record::size).sum();
         let pipeline = &self.route.pipeline;
-        let tp = &self.key.0;
-        let mut done = Completed { offsets: Vec::with_capacity(64), since: Instant::now() };
+        let mut done = Completed::new(&self.tracker, &self.key.0, self.epoch);
         'lane: for chunk in self.batch.chunks(self.route.chunk.max(1)) {
             if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
                 break; // not started: left for the next owner
             }
             if let [record] = chunk {
-                let outcome = done
-                    .settle(
-                        pipeline.process(record, &self.counters, &self.cancel),
-                        &self.tracker,
-                        tp,
-                        self.epoch,
-                    )
-                    .await;
+                let outcome = done.settle(pipeline.process(record, &self.counters, &self.cancel)).await;
                 if !outcome.is_terminal() {
                     break; // keep order: nothing after an unfinished record runs
                 }
-                done.push(record.offset, &self.tracker, tp, self.epoch);
+                done.push(record.offset);
                 continue;
             }
             // A batch's worth of consecutive records goes out together (one request).
             let outcomes = done
-                .settle(
-                    futures::future::join_all(
-                        chunk.iter().map(|r| pipeline.process(r, &self.counters, &self.cancel)),
-                    ),
-                    &self.tracker,
-                    tp,
-                    self.epoch,
-                )
+                .settle(futures::future::join_all(
+                    chunk.iter().map(|r| pipeline.process(r, &self.counters, &self.cancel)),
+                ))
                 .await;
             let mut unfinished = false;
             for (record, outcome) in chunk.iter().zip(outcomes) {
                 if outcome.is_terminal() {
-                    done.push(record.offset, &self.tracker, tp, self.epoch);
+                    done.push(record.offset);
                 } else {
                     unfinished = true;
                 }
@@ -141,7 +129,7 @@ impl LaneTask {
             }
         }
         // Completions must reach the tracker before the dispatcher hears the lane is done.
-        done.flush(&self.tracker, tp, self.epoch);
+        done.flush();
         // The dispatcher outlives its lane tasks unless the whole process is stopping.
         drop(self.done.send(LaneDone { key: self.key, records, bytes }));
     }
