@@ -15,7 +15,7 @@ use crate::delivery::batcher::Limits as BatchLimits;
 use crate::delivery::http::HttpDelivery;
 use crate::delivery::http_batch::HttpBatchDelivery;
 use crate::delivery::null::NullDelivery;
-use crate::delivery::sqs::SqsDelivery;
+use crate::delivery::sqs::{self, SqsDelivery};
 use crate::dispatch::RouteEntry;
 use crate::dlq::{Archive, DeadLetterWriter};
 use crate::health::Health;
@@ -24,9 +24,6 @@ use crate::pipeline::breaker::{self, Breaker};
 use crate::pipeline::{Pipeline, backoff};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::spans::{TargetInfo, Tracing};
-
-/// SQS sends at most this many messages per call: a lane hands that many over at once.
-const SQS_CHUNK: usize = 10;
 
 /// What every route shares.
 pub(super) struct Common<'a> {
@@ -91,7 +88,7 @@ async fn delivery(route: &Route, common: &Common<'_>) -> Result<(Arc<dyn Deliver
                 common.archive.clone(),
             )
             .await;
-            (Arc::new(target), SQS_CHUNK)
+            (Arc::new(target), sqs::lane_chunk(url))
         }
     })
 }

@@ -55,15 +55,25 @@ impl SqsDelivery {
             aws_sdk_sqs::config::Builder::from(&config).timeout_config(timeouts).build(),
         );
         let claim_checks = claim_checks.filter(|a| matches!(a, Archive::S3 { .. }));
-        let sender = Arc::new(Sender {
-            client,
-            fifo: url.path().ends_with(".fifo"),
-            queue_url: url.to_string(),
-            claim_checks,
-        });
+        let sender =
+            Arc::new(Sender { client, fifo: is_fifo(&url), queue_url: url.to_string(), claim_checks });
         let limits = Limits { max_records: MAX_ENTRIES, max_bytes: MAX_MESSAGE_BYTES, linger };
         SqsDelivery { batcher: Batcher::start(sender, limits), url }
     }
+}
+
+/// Whether `url` names a FIFO queue.
+fn is_fifo(url: &Url) -> bool {
+    url.path().ends_with(".fifo")
+}
+
+/// How many consecutive records of one lane are handed over together. A standard queue keeps no
+/// order, so a lane hands over a whole `SendMessageBatch`. A FIFO queue gets one record per lane
+/// at a time: batches are sent concurrently, so two records of one message group split across
+/// two batches could be enqueued out of order. Concurrent lanes (other keys, other partitions)
+/// still share batches.
+pub fn lane_chunk(url: &Url) -> usize {
+    if is_fifo(url) { 1 } else { MAX_ENTRIES }
 }
 
 impl Delivery for SqsDelivery {
@@ -364,6 +374,14 @@ mod tests {
         assert!(group_id(&record(Some(&[0u8, 1, 2]), None)).starts_with("k-"));
         assert!(group_id(&record(Some(&[b'x'; 400]), None)).len() <= 128);
         assert_eq!(deduplication_id(&record(None, None)), "orders-3-42");
+    }
+
+    #[test]
+    fn a_fifo_queue_takes_one_record_of_a_lane_at_a_time() {
+        let fifo = Url::parse("http://127.0.0.1:4566/000000000000/orders.fifo").unwrap();
+        let standard = Url::parse("http://127.0.0.1:4566/000000000000/orders").unwrap();
+        assert_eq!(lane_chunk(&fifo), 1, "a group's next message waits for the previous one");
+        assert_eq!(lane_chunk(&standard), MAX_ENTRIES);
     }
 
     #[test]
