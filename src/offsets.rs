@@ -50,6 +50,8 @@ pub struct PartitionOffsets {
     next: Option<i64>,
     /// The last offset handed out for commit.
     committed: Option<i64>,
+    /// The highest offset the broker acknowledged as committed.
+    confirmed: Option<i64>,
 }
 
 impl PartitionOffsets {
@@ -147,6 +149,20 @@ impl PartitionOffsets {
             self.committed = None;
         }
     }
+
+    /// Records that the broker acknowledged a commit of `offset`.
+    pub fn commit_confirmed(&mut self, offset: i64) {
+        self.confirmed = Some(self.confirmed.map_or(offset, |c| c.max(offset)));
+    }
+
+    /// The watermark unless the broker already acknowledged it. Unlike
+    /// [`take_commit`](Self::take_commit), a commit that was only sent does not count: it may
+    /// still fail (a commit that meets a rebalance fails with `REBALANCE_IN_PROGRESS`), and this
+    /// is the last chance to commit before the partition goes to another member.
+    pub fn final_commit(&self) -> Option<i64> {
+        let watermark = self.watermark()?;
+        self.confirmed.is_none_or(|c| c < watermark).then_some(watermark)
+    }
 }
 
 /// One assignment: its epoch and its watermark.
@@ -186,9 +202,10 @@ impl OffsetTracker {
         epoch
     }
 
-    /// Ends the assignment of `tp`, returning its final watermark if it was never committed.
+    /// Ends the assignment of `tp`, returning its final watermark unless the broker already
+    /// acknowledged a commit of it (see [`PartitionOffsets::final_commit`]).
     pub fn revoke(&self, tp: &TopicPartition) -> Option<i64> {
-        self.lock().remove(tp).and_then(|mut a| a.offsets.take_commit())
+        self.lock().remove(tp).and_then(|a| a.offsets.final_commit())
     }
 
     /// The epoch of the current assignment of `tp`.
@@ -278,6 +295,13 @@ impl OffsetTracker {
     pub fn commit_failed(&self, tp: &TopicPartition, offset: i64) {
         if let Some(a) = self.lock().get_mut(tp) {
             a.offsets.commit_failed(offset);
+        }
+    }
+
+    /// Records that the broker acknowledged a commit of `offset` for `tp`.
+    pub fn commit_confirmed(&self, tp: &TopicPartition, offset: i64) {
+        if let Some(a) = self.lock().get_mut(tp) {
+            a.offsets.commit_confirmed(offset);
         }
     }
 }
@@ -438,7 +462,31 @@ mod tests {
         assert_eq!(tracker.oldest_pending(), vec![(b.clone(), 9)]);
         tracker.complete(&b, eb, 9);
         assert_eq!(tracker.revoke(&b), Some(10));
+        tracker.commit_confirmed(&a, 6);
         assert_eq!(tracker.revoke(&a), None, "already committed");
+    }
+
+    #[test]
+    fn revoke_commits_again_a_watermark_whose_commit_was_sent_but_not_acknowledged() {
+        let tracker = OffsetTracker::new();
+        let tp = TopicPartition::new("t", 0);
+        let epoch = tracker.assign(&tp);
+        for offset in 0..4 {
+            tracker.track(&tp, epoch, offset, None);
+            tracker.complete(&tp, epoch, offset);
+        }
+        // The periodic commit sends 4; the rebalance starts before the broker answers.
+        assert_eq!(tracker.take_commits(None), vec![(tp.clone(), 4)]);
+        assert_eq!(tracker.take_commits(None), vec![], "nothing new for the periodic commit");
+        assert_eq!(tracker.revoke(&tp), Some(4), "the revoke commits 4 itself");
+
+        let epoch = tracker.assign(&tp);
+        tracker.track(&tp, epoch, 4, None);
+        tracker.complete(&tp, epoch, 4);
+        assert_eq!(tracker.take_commits(None), vec![(tp.clone(), 5)]);
+        tracker.commit_confirmed(&tp, 3); // an older commit's late acknowledgement
+        tracker.commit_confirmed(&tp, 5);
+        assert_eq!(tracker.revoke(&tp), None, "acknowledged: nothing left to commit");
     }
 }
 

@@ -175,15 +175,20 @@ impl RdConsumerContext for ConsumerContext {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        if let Err(err) = result {
-            self.metrics.commit_failed();
-            for element in offsets.elements() {
-                if let Offset::Offset(offset) = element.offset() {
-                    self.tracker
-                        .commit_failed(&TopicPartition::new(element.topic(), element.partition()), offset);
-                }
+        let committed = offsets.elements().into_iter().filter_map(|element| match element.offset() {
+            Offset::Offset(offset) => {
+                Some((TopicPartition::new(element.topic(), element.partition()), offset))
             }
-            tracing::warn!(error = %err, "Offset commit failed: it is retried at the next commit.");
+            _ => None,
+        });
+        match result {
+            // Only an acknowledged commit spares the revoke its own final commit.
+            Ok(()) => committed.for_each(|(tp, offset)| self.tracker.commit_confirmed(&tp, offset)),
+            Err(err) => {
+                self.metrics.commit_failed();
+                committed.for_each(|(tp, offset)| self.tracker.commit_failed(&tp, offset));
+                tracing::warn!(error = %err, "Offset commit failed: it is retried at the next commit.");
+            }
         }
     }
 }

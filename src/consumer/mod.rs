@@ -281,10 +281,17 @@ fn commit(consumer: &StreamConsumer<ConsumerContext>, tracker: &OffsetTracker, m
     if commits.is_empty() {
         return;
     }
-    if let Err(err) = consumer.commit(&commit_list(&commits), mode) {
-        consumer.context().metrics.commit_failed();
-        commits.iter().for_each(|(tp, offset)| tracker.commit_failed(tp, *offset));
-        tracing::warn!(error = %err, "Offset commit failed: it is retried at the next commit.");
+    match consumer.commit(&commit_list(&commits), mode) {
+        // An asynchronous commit is only queued here: its result arrives in the commit callback.
+        Ok(()) if matches!(mode, CommitMode::Sync) => {
+            commits.iter().for_each(|(tp, offset)| tracker.commit_confirmed(tp, *offset));
+        }
+        Ok(()) => {}
+        Err(err) => {
+            consumer.context().metrics.commit_failed();
+            commits.iter().for_each(|(tp, offset)| tracker.commit_failed(tp, *offset));
+            tracing::warn!(error = %err, "Offset commit failed: it is retried at the next commit.");
+        }
     }
 }
 
