@@ -84,10 +84,10 @@ impl ConsumerContext {
         let _span = tracing::info_span!("rebalance", otel.name = "rebalance revoke", partitions = tps.len())
             .entered();
         self.metrics.forget_lag(&tps);
-        self.metrics.rebalanced(false);
         self.assignment_changed.store(true, Ordering::Release);
         let names: Vec<String> = tps.iter().map(ToString::to_string).collect();
         if consumer.assignment_lost() {
+            self.metrics.partitions_lost();
             // Another member may already own them: abandon without committing.
             self.dispatch.send(Command::Abort(tps.clone()));
             let (done, _) = std::sync::mpsc::sync_channel(1);
@@ -98,6 +98,7 @@ impl ConsumerContext {
             tracing::warn!(partitions = %names.join(","), "Partitions lost (session timeout): abandoned without commit.");
             return;
         }
+        self.metrics.rebalanced(false);
         let (done, drained) = std::sync::mpsc::sync_channel(1);
         // A disconnected channel means the dispatcher has stopped: nothing runs any more.
         if self.dispatch.send(Command::Revoke { tps: tps.clone(), done })

@@ -99,6 +99,8 @@ pub(super) struct Shared {
     pub(super) assigns: AtomicU64,
     /// Rebalance callbacks that revoked partitions.
     pub(super) revokes: AtomicU64,
+    /// Rebalance callbacks that took partitions away as lost (the session expired).
+    pub(super) losses: AtomicU64,
     /// Span export counters (when tracing is on).
     pub(super) spans: std::sync::OnceLock<Arc<SpanCounters>>,
     /// The oldest unfinished record's timestamp per partition (lag in seconds).
@@ -287,6 +289,11 @@ impl Metrics {
     pub fn rebalanced(&self, assigned: bool) {
         let counter = if assigned { &self.shared.assigns } else { &self.shared.revokes };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts partitions lost without a graceful revoke: their records may be delivered again.
+    pub fn partitions_lost(&self) {
+        self.shared.losses.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Sets the circuit breaker gauge.

@@ -105,10 +105,11 @@ pub(super) fn register(meter: &Meter, shared: &Arc<Shared>) {
     let rebalances = shared.clone();
     meter
         .u64_observable_counter("msk_sidecar.rebalances")
-        .with_description("Rebalance callbacks, by kind (assign, revoke)")
+        .with_description("Rebalance callbacks, by kind (assign, revoke, lost)")
         .with_callback(move |observer| {
             observer.observe(rebalances.assigns.load(Ordering::Relaxed), &[KeyValue::new("kind", "assign")]);
             observer.observe(rebalances.revokes.load(Ordering::Relaxed), &[KeyValue::new("kind", "revoke")]);
+            observer.observe(rebalances.losses.load(Ordering::Relaxed), &[KeyValue::new("kind", "lost")]);
         })
         .build();
     let lag = shared.clone();

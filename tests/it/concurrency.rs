@@ -111,6 +111,15 @@ async fn a_slow_application_does_not_push_the_consumer_out_of_the_group() {
     sidecar.stop().await;
 }
 
+/// How many times `sidecar` lost its assignment (`msk_sidecar_rebalances_total{kind="lost"}`).
+fn lost(sidecar: &Sidecar) -> u64 {
+    let metrics = sidecar.running().metrics.render_prometheus();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("msk_sidecar_rebalances_total{kind=\"lost\"} ")?.parse().ok())
+        .unwrap_or_else(|| panic!("no lost rebalance counter in:\n{metrics}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_joining_and_leaving_one_by_one_deliver_everything_once() {
     let topic = common::random_name("rebalance");
@@ -119,7 +128,11 @@ async fn instances_joining_and_leaving_one_by_one_deliver_everything_once() {
     common::create_topic(&format!("{topic}.dlq"), 1).await;
     let app = TestApp::start().await;
     app.behave(|_| Reply::Slow(Duration::from_millis(10), 200));
-    let env = sidecar::env(&topic, &group, &app.url());
+    let mut env = sidecar::env(&topic, &group, &app.url());
+    // Every member leaves gracefully; a session that expires on a loaded machine (a lost
+    // assignment, whose duplicates at-least-once allows) must not pass for a graceful rebalance.
+    // Leaving and joining do not wait for the session timeout.
+    env.insert("SIDECAR_LIBRDKAFKA_SESSION_TIMEOUT_MS".into(), "10000".into());
 
     let producing = {
         let topic = topic.clone();
@@ -137,13 +150,17 @@ async fn instances_joining_and_leaving_one_by_one_deliver_everything_once() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let c = Sidecar::start(&env).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut losses = vec![lost(&a)];
     a.stop().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
+    losses.push(lost(&b));
     b.stop().await;
     producing.await.expect("producer");
     // 1200 records over 6 partitions: 200 each.
     common::wait_committed(&group, &topic, &[200; 6]).await;
+    losses.push(lost(&c));
     c.stop().await;
+    assert_eq!(losses, vec![0, 0, 0], "no member lost its assignment (lost rebalances per member)");
 
     let mut counts: BTreeMap<(i32, i64), usize> = BTreeMap::new();
     for coordinates in app.accepted() {

@@ -100,3 +100,65 @@ async fn sigkill_at_random_points_loses_nothing() {
     assert!(duplicates <= bound, "{duplicates} duplicates over {kills} kills (bound {bound})");
     println!("sigkill: {kills} kills, {duplicates} duplicates of {total} records");
 }
+
+/// The value of `msk_sidecar_rebalances_total{kind="lost"}` on a sidecar's admin server.
+async fn partitions_lost(admin: &str) -> Option<u64> {
+    let response = reqwest::get(format!("{admin}/metrics")).await.ok()?;
+    let text = response.text().await.ok()?;
+    text.lines()
+        .find_map(|line| line.strip_prefix("msk_sidecar_rebalances_total{kind=\"lost\"} ")?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_frozen_past_its_session_loses_its_partitions_and_commits_nothing_stale() {
+    let topic = common::random_name("frozen");
+    let group = common::random_name("g");
+    common::create_topic(&topic, 2).await;
+    common::create_topic(&format!("{topic}.dlq"), 1).await;
+    common::produce(&topic, (0..400).map(|i| Produce::text(i % 2, &format!("k{i}"), "v")).collect()).await;
+    let (frozen_app, other_app) = (TestApp::start().await, TestApp::start().await);
+    frozen_app.behave(|_| Reply::Slow(Duration::from_millis(20), 200));
+    other_app.behave(|_| Reply::Slow(Duration::from_millis(5), 200));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("sidecar.log");
+    let admin = format!("127.0.0.1:{}", common::free_port());
+    let mut env = sidecar::env(&topic, &group, &frozen_app.url());
+    env.insert("SIDECAR_ADMIN_ADDR".into(), admin.clone());
+    let admin = format!("http://{admin}");
+
+    let mut frozen = process::spawn(&env, &log);
+    common::eventually(Duration::from_secs(30), "first deliveries", || {
+        std::future::ready((frozen_app.received().len() >= 20).then_some(()))
+    })
+    .await;
+    assert_eq!(partitions_lost(&admin).await, Some(0), "nothing lost yet");
+    // Frozen (a long GC pause, a throttled container): its session (2 s) expires.
+    process::signal(&frozen, "STOP");
+    let other = sidecar::Sidecar::start(&sidecar::env(&topic, &group, &other_app.url())).await;
+    common::eventually(Duration::from_secs(30), "the other member takes over", || {
+        std::future::ready((other_app.received().len() >= 20).then_some(()))
+    })
+    .await;
+    process::signal(&frozen, "CONT");
+    let lost = common::eventually(Duration::from_secs(30), "the frozen member finds out", || async {
+        partitions_lost(&admin).await.filter(|n| *n > 0)
+    })
+    .await;
+    common::wait_committed(&group, &topic, &[200, 200]).await;
+    // A commit of the frozen member's stale watermarks would move the group backwards now.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (g, t) = (group.clone(), topic.clone());
+    let committed = tokio::task::spawn_blocking(move || common::committed(&g, &t, 2)).await.expect("join");
+    assert_eq!(committed, vec![200, 200], "committed offsets after the frozen member woke up");
+    process::signal(&frozen, "TERM");
+    let (status, _) = process::wait(&mut frozen, Duration::from_secs(15)).await;
+    other.stop().await;
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "exit status {status:?}; log:\n{log_text}");
+    assert!(log_text.contains("Partitions lost"), "the loss is logged; log:\n{log_text}");
+
+    let delivered: BTreeSet<(i32, i64)> =
+        frozen_app.accepted().into_iter().chain(other_app.accepted()).collect();
+    assert_eq!(delivered.len(), 400, "every record delivered at least once");
+    println!("frozen member: {lost} lost rebalance(s)");
+}
