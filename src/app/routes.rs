@@ -72,6 +72,7 @@ async fn delivery(route: &Route, common: &Common<'_>) -> Result<(Arc<dyn Deliver
                 max_records: settings.batch.max_records,
                 max_bytes: settings.batch.max_bytes,
                 linger: settings.batch.linger,
+                ordering: route.ordering,
             };
             let target =
                 HttpBatchDelivery::new(url.clone(), settings.timeout, common.config.max_in_flight, limits)?;
@@ -85,6 +86,7 @@ async fn delivery(route: &Route, common: &Common<'_>) -> Result<(Arc<dyn Deliver
                 url.clone(),
                 settings.timeout,
                 settings.batch.linger,
+                route.ordering,
                 common.archive.clone(),
             )
             .await;

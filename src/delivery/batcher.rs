@@ -6,15 +6,23 @@
 //! joins batches of at most `max_records >> (n-1)` records: after whole-batch failures the
 //! batches a record travels in halve, so a poison record ends up alone and the records around
 //! it get through (bisection by retry).
+//!
+//! A lane (the route's ordering: a partition, or a key) never has records in two batches at
+//! once: when a lane's records do not all fit one batch, the rest wait in the buffer until that
+//! batch is answered. Batches go out concurrently, and an application may handle concurrent
+//! requests in parallel, so this keeps a lane's records in order at the application.
 
+use std::hash::BuildHasher as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use rustc_hash::{FxBuildHasher, FxHashSet};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{Attempt, AttemptOutcome, Failure, FailureKind};
+use crate::config::Ordering;
 use crate::record::Record;
 
 /// One record waiting for a batch.
@@ -25,6 +33,10 @@ pub struct Pending {
     pub attempt: Attempt,
     /// Where its outcome goes.
     reply: oneshot::Sender<AttemptOutcome>,
+    /// Its lane, hashed (two lanes sharing a hash only wait for each other); none without order.
+    lane: Option<u64>,
+    /// Its lane has a batch in flight: it waits.
+    held: bool,
 }
 
 impl Pending {
@@ -54,6 +66,8 @@ pub struct Limits {
     pub max_bytes: usize,
     /// How long the first record waits for company.
     pub linger: Duration,
+    /// The route's ordering, which decides the lanes that keep to one batch at a time.
+    pub ordering: Ordering,
 }
 
 /// The handle `deliver` uses.
@@ -61,6 +75,8 @@ pub struct Limits {
 pub struct Batcher {
     /// To the collector task.
     tx: mpsc::UnboundedSender<Pending>,
+    /// The route's ordering.
+    ordering: Ordering,
 }
 
 impl Batcher {
@@ -68,13 +84,17 @@ impl Batcher {
     pub fn start(sender: Arc<dyn BatchSender>, limits: Limits) -> Batcher {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(collect(rx, sender, limits));
-        Batcher { tx }
+        Batcher { tx, ordering: limits.ordering }
     }
 
     /// Submits one attempt and waits for its outcome.
     pub async fn submit(&self, record: &Record, attempt: &Attempt) -> AttemptOutcome {
         let (reply, outcome) = oneshot::channel();
-        let pending = Pending { record: record.clone(), attempt: attempt.clone(), reply };
+        let lane = (self.ordering != Ordering::None).then(|| {
+            let in_partition = crate::dispatch::lane_in_partition(self.ordering, record);
+            FxBuildHasher.hash_one((&*record.tp.topic, record.tp.partition, in_partition))
+        });
+        let pending = Pending { record: record.clone(), attempt: attempt.clone(), reply, lane, held: false };
         if self.tx.send(pending).is_err() {
             return AttemptOutcome::Failed(Failure::new(
                 FailureKind::Unreachable,
@@ -96,64 +116,145 @@ pub fn cap_for(limits: &Limits, number: u32) -> usize {
     (limits.max_records >> shift).max(1)
 }
 
+/// The collector's state: records waiting, lanes with a batch in flight.
+struct Collector {
+    /// Records not yet in a batch, in arrival order.
+    buffer: Vec<Pending>,
+    /// Lanes with a batch in flight: their other records wait.
+    busy: FxHashSet<u64>,
+    /// Sends batches.
+    sender: Arc<dyn BatchSender>,
+    /// Batch limits.
+    limits: Limits,
+    /// Where a sent batch reports its lanes once answered.
+    answered: mpsc::UnboundedSender<Vec<u64>>,
+}
+
+/// Frees a batch's lanes when the batch is answered (or its task ends any other way).
+struct Release {
+    /// The batch's lanes.
+    lanes: Vec<u64>,
+    /// To the collector.
+    answered: mpsc::UnboundedSender<Vec<u64>>,
+}
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        // The collector only stops once nothing is in flight, so nobody misses this.
+        drop(self.answered.send(std::mem::take(&mut self.lanes)));
+    }
+}
+
 async fn collect(mut rx: mpsc::UnboundedReceiver<Pending>, sender: Arc<dyn BatchSender>, limits: Limits) {
-    let mut buffer: Vec<Pending> = Vec::new();
+    let (answered, mut answers) = mpsc::unbounded_channel();
+    let mut c = Collector { buffer: Vec::new(), busy: FxHashSet::default(), sender, limits, answered };
     let mut deadline: Option<Instant> = None;
+    let mut open = true;
     loop {
-        let received = match deadline {
-            None => rx.recv().await,
-            Some(at) => tokio::select! {
-                received = rx.recv() => received,
-                () = tokio::time::sleep_until(at) => {
-                    flush(&mut buffer, &sender, &limits, true);
-                    deadline = None;
-                    continue;
+        if !open && c.buffer.is_empty() {
+            return;
+        }
+        tokio::select! {
+            received = rx.recv(), if open => match received {
+                Some(mut pending) => {
+                    pending.held = pending.lane.is_some_and(|lane| c.busy.contains(&lane));
+                    c.buffer.push(pending);
+                    c.flush(false);
+                }
+                None => {
+                    open = false;
+                    c.flush(true);
                 }
             },
-        };
-        let Some(pending) = received else {
-            flush(&mut buffer, &sender, &limits, true);
-            return;
-        };
-        buffer.push(pending);
-        if deadline.is_none() {
-            deadline = Some(Instant::now() + limits.linger);
+            Some(lanes) = answers.recv() => {
+                for lane in &lanes {
+                    c.busy.remove(lane);
+                }
+                let mut waited = false;
+                for pending in c.buffer.iter_mut().filter(|p| p.held && in_lanes(p, &lanes)) {
+                    pending.held = false;
+                    waited = true;
+                }
+                // Records that waited for their lane have waited long enough: they go now.
+                c.flush(waited || !open);
+            }
+            () = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                c.flush(true);
+                deadline = None;
+            }
         }
-        flush(&mut buffer, &sender, &limits, false);
-        if buffer.is_empty() {
+        // Records still buffered (waiting for company, or for their lane) go at the latest
+        // one linger from now.
+        if c.buffer.is_empty() {
             deadline = None;
+        } else if deadline.is_none() {
+            deadline = Some(Instant::now() + c.limits.linger);
         }
     }
 }
 
-/// Sends every full batch in `buffer` (and, with `all`, the rest too).
-fn flush(buffer: &mut Vec<Pending>, sender: &Arc<dyn BatchSender>, limits: &Limits, all: bool) {
-    loop {
-        let mut cap = usize::MAX;
-        let mut bytes = 0;
-        let mut take = 0;
-        for pending in buffer.iter() {
-            let entry_cap = cap_for(limits, pending.attempt.number);
-            if take > 0 && (take + 1 > cap.min(entry_cap) || bytes + pending.size() > limits.max_bytes) {
-                break;
+/// Whether `pending` belongs to one of `lanes` (sorted).
+fn in_lanes(pending: &Pending, lanes: &[u64]) -> bool {
+    pending.lane.is_some_and(|lane| lanes.binary_search(&lane).is_ok())
+}
+
+impl Collector {
+    /// Sends every full batch (and, with `all`, the rest too) of the records whose lane is free.
+    fn flush(&mut self, all: bool) {
+        loop {
+            let mut cap = usize::MAX;
+            let mut bytes = 0;
+            let mut chosen = Vec::new();
+            let mut more = false;
+            for (index, pending) in self.buffer.iter().enumerate() {
+                if pending.held {
+                    continue;
+                }
+                let entry_cap = cap_for(&self.limits, pending.attempt.number);
+                if !chosen.is_empty()
+                    && (chosen.len() + 1 > cap.min(entry_cap)
+                        || bytes + pending.size() > self.limits.max_bytes)
+                {
+                    more = true;
+                    break;
+                }
+                cap = cap.min(entry_cap);
+                bytes += pending.size();
+                chosen.push(index);
+                if chosen.len() >= cap {
+                    break;
+                }
             }
-            cap = cap.min(entry_cap);
-            bytes += pending.size();
-            take += 1;
-            if take >= cap {
-                break;
+            let full = chosen.len() >= cap || more || bytes >= self.limits.max_bytes;
+            if chosen.is_empty() || !(full || all) {
+                return;
             }
+            self.send(&chosen);
         }
-        let full = take > 0 && (take >= cap || take < buffer.len() || bytes >= limits.max_bytes);
-        if take == 0 || !(full || all) {
-            return;
+    }
+
+    /// Takes the entries at `chosen` (ascending) out of the buffer and sends them as one batch.
+    fn send(&mut self, chosen: &[usize]) {
+        let mut batch = Vec::with_capacity(chosen.len());
+        let mut kept = Vec::with_capacity(self.buffer.len() - chosen.len());
+        let mut next = chosen.iter().peekable();
+        for (index, pending) in std::mem::take(&mut self.buffer).into_iter().enumerate() {
+            if next.next_if_eq(&&index).is_some() { batch.push(pending) } else { kept.push(pending) }
         }
-        let batch: Vec<Pending> = buffer.drain(..take).collect();
-        let sender = sender.clone();
-        tokio::spawn(async move { sender.send(batch).await });
-        if buffer.is_empty() {
-            return;
+        self.buffer = kept;
+        let mut lanes: Vec<u64> = batch.iter().filter_map(|p| p.lane).collect();
+        lanes.sort_unstable();
+        lanes.dedup();
+        self.busy.extend(lanes.iter().copied());
+        for pending in self.buffer.iter_mut().filter(|p| in_lanes(p, &lanes)) {
+            pending.held = true;
         }
+        let release = Release { lanes, answered: self.answered.clone() };
+        let sender = self.sender.clone();
+        tokio::spawn(async move {
+            sender.send(batch).await;
+            drop(release);
+        });
     }
 }
 
@@ -191,7 +292,7 @@ mod tests {
     }
 
     fn limits(max_records: usize) -> Limits {
-        Limits { max_records, max_bytes: 10_000, linger: Duration::from_millis(20) }
+        Limits { max_records, max_bytes: 10_000, linger: Duration::from_millis(20), ordering: Ordering::None }
     }
 
     async fn run(limits: Limits, records: Vec<(Record, u32)>) -> Vec<Vec<i64>> {
@@ -239,5 +340,117 @@ mod tests {
         let batches = run(limits(10), vec![(record(7, 10), 1)]).await;
         assert_eq!(batches, vec![vec![7]]);
         assert!(started.elapsed() >= Duration::from_millis(20));
+    }
+
+    /// A sent batch: its records' (partition, offset), and its answer until given.
+    type Held = (Vec<(i32, i64)>, Option<oneshot::Sender<()>>);
+
+    /// Holds every batch until the test answers it.
+    #[derive(Default)]
+    struct Holding(Mutex<Vec<Held>>);
+
+    impl BatchSender for Holding {
+        fn send(&self, batch: Vec<Pending>) -> BoxFuture<'_, ()> {
+            let (answer, answered) = oneshot::channel();
+            let coordinates = batch.iter().map(|p| (p.record.tp.partition, p.record.offset)).collect();
+            self.0.lock().unwrap().push((coordinates, Some(answer)));
+            async move {
+                let _ = answered.await;
+                for pending in batch {
+                    pending.reply(AttemptOutcome::Delivered);
+                }
+            }
+            .boxed()
+        }
+    }
+
+    impl Holding {
+        fn sent(&self) -> Vec<Vec<(i32, i64)>> {
+            self.0.lock().unwrap().iter().map(|(c, _)| c.clone()).collect()
+        }
+
+        fn answer(&self, index: usize) {
+            let answer = self.0.lock().unwrap()[index].1.take().expect("not answered yet");
+            answer.send(()).unwrap();
+        }
+    }
+
+    /// Submits `records` (partition, offset, key) in order on a task; returns its handle.
+    fn submit_all(
+        ordering: Ordering,
+        max_records: usize,
+        records: &[(i32, i64, &str)],
+    ) -> (Arc<Holding>, tokio::task::JoinHandle<Vec<AttemptOutcome>>) {
+        let sender = Arc::new(Holding::default());
+        let batcher = Batcher::start(sender.clone(), Limits { ordering, ..limits(max_records) });
+        let records: Vec<Record> = records
+            .iter()
+            .map(|(partition, offset, key)| Record {
+                tp: TopicPartition::new("t", *partition),
+                key: Some(Bytes::copy_from_slice(key.as_bytes())),
+                ..record(*offset, 10)
+            })
+            .collect();
+        let task = tokio::spawn(async move {
+            let attempt = Attempt { number: 1, ..Attempt::default() };
+            futures::future::join_all(records.iter().map(|r| batcher.submit(r, &attempt))).await
+        });
+        (sender, task)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partition_waits_for_its_batch_before_its_next_records_go() {
+        let records = [
+            (1, 0, "k"),
+            (1, 1, "k"),
+            (0, 0, "k"),
+            (0, 1, "k"),
+            (0, 2, "k"),
+            (0, 3, "k"),
+            (0, 4, "k"),
+            (0, 5, "k"),
+        ];
+        let (sender, task) = submit_all(Ordering::Partition, 4, &records);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            sender.sent(),
+            vec![vec![(1, 0), (1, 1), (0, 0), (0, 1)]],
+            "partition 0's next records wait for the batch that holds its first ones"
+        );
+        sender.answer(0);
+        tokio::time::sleep(Duration::from_millis(1)).await; // less than the linger: it waited enough
+        assert_eq!(sender.sent().get(1), Some(&vec![(0, 2), (0, 3), (0, 4), (0, 5)]));
+        sender.answer(1);
+        let outcomes = task.await.unwrap();
+        assert!(outcomes.iter().all(|o| *o == AttemptOutcome::Delivered));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_same_key_waits_under_key_order() {
+        let records = [(0, 0, "a"), (0, 1, "a"), (0, 2, "a"), (0, 3, "b")];
+        let (sender, task) = submit_all(Ordering::Key, 2, &records);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            sender.sent(),
+            vec![vec![(0, 0), (0, 1)], vec![(0, 3)]],
+            "key b goes, a's third record waits"
+        );
+        sender.answer(0);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(sender.sent().get(2), Some(&vec![(0, 2)]));
+        sender.answer(1);
+        sender.answer(2);
+        assert_eq!(task.await.unwrap().len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_order_a_split_goes_at_once() {
+        let records = [(0, 0, "k"), (0, 1, "k"), (0, 2, "k")];
+        let (sender, task) = submit_all(Ordering::None, 2, &records);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(sender.sent(), vec![vec![(0, 0), (0, 1)], vec![(0, 2)]]);
+        sender.answer(0);
+        sender.answer(1);
+        assert_eq!(task.await.unwrap().len(), 3);
     }
 }

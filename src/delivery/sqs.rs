@@ -26,6 +26,7 @@ use url::Url;
 
 use super::batcher::{BatchSender, Batcher, Limits, Pending};
 use super::{Attempt, AttemptOutcome, Delivery, Failure, FailureKind};
+use crate::config::Ordering;
 use crate::dlq::Archive;
 use crate::record::Record;
 
@@ -46,6 +47,7 @@ impl SqsDelivery {
         url: Url,
         timeout: Duration,
         linger: Duration,
+        ordering: Ordering,
         claim_checks: Option<Archive>,
     ) -> SqsDelivery {
         let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -57,7 +59,7 @@ impl SqsDelivery {
         let claim_checks = claim_checks.filter(|a| matches!(a, Archive::S3 { .. }));
         let sender =
             Arc::new(Sender { client, fifo: is_fifo(&url), queue_url: url.to_string(), claim_checks });
-        let limits = Limits { max_records: MAX_ENTRIES, max_bytes: MAX_MESSAGE_BYTES, linger };
+        let limits = Limits { max_records: MAX_ENTRIES, max_bytes: MAX_MESSAGE_BYTES, linger, ordering };
         SqsDelivery { batcher: Batcher::start(sender, limits), url }
     }
 }

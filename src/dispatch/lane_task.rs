@@ -110,7 +110,8 @@ impl LaneTask {
                 done.push(record.offset);
                 continue;
             }
-            // A batch's worth of consecutive records goes out together (one request).
+            // A batch's worth of consecutive records goes out together: one request when they
+            // fit, never two requests at once (see `crate::delivery::batcher`).
             let outcomes = done
                 .settle(futures::future::join_all(
                     chunk.iter().map(|r| pipeline.process(r, &self.counters, &self.cancel)),

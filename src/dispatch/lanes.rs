@@ -23,6 +23,20 @@ const BATCH: usize = 128;
 /// A lane: the topic-partition and a lane number within it.
 pub(super) type LaneKey = (TopicPartition, u64);
 
+/// The lane of `record` within its partition under `ordering`: the whole partition, its key
+/// (records without a key share one lane), or, with no order, the record alone.
+pub fn lane_in_partition(ordering: Ordering, record: &Record) -> u64 {
+    match ordering {
+        Ordering::Partition => 0,
+        Ordering::Key => record.key.as_ref().map_or(0, |key| FxBuildHasher.hash_one(key.as_ref()) | 1),
+        Ordering::None => u64::try_from(record.offset).unwrap_or(0),
+    }
+}
+
+fn lane_of(ordering: Ordering, record: &Record) -> LaneKey {
+    (record.tp.clone(), lane_in_partition(ordering, record))
+}
+
 /// One assigned partition as the dispatcher sees it.
 struct Partition {
     /// Offset tracker epoch of this assignment.
@@ -189,15 +203,6 @@ impl Dispatcher {
         self.routes.iter().find(|r| r.matcher.as_ref().is_none_or(|m| m.matches(topic))).cloned()
     }
 
-    fn lane_of(ordering: Ordering, record: &Record) -> LaneKey {
-        let lane = match ordering {
-            Ordering::Partition => 0,
-            Ordering::Key => record.key.as_ref().map_or(0, |key| FxBuildHasher.hash_one(key.as_ref()) | 1),
-            Ordering::None => u64::try_from(record.offset).unwrap_or(0),
-        };
-        (record.tp.clone(), lane)
-    }
-
     fn on_records(&mut self, records: Vec<Record>) {
         let mut touched: Vec<TopicPartition> = Vec::new();
         let mut records = records.into_iter().peekable();
@@ -242,7 +247,7 @@ impl Dispatcher {
                 continue;
             }
             for record in run.drain(..) {
-                let key = Self::lane_of(ordering, &record);
+                let key = lane_of(ordering, &record);
                 let lane = self.lanes.entry(key.clone()).or_default();
                 lane.queue.push_back(record);
                 if !lane.running && !lane.ready {

@@ -29,6 +29,7 @@ use crate::record::{Record, TopicPartition};
 use crate::telemetry::metrics::Metrics;
 use lane_task::LaneDone;
 use lanes::Dispatcher;
+pub use lanes::lane_in_partition;
 
 /// Signals a drain finished (sent from the dispatcher task, awaited in a librdkafka callback
 /// thread, so a std channel rather than an async one).

@@ -1,6 +1,7 @@
 //! Per-topic routes and HTTP batch delivery with per-record results.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::common::app::{Reply, TestApp};
 use crate::common::sidecar::{self, Sidecar};
@@ -146,4 +147,47 @@ async fn whole_batch_failures_bisect_down_to_the_poison_record() {
     assert_eq!(common::header_text(&letters[0], "dlq-error-class").as_deref(), Some("permanent"));
     assert_eq!(sidecar.running().metrics.total(|c| c.dead_lettered_total()), 1, "only the poison record");
     sidecar.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_is_never_in_two_batch_requests_at_once() {
+    let topic = common::random_name("lanes");
+    common::create_topic(&topic, 4).await;
+    common::create_topic(&format!("{topic}.dlq"), 1).await;
+    // Uneven runs per partition, so partial batches fill up with other partitions' records.
+    common::produce(
+        &topic,
+        (0..203).map(|i| Produce::text(i % 4, &format!("k{i}"), &format!("{i}"))).collect(),
+    )
+    .await;
+    let app = TestApp::start().await;
+    let busy = Duration::from_millis(30);
+    app.behave(move |_| Reply::Slow(busy, 200));
+    let group = common::random_name("g");
+    let mut env = batch_env(&topic, &group, &app.url());
+    env.insert("SIDECAR_ORDERING".into(), "partition".into());
+    env.insert("SIDECAR_DELIVERY_BATCH_LINGER".into(), "10ms".into());
+    let sidecar = Sidecar::start(&env).await;
+    common::wait_committed(&group, &topic, &[51, 51, 51, 50]).await;
+    sidecar.stop().await;
+
+    let requests: Vec<_> = app.received().iter().map(|r| (r.at, batch_records(&r.text()))).collect();
+    let mut next: BTreeMap<i64, i64> = BTreeMap::new();
+    for (i, (at, records)) in requests.iter().enumerate() {
+        for (partition, offset, _) in records {
+            let expected = next.entry(*partition).or_insert(0);
+            assert_eq!(offset, expected, "partition {partition} arrives in order");
+            *expected += 1;
+        }
+        // A later request that shares a partition went out after this one was answered.
+        for (later, later_records) in &requests[i + 1..] {
+            let shared = later_records.iter().any(|(p, _, _)| records.iter().any(|(q, _, _)| p == q));
+            let gap = later.duration_since(*at);
+            assert!(
+                !shared || gap >= busy - Duration::from_millis(5),
+                "two requests with one partition {gap:?} apart"
+            );
+        }
+    }
+    println!("{} batch requests for 203 records", requests.len());
 }
