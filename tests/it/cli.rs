@@ -97,3 +97,19 @@ fn demo_runs_the_pipeline_and_its_report_adds_up() {
     assert!(stdout.contains(": 10 objects"), "{stdout}");
     assert!(stdout.contains("every record is accounted for"), "{stdout}");
 }
+
+#[test]
+fn a_child_sidecar_the_test_drops_is_killed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut env: std::collections::BTreeMap<String, String> =
+        VALID.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    env.insert("KAFKA_BROKERS".into(), "127.0.0.1:1".into()); // nothing there: it keeps trying
+    env.insert("SIDECAR_ADMIN_ADDR".into(), "127.0.0.1:0".into());
+    let mut child = crate::common::process::spawn(&env, &dir.path().join("sidecar.log"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(child.try_wait().expect("try_wait").is_none(), "still running before the drop");
+    let pid = child.id().to_string();
+    drop(child);
+    let alive = Command::new("kill").args(["-0", &pid]).output().expect("kill -0").status.success();
+    assert!(!alive, "process {pid} outlived its handle");
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 /// Starts `msk-sidecar run` with exactly `env` (plus PATH), logging to `log`. Nothing else is
 /// inherited: a child that needs the test bed's AWS variables gets them from [`testbed_aws`], so
 /// tests of the credential chain are not shadowed by the test bed's static keys.
-pub fn spawn(env: &BTreeMap<String, String>, log: &Path) -> Child {
+pub fn spawn(env: &BTreeMap<String, String>, log: &Path) -> Sidecar {
     let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
     let err = file.try_clone().expect("log file");
     Command::new(env!("CARGO_BIN_EXE_msk-sidecar"))
@@ -20,7 +20,34 @@ pub fn spawn(env: &BTreeMap<String, String>, log: &Path) -> Child {
         .stdout(file)
         .stderr(err)
         .spawn()
+        .map(Sidecar)
         .expect("start msk-sidecar")
+}
+
+/// A running `msk-sidecar` child, killed when dropped: a test that fails half-way does not
+/// leave it running (and consuming its topics) until the test binary exits.
+pub struct Sidecar(Child);
+
+impl std::ops::Deref for Sidecar {
+    type Target = Child;
+
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Sidecar {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        // Already exited (the usual case): nothing to kill, and the error says so.
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// The test bed's AWS variables (LocalStack endpoint, static keys, region), for a child that
