@@ -140,7 +140,7 @@ struct Release {
 
 impl Drop for Release {
     fn drop(&mut self) {
-        // The collector only stops once nothing is in flight, so nobody misses this.
+        // A collector that has stopped (input closed, nothing buffered) needs no answer.
         drop(self.answered.send(std::mem::take(&mut self.lanes)));
     }
 }
@@ -183,9 +183,9 @@ async fn collect(mut rx: mpsc::UnboundedReceiver<Pending>, sender: Arc<dyn Batch
                 deadline = None;
             }
         }
-        // Records still buffered (waiting for company, or for their lane) go at the latest
-        // one linger from now.
-        if c.buffer.is_empty() {
+        // Records waiting for company go at the latest one linger from now; records waiting
+        // for their lane go when its batch is answered.
+        if !c.buffer.iter().any(|p| !p.held) {
             deadline = None;
         } else if deadline.is_none() {
             deadline = Some(Instant::now() + c.limits.linger);
@@ -234,14 +234,23 @@ impl Collector {
     }
 
     /// Takes the entries at `chosen` (ascending) out of the buffer and sends them as one batch.
+    /// Entries whose attempt was abandoned (a hard cancel: the partition was revoked or the
+    /// process is stopping) are dropped instead: their next owner delivers them.
     fn send(&mut self, chosen: &[usize]) {
         let mut batch = Vec::with_capacity(chosen.len());
         let mut kept = Vec::with_capacity(self.buffer.len() - chosen.len());
         let mut next = chosen.iter().peekable();
         for (index, pending) in std::mem::take(&mut self.buffer).into_iter().enumerate() {
-            if next.next_if_eq(&&index).is_some() { batch.push(pending) } else { kept.push(pending) }
+            if next.next_if_eq(&&index).is_none() {
+                kept.push(pending);
+            } else if !pending.reply.is_closed() {
+                batch.push(pending);
+            }
         }
         self.buffer = kept;
+        if batch.is_empty() {
+            return;
+        }
         let mut lanes: Vec<u64> = batch.iter().filter_map(|p| p.lane).collect();
         lanes.sort_unstable();
         lanes.dedup();
@@ -249,7 +258,7 @@ impl Collector {
         for pending in self.buffer.iter_mut().filter(|p| in_lanes(p, &lanes)) {
             pending.held = true;
         }
-        let release = Release { lanes, answered: self.answered.clone() };
+        let release = (!lanes.is_empty()).then(|| Release { lanes, answered: self.answered.clone() });
         let sender = self.sender.clone();
         tokio::spawn(async move {
             sender.send(batch).await;
@@ -452,5 +461,28 @@ mod tests {
         sender.answer(0);
         sender.answer(1);
         assert_eq!(task.await.unwrap().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_record_waiting_for_its_lane_is_not_sent() {
+        let sender = Arc::new(Holding::default());
+        let batcher = Batcher::start(sender.clone(), Limits { ordering: Ordering::Partition, ..limits(2) });
+        let attempt = Attempt { number: 1, ..Attempt::default() };
+        let first = {
+            let (batcher, attempt) = (batcher.clone(), attempt.clone());
+            tokio::spawn(async move {
+                let (a, b) = (record(0, 10), record(1, 10));
+                futures::future::join(batcher.submit(&a, &attempt), batcher.submit(&b, &attempt)).await
+            })
+        };
+        let abandoned = tokio::spawn(async move { batcher.submit(&record(2, 10), &attempt).await });
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(sender.sent(), vec![vec![(0, 0), (0, 1)]], "offset 2 waits for its partition");
+        abandoned.abort(); // a hard cancel: the partition was revoked
+        assert!(abandoned.await.unwrap_err().is_cancelled());
+        sender.answer(0);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(sender.sent().len(), 1, "nobody waits for offset 2: it is not sent");
+        assert_eq!(first.await.unwrap(), (AttemptOutcome::Delivered, AttemptOutcome::Delivered));
     }
 }
