@@ -150,18 +150,23 @@ impl PartitionOffsets {
         }
     }
 
-    /// Records that the broker acknowledged a commit of `offset`.
+    /// Records that the broker acknowledged a commit of `offset`. Only offsets this assignment
+    /// handed out count: a late acknowledgement of an earlier assignment's commit is ignored.
     pub fn commit_confirmed(&mut self, offset: i64) {
-        self.confirmed = Some(self.confirmed.map_or(offset, |c| c.max(offset)));
+        if self.committed.is_some_and(|c| offset <= c) {
+            self.confirmed = Some(self.confirmed.map_or(offset, |c| c.max(offset)));
+        }
     }
 
     /// The watermark unless the broker already acknowledged it. Unlike
     /// [`take_commit`](Self::take_commit), a commit that was only sent does not count: it may
     /// still fail (a commit that meets a rebalance fails with `REBALANCE_IN_PROGRESS`), and this
     /// is the last chance to commit before the partition goes to another member.
+    /// It never goes below a commit already handed out (everything below that was done then),
+    /// so a watermark that moved back (records seen again) does not move the group back.
     pub fn final_commit(&self) -> Option<i64> {
-        let watermark = self.watermark()?;
-        self.confirmed.is_none_or(|c| c < watermark).then_some(watermark)
+        let offset = self.watermark()?.max(self.committed.unwrap_or(i64::MIN));
+        self.confirmed.is_none_or(|c| c < offset).then_some(offset)
     }
 }
 
@@ -487,6 +492,22 @@ mod tests {
         tracker.commit_confirmed(&tp, 3); // an older commit's late acknowledgement
         tracker.commit_confirmed(&tp, 5);
         assert_eq!(tracker.revoke(&tp), None, "acknowledged: nothing left to commit");
+    }
+
+    #[test]
+    fn the_final_commit_never_moves_the_group_back() {
+        let mut p = PartitionOffsets::default();
+        for offset in 0..5 {
+            p.track(offset, None);
+            p.complete(offset);
+        }
+        assert_eq!(p.take_commit(), Some(5));
+        p.commit_confirmed(9); // never handed out by this assignment: ignored
+        p.track(2, None); // seen again (a seek back) while the commit of 5 is unanswered
+        assert_eq!(p.watermark(), Some(2));
+        assert_eq!(p.final_commit(), Some(5), "not below what was already handed out");
+        p.commit_confirmed(5);
+        assert_eq!(p.final_commit(), None);
     }
 }
 
