@@ -114,10 +114,7 @@ async fn a_slow_application_does_not_push_the_consumer_out_of_the_group() {
 /// How many times `sidecar` lost its assignment (`msk_sidecar_rebalances_total{kind="lost"}`).
 fn lost(sidecar: &Sidecar) -> u64 {
     let metrics = sidecar.running().metrics.render_prometheus();
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("msk_sidecar_rebalances_total{kind=\"lost\"} ")?.parse().ok())
-        .unwrap_or_else(|| panic!("no lost rebalance counter in:\n{metrics}"))
+    common::lost_rebalances(&metrics).unwrap_or_else(|| panic!("no lost rebalance counter in:\n{metrics}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

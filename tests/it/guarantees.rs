@@ -104,9 +104,7 @@ async fn sigkill_at_random_points_loses_nothing() {
 /// The value of `msk_sidecar_rebalances_total{kind="lost"}` on a sidecar's admin server.
 async fn partitions_lost(admin: &str) -> Option<u64> {
     let response = reqwest::get(format!("{admin}/metrics")).await.ok()?;
-    let text = response.text().await.ok()?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("msk_sidecar_rebalances_total{kind=\"lost\"} ")?.parse().ok())
+    common::lost_rebalances(&response.text().await.ok()?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -276,3 +276,11 @@ pub async fn get(url: &str) -> (u16, String) {
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
 }
+
+/// `msk_sidecar_rebalances_total{kind="lost"}` in a Prometheus page: how many times the sidecar
+/// lost its assignment.
+pub fn lost_rebalances(metrics: &str) -> Option<u64> {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("msk_sidecar_rebalances_total{kind=\"lost\"} ")?.parse().ok())
+}
