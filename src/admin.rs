@@ -114,7 +114,8 @@ async fn live() -> Response {
 
 async fn ready(State(state): State<AdminState>) -> Response {
     match state.health.readiness() {
-        Ok(()) => json(StatusCode::OK, serde_json::json!({ "status": "ready" })),
+        Ok(warnings) if warnings.is_empty() => json(StatusCode::OK, serde_json::json!({ "status": "ready" })),
+        Ok(warnings) => json(StatusCode::OK, serde_json::json!({ "status": "ready", "warnings": warnings })),
         Err(reasons) => json(
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({ "status": "not ready", "reasons": reasons }),
@@ -148,12 +149,12 @@ mod tests {
         let not_ready = client.get(format!("{base}/ready")).send().await.expect("ready");
         assert_eq!(not_ready.status(), 503);
         health.mark_joined();
-        health.set_problem(Component::Application, "unreachable at http://127.0.0.1:1/: refused");
+        let latch = health.latch(Component::Application, "", "unreachable at http://127.0.0.1:1/: refused");
         let text =
             client.get(format!("{base}/ready")).send().await.expect("ready").text().await.expect("body");
         let body: serde_json::Value = serde_json::from_str(&text).expect("json");
         assert_eq!(body["reasons"][0], "application: unreachable at http://127.0.0.1:1/: refused");
-        health.clear_problem(Component::Application);
+        drop(latch);
         assert_eq!(client.get(format!("{base}/ready")).send().await.expect("ready").status(), 200);
         let metrics = client.get(format!("{base}/metrics")).send().await.expect("metrics");
         assert_eq!(metrics.status(), 200);

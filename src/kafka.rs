@@ -12,7 +12,7 @@ use rdkafka::error::KafkaError;
 
 use crate::auth::TokenProvider;
 use crate::config::{KafkaAuth, KafkaConfig};
-use crate::health::{Component, Health};
+use crate::health::{Component, Health, Problem};
 use crate::telemetry::metrics::Metrics;
 
 /// Base settings for every client: brokers, security, pass-through properties (last, so a user
@@ -42,11 +42,13 @@ pub fn apply_passthrough(config: &mut ClientConfig, kafka: &KafkaConfig) {
 }
 
 /// Settings of the dead-letter producer: every replica acknowledges before a dead letter counts
-/// as written.
+/// as written, and the producer is idempotent (a retried send is not written twice, and dead
+/// letters of one partition stay in order).
 pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
     let mut config = client_config(kafka, "msk-sidecar-dlq");
     config
         .set("acks", "all")
+        .set("enable.idempotence", "true")
         // A dead letter holds its partition until acknowledged: send at once.
         .set("linger.ms", "0")
         .set("message.timeout.ms", "30000")
@@ -58,15 +60,55 @@ pub fn producer_config(kafka: &KafkaConfig) -> ClientConfig {
 /// The producer's `message.max.bytes` (librdkafka's default; brokers default to about the same).
 pub const MESSAGE_MAX_BYTES: usize = 1_000_000;
 
-/// What every client context shares: token signing, readiness, metrics.
+/// What every client context shares: token signing, readiness, metrics, the fatal stop.
 #[derive(Clone)]
 pub struct Shared {
     /// Signs MSK IAM tokens (`None` without IAM auth).
     pub auth: Option<Arc<TokenProvider>>,
-    /// Readiness (authentication failures).
-    pub health: Arc<Health>,
+    /// Readiness: the brokers rejected our authentication (cleared when records arrive).
+    pub authentication: Arc<Problem>,
+    /// A fatal client error: the process must stop and be restarted.
+    pub fatal: Arc<Fatal>,
     /// Metrics (authentication failures).
     pub metrics: Metrics,
+}
+
+/// A fatal librdkafka error (a fenced static member, a broken idempotent producer): the client
+/// cannot go on. The sidecar turns unready, stops (as on SIGTERM, as far as a broken client can)
+/// and exits non-zero so that the orchestrator restarts it.
+#[derive(Debug)]
+pub struct Fatal {
+    /// The first fatal error.
+    reason: std::sync::OnceLock<String>,
+    /// Stops the sidecar.
+    stop: tokio_util::sync::CancellationToken,
+    /// Readiness while it stops.
+    problem: Problem,
+}
+
+impl Fatal {
+    /// A fatal stop that cancels `stop`.
+    pub fn new(health: &Arc<Health>, stop: tokio_util::sync::CancellationToken) -> Self {
+        Fatal {
+            reason: std::sync::OnceLock::new(),
+            stop,
+            problem: Problem::new(health, Component::Consumer, ""),
+        }
+    }
+
+    /// Records a fatal error and stops the sidecar (once).
+    pub fn raise(&self, reason: String) {
+        if self.reason.set(reason.clone()).is_ok() {
+            self.problem.set(format!("fatal Kafka client error, stopping: {reason}"));
+            tracing::error!(error = %reason, "Fatal Kafka client error: stopping; the orchestrator should restart the sidecar.");
+            self.stop.cancel();
+        }
+    }
+
+    /// The fatal error, if one happened.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.get().map(String::as_str)
+    }
 }
 
 impl Shared {
@@ -78,19 +120,19 @@ impl Shared {
         }
     }
 
-    /// Routes a client error, recording authentication failures for readiness.
+    /// Routes a client error, recording authentication failures for readiness and stopping
+    /// on a fatal error.
     pub fn error(&self, error: &KafkaError, reason: &str) {
-        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::Authentication) {
-            self.metrics.auth_failed();
-            if self.health.set_problem(
-                Component::Authentication,
-                format!("the brokers rejected authentication: {reason}"),
-            ) {
-                tracing::error!(error = %error, reason, "Kafka authentication failed.");
+        match error.rdkafka_error_code() {
+            Some(rdkafka::types::RDKafkaErrorCode::Authentication) => {
+                self.metrics.auth_failed();
+                if self.authentication.set(format!("the brokers rejected authentication: {reason}")) {
+                    tracing::error!(error = %error, reason, "Kafka authentication failed.");
+                }
             }
-            return;
+            Some(rdkafka::types::RDKafkaErrorCode::Fatal) => self.fatal.raise(format!("{error}: {reason}")),
+            _ => route_error(error, reason),
         }
-        route_error(error, reason);
     }
 }
 

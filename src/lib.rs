@@ -11,11 +11,13 @@
 //! - [`pipeline`]: one record from first attempt to terminal outcome (retries, breaker).
 //! - [`delivery`]: one attempt to the application (HTTP).
 //! - [`dlq`]: dead-letter topic record and archive object.
-//! - [`offsets`]: per-partition contiguous watermark of finished records.
+//! - [`offsets`]: per-partition contiguous watermark of finished records, and the offset map of
+//!   records finished above it that travels in the commit's metadata.
 //! - [`record`]: the record type every stage shares.
 //! - [`health`], [`admin`]: readiness state and the `/live` `/ready` `/metrics` server.
 //! - [`telemetry`]: logs and metrics.
 //! - [`app`]: wires it all; [`shutdown`]: the SIGTERM/SIGINT token; [`cli`]: subcommands.
+//! - [`panics`]: the panic hook and the containment of panics in libraries reading hostile bytes.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -32,6 +34,7 @@ pub mod dlq;
 pub mod health;
 pub mod kafka;
 pub mod offsets;
+pub mod panics;
 pub mod pipeline;
 pub mod record;
 pub mod shutdown;

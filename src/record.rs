@@ -61,6 +61,9 @@ pub struct Record {
     pub value: Option<Bytes>,
     /// Headers in record order.
     pub headers: Vec<Header>,
+    /// What of the record could not be read (a header name that is not UTF-8): such a record
+    /// is dead-lettered as `malformed`, never delivered.
+    pub malformed: Option<Box<str>>,
 }
 
 impl Record {
@@ -97,6 +100,7 @@ mod tests {
             key: Some(Bytes::from_static(b"secret-key")),
             value: Some(Bytes::from_static(b"secret-value")),
             headers: vec![Header { name: "h".into(), value: Some(Bytes::from_static(b"secret-header")) }],
+            malformed: None,
         };
         let shown = format!("{record:?}");
         assert_eq!(shown, "Record(orders/3@42)");

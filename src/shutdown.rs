@@ -3,7 +3,15 @@
 //! Every long-lived task takes a child of this token; `main` creates it once and the
 //! integration tests create their own, so the same `app::run` serves both.
 
+use std::time::Duration;
+
 use tokio_util::sync::CancellationToken;
+
+/// How long records in flight may take to finish after SIGTERM: the grace minus two seconds
+/// kept for the final commit and leaving the group (at least half a second).
+pub fn drain_deadline(grace: Duration) -> Duration {
+    grace.saturating_sub(Duration::from_secs(2)).max(Duration::from_millis(500))
+}
 
 /// Returns a token that is cancelled when the process receives SIGTERM or SIGINT.
 ///

@@ -51,6 +51,9 @@ pub enum AppError {
     /// An OTLP exporter could not be built.
     #[error(transparent)]
     Otlp(#[from] OtlpError),
+    /// A Kafka client failed fatally: the sidecar stopped and must be restarted.
+    #[error("fatal Kafka client error: {0}")]
+    Fatal(String),
 }
 
 /// A started sidecar.
@@ -93,7 +96,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             metrics.set_span_counters(span_counters);
             let tracer = provider.tracer("msk-sidecar");
             crate::telemetry::attach_tracer(tracer.clone());
-            Tracing::new(tracer, config.kafka.group.clone(), TargetInfo::default())
+            Tracing::new(tracer, config.kafka.group.clone(), TargetInfo::default(), config.trace_record_keys)
         }
         None => Tracing::disabled(),
     };
@@ -102,7 +105,19 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 
     let background = CancellationToken::new();
     let auth = crate::auth::start(&config, &health, &metrics, background.clone()).await;
-    let shared = kafka::Shared { auth, health: health.clone(), metrics: metrics.clone() };
+    // A fatal client error stops the sidecar as SIGTERM would, then it exits with an error.
+    let stop = shutdown.child_token();
+    let fatal = Arc::new(kafka::Fatal::new(&health, stop.clone()));
+    let shared = kafka::Shared {
+        auth,
+        authentication: Arc::new(crate::health::Problem::new(
+            &health,
+            crate::health::Component::Authentication,
+            "",
+        )),
+        fatal: fatal.clone(),
+        metrics: metrics.clone(),
+    };
     let producer: FutureProducer<KafkaContext> = kafka::producer_config(&config.kafka)
         .create_with_context(KafkaContext { shared: shared.clone() })
         .map_err(AppError::Producer)?;
@@ -118,13 +133,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
     let built = routes::build(&common).await?;
 
-    let tracker = Arc::new(OffsetTracker::new());
+    let tracker = Arc::new(OffsetTracker::new(config.max_uncommitted));
     let oldest = tracker.clone();
     metrics.set_oldest_source(Box::new(move || oldest.oldest_timestamps()));
     let (flow_tx, flow_rx) = mpsc::unbounded_channel();
     let limits = Limits::for_in_flight(config.max_in_flight);
     let backlog = Arc::new(dispatch::Backlog::default());
+    let lane_tasks = tokio_util::task::TaskTracker::new();
     let (dispatch, dispatcher) = dispatch::spawn(dispatch::Setup {
+        tasks: lane_tasks.clone(),
         routes: built.routes,
         max_in_flight: config.max_in_flight,
         limits,
@@ -144,7 +161,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         backlog,
         soft_limit: limits.soft_records(),
     };
-    let consumer_done = consumer::spawn(&config, parts, shutdown)?;
+    let consumer_done = consumer::spawn(&config, parts, stop)?;
     let writers = built.writers;
     let probers = built.probers;
 
@@ -152,8 +169,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let admin_addr = admin.addr;
     let flush_metrics = metrics.clone();
     tokio::spawn(async move {
-        let result =
-            finish(consumer_done, dispatcher, writers, admin, background, probers, tracer_provider).await;
+        let stopped = Stopped { consumer: consumer_done, dispatcher, lane_tasks };
+        let result = finish(stopped, writers, admin, background, probers, tracer_provider)
+            .await
+            .and_then(|()| fatal.reason().map_or(Ok(()), |reason| Err(AppError::Fatal(reason.to_string()))));
         // Push the final counts to an OTLP metrics collector, if one is configured.
         let provider = flush_metrics.provider().clone();
         drop(
@@ -168,18 +187,32 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     Ok(Running { metrics, health, admin_addr, done })
 }
 
+/// What `finish` waits for first: the consumer, the dispatcher, and every lane task.
+struct Stopped {
+    /// Reports when the consumer has drained, committed and closed.
+    consumer: oneshot::Receiver<Result<(), ConsumerError>>,
+    /// The dispatcher task.
+    dispatcher: tokio::task::JoinHandle<()>,
+    /// Every lane task (closed by the dispatcher when it stops).
+    lane_tasks: tokio_util::task::TaskTracker,
+}
+
 /// Waits for the consumer to drain and close, then stops the rest in order.
 async fn finish(
-    consumer_done: oneshot::Receiver<Result<(), ConsumerError>>,
-    dispatcher: tokio::task::JoinHandle<()>,
+    stopped: Stopped,
     writers: Vec<Arc<DeadLetterWriter>>,
     admin: AdminServer,
     background: CancellationToken,
     probers: Vec<tokio::task::JoinHandle<()>>,
     tracer_provider: Option<SdkTracerProvider>,
 ) -> Result<(), AppError> {
-    let result = consumer_done.await.unwrap_or(Err(ConsumerError::Vanished));
-    drop(dispatcher.await);
+    let result = stopped.consumer.await.unwrap_or(Err(ConsumerError::Vanished));
+    drop(stopped.dispatcher.await);
+    // Lane tasks abandoned at the end of the grace period stop at their next await.
+    stopped.lane_tasks.close();
+    if tokio::time::timeout(Duration::from_secs(5), stopped.lane_tasks.wait()).await.is_err() {
+        tracing::warn!(running = stopped.lane_tasks.len(), "Lane tasks still running at shutdown.");
+    }
     background.cancel();
     for prober in probers {
         drop(prober.await);

@@ -74,8 +74,13 @@ async fn delivery(route: &Route, common: &Common<'_>) -> Result<(Arc<dyn Deliver
                 linger: settings.batch.linger,
                 ordering: route.ordering,
             };
-            let target =
-                HttpBatchDelivery::new(url.clone(), settings.timeout, common.config.max_in_flight, limits)?;
+            let target = HttpBatchDelivery::new(
+                url.clone(),
+                settings.timeout,
+                common.config.max_in_flight,
+                limits,
+                common.metrics.clone(),
+            )?;
             (Arc::new(target), settings.batch.max_records)
         }
         DeliveryTarget::Http(url) => {

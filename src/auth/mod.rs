@@ -17,7 +17,7 @@ use rdkafka::client::OAuthToken;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, KafkaAuth};
-use crate::health::{Component, Health};
+use crate::health::{Component, Health, Problem};
 use crate::telemetry::metrics::Metrics;
 use credentials::{CredentialCache, RefreshObserver};
 pub use token::{Token, sign_token};
@@ -32,8 +32,8 @@ pub struct TokenProvider {
     cache: Arc<CredentialCache>,
     /// Signing region.
     region: String,
-    /// Readiness: the token problem.
-    health: Arc<Health>,
+    /// Readiness: the token problem (shared with the credential refresher).
+    problem: Arc<Problem>,
     /// Token expiry and failure metrics.
     metrics: Metrics,
 }
@@ -46,8 +46,8 @@ impl std::fmt::Debug for TokenProvider {
 
 impl TokenProvider {
     /// A provider signing for `region` with `cache`.
-    pub fn new(cache: Arc<CredentialCache>, region: String, health: Arc<Health>, metrics: Metrics) -> Self {
-        TokenProvider { cache, region, health, metrics }
+    pub fn new(cache: Arc<CredentialCache>, region: String, problem: Arc<Problem>, metrics: Metrics) -> Self {
+        TokenProvider { cache, region, problem, metrics }
     }
 
     /// Signs a token now. Fails (and records why) when credentials are missing or about to
@@ -60,14 +60,13 @@ impl TokenProvider {
         match &result {
             Ok(token) => {
                 self.metrics.set_token_expiry(token.expires_at_ms / 1000);
-                if self.health.clear_problem(Component::Token) {
+                if self.problem.clear() {
                     tracing::info!(region = %self.region, "MSK IAM token signed again.");
                 }
             }
             Err(error) => {
                 self.metrics.auth_failed();
-                if self.health.set_problem(Component::Token, format!("cannot sign an MSK IAM token: {error}"))
-                {
+                if self.problem.set(format!("cannot sign an MSK IAM token: {error}")) {
                     tracing::error!(region = %self.region, error = %error, "Cannot sign an MSK IAM token.");
                 }
             }
@@ -88,20 +87,20 @@ impl TokenProvider {
 
 /// Reports credential loads into readiness and metrics.
 struct Observer {
-    /// Readiness.
-    health: Arc<Health>,
+    /// Readiness: the token problem.
+    problem: Arc<Problem>,
     /// Metrics.
     metrics: Metrics,
 }
 
 impl RefreshObserver for Observer {
     fn loaded(&self, _credentials: &Credentials) {
-        self.health.clear_problem(Component::Token);
+        self.problem.clear();
     }
 
     fn failed(&self, error: &str) {
         self.metrics.auth_failed();
-        self.health.set_problem(Component::Token, format!("cannot load AWS credentials: {error}"));
+        self.problem.set(format!("cannot load AWS credentials: {error}"));
     }
 }
 
@@ -121,7 +120,8 @@ pub async fn start(
     let region = config.kafka.region.clone().unwrap_or_default();
     let provider = credentials::default_provider(Some(region.clone())).await;
     let cache = Arc::new(CredentialCache::new());
-    let observer = Arc::new(Observer { health: health.clone(), metrics: metrics.clone() });
+    let problem = Arc::new(Problem::new(health, Component::Token, ""));
+    let observer = Arc::new(Observer { problem: problem.clone(), metrics: metrics.clone() });
     tokio::spawn(credentials::run_refresher(cache.clone(), provider, observer, cancel));
     let waited = tokio::time::timeout(Duration::from_secs(5), async {
         while cache.usable(SystemTime::now()).is_err() {
@@ -134,5 +134,5 @@ pub async fn start(
             "No AWS credentials after 5 s: starting anyway; the consumer connects once they load."
         );
     }
-    Some(Arc::new(TokenProvider::new(cache, region, health.clone(), metrics.clone())))
+    Some(Arc::new(TokenProvider::new(cache, region, problem, metrics.clone())))
 }

@@ -170,6 +170,7 @@ async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ("SIDECAR_DLQ_TOPIC", DLQ),
         ("SIDECAR_ADMIN_ADDR", "127.0.0.1:0"),
         ("SIDECAR_SHUTDOWN_GRACE", "5s"),
+        ("SIDECAR_DELIVERY_TIMEOUT", "2s"),
         ("SIDECAR_LIBRDKAFKA_SESSION_TIMEOUT_MS", "6000"),
     ]
     .into_iter()

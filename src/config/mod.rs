@@ -91,6 +91,20 @@ impl fmt::Debug for LibrdkafkaProperty {
     }
 }
 
+impl KafkaConfig {
+    /// The `KAFKA_TOPICS` entry (a name or a `^regex`) that subscribes to `topic`, if any.
+    pub fn consumed_by(&self, topic: &str) -> Option<&str> {
+        self.topics
+            .iter()
+            .find(|t| {
+                *t == topic
+                    || (t.starts_with('^')
+                        && regex::Regex::new(t).is_ok_and(|pattern| pattern.is_match(topic)))
+            })
+            .map(String::as_str)
+    }
+}
+
 /// Kafka connection and group settings.
 #[derive(Clone, Debug)]
 pub struct KafkaConfig {
@@ -251,8 +265,9 @@ pub enum RootSampler {
     TraceIdRatio(f64),
 }
 
-/// Telemetry export settings, from the OpenTelemetry SDK's standard variables.
-#[derive(Clone, Debug, PartialEq)]
+/// Telemetry export settings, from the OpenTelemetry SDK's standard variables. Shown (`Debug`)
+/// with the endpoints redacted.
+#[derive(Clone, PartialEq)]
 pub struct TelemetryConfig {
     /// `OTEL_EXPORTER_OTLP_ENDPOINT` as given (the signal endpoints derive from it).
     pub endpoint: Option<String>,
@@ -268,6 +283,20 @@ pub struct TelemetryConfig {
     pub sampler: SamplerConfig,
 }
 
+impl fmt::Debug for TelemetryConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |endpoint: &Option<String>| endpoint.as_deref().map(redact_text_url);
+        f.debug_struct("TelemetryConfig")
+            .field("endpoint", &shown(&self.endpoint))
+            .field("traces_endpoint", &shown(&self.traces_endpoint))
+            .field("metrics_endpoint", &shown(&self.metrics_endpoint))
+            .field("protocol", &self.protocol)
+            .field("service_name", &self.service_name)
+            .field("sampler", &self.sampler)
+            .finish()
+    }
+}
+
 /// The complete, validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -279,6 +308,9 @@ pub struct Config {
     pub ordering: Ordering,
     /// Records in flight across all partitions.
     pub max_in_flight: usize,
+    /// Offsets a partition may run ahead of its commit point (finished or not) before it
+    /// pauses: bounds the memory a stuck record can make the sidecar hold.
+    pub max_uncommitted: u64,
     /// Retry policy.
     pub retry: RetryPolicy,
     /// Dead-letter topic and archive.
@@ -291,6 +323,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// OTLP traces and metrics.
     pub telemetry: TelemetryConfig,
+    /// Whether spans carry record keys (`messaging.kafka.message.key`): off unless asked for,
+    /// since keys may be personal data.
+    pub trace_record_keys: bool,
     /// Per-topic routes from the TOML file, in file order (the first match wins).
     pub routes: Vec<Route>,
 }
@@ -404,14 +439,56 @@ impl From<RawProblem> for Problem {
     }
 }
 
-/// A URL with any password replaced, for logs and output.
+/// A URL as it may be shown in logs, output, readiness reasons and spans: the user info and
+/// every query value replaced (`?api_key=...` is a common way to pass a secret).
 pub fn redact_url(url: &Url) -> String {
     let mut shown = url.clone();
+    // Setting user info only fails for URLs that cannot have any, which had none.
     if shown.password().is_some() {
-        // Setting a password only fails for URLs that cannot have one, which had none.
         let _ = shown.set_password(Some("redacted"));
     }
+    if !shown.username().is_empty() {
+        let _ = shown.set_username("redacted");
+    }
+    if shown.query().is_some() {
+        let names: Vec<String> = url.query_pairs().map(|(name, _)| name.into_owned()).collect();
+        shown.set_query(None);
+        if !names.is_empty() {
+            let mut pairs = shown.query_pairs_mut();
+            names.iter().for_each(|name| {
+                pairs.append_pair(name, "redacted");
+            });
+        }
+    }
+    if shown.fragment().is_some() {
+        shown.set_fragment(None);
+    }
     shown.to_string()
+}
+
+/// A free text (a library's error message) with every `http(s)://` URL in it shown like
+/// [`redact_url`].
+pub fn redact_urls_in(text: &str) -> String {
+    text.split(' ')
+        .map(|word| match word.find("http://").or_else(|| word.find("https://")) {
+            Some(at) => {
+                let (before, url) = word.split_at(at);
+                let end = url.find(['"', '\'', ')', ',', ']']).unwrap_or(url.len());
+                format!("{before}{}{}", redact_text_url(&url[..end]), &url[end..])
+            }
+            None => word.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A text that may be a URL (an OTLP endpoint), shown like [`redact_url`]; text that does not
+/// parse is shown only up to its first `?` or `@`.
+pub fn redact_text_url(text: &str) -> String {
+    match Url::parse(text) {
+        Ok(url) => redact_url(&url).trim_end_matches('/').to_string(),
+        Err(_) => text.split(['?', '@']).next().unwrap_or_default().to_string(),
+    }
 }
 
 #[cfg(test)]

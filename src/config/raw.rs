@@ -95,7 +95,8 @@ impl RawSettings {
             } else if name.starts_with("SIDECAR_") {
                 problems.push(RawProblem {
                     variable: name.clone(),
-                    message: format!("unknown variable (value {value:?}); see the README for the list"),
+                    // The value is not shown: a mistyped name may well hold a secret.
+                    message: "unknown variable; see the README for the list".to_string(),
                 });
             }
         }

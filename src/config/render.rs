@@ -5,7 +5,7 @@
 
 use super::{
     Config, DeliveryTarget, KafkaAuth, LogFormat, Ordering, OtlpProtocol, RootSampler, SamplerConfig,
-    StartFrom, TelemetryConfig, keys, redact_url,
+    StartFrom, TelemetryConfig, keys, redact_text_url, redact_url,
 };
 
 fn duration(d: std::time::Duration) -> String {
@@ -62,6 +62,7 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
             .to_string(),
         ),
         (keys::SIDECAR_MAX_IN_FLIGHT, config.max_in_flight.to_string()),
+        (keys::SIDECAR_MAX_UNCOMMITTED, config.max_uncommitted.to_string()),
         (keys::SIDECAR_RETRY_MAX_ATTEMPTS, config.retry.max_attempts.to_string()),
         (keys::SIDECAR_RETRY_INITIAL_BACKOFF, duration(config.retry.initial_backoff)),
         (keys::SIDECAR_RETRY_MAX_BACKOFF, duration(config.retry.max_backoff)),
@@ -77,6 +78,7 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
             }
             .to_string(),
         ),
+        (keys::SIDECAR_TRACE_RECORD_KEYS, config.trace_record_keys.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -100,9 +102,15 @@ fn telemetry(t: &TelemetryConfig) -> Vec<(String, String)> {
         SamplerConfig::ParentBased(RootSampler::TraceIdRatio(r)) => ("parentbased_traceidratio", Some(r)),
     };
     [
-        (keys::OTEL_EXPORTER_OTLP_ENDPOINT, t.endpoint.clone().unwrap_or_default()),
-        (keys::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, t.traces_endpoint.clone().unwrap_or_default()),
-        (keys::OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, t.metrics_endpoint.clone().unwrap_or_default()),
+        (keys::OTEL_EXPORTER_OTLP_ENDPOINT, t.endpoint.as_deref().map(redact_text_url).unwrap_or_default()),
+        (
+            keys::OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+            t.traces_endpoint.as_deref().map(redact_text_url).unwrap_or_default(),
+        ),
+        (
+            keys::OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
+            t.metrics_endpoint.as_deref().map(redact_text_url).unwrap_or_default(),
+        ),
         (
             keys::OTEL_EXPORTER_OTLP_PROTOCOL,
             match t.protocol {

@@ -120,7 +120,17 @@ fn route(c: &mut Checker<'_, '_>, raw: RawRoute, config: &Config, index: usize) 
         (None, None) => Some(config.delivery.target.clone()),
     };
     let timeout = match raw.delivery_timeout {
-        Some(t) => c.value("delivery_timeout", Some(t), |t| parse::positive_duration(t)),
+        Some(t) => c.value("delivery_timeout", Some(t), |t| {
+            let timeout = parse::positive_duration(t)?;
+            let drain = crate::shutdown::drain_deadline(config.shutdown_grace);
+            if timeout >= drain {
+                return Err(format!(
+                    "must be shorter than the shutdown drain ({}: SIDECAR_SHUTDOWN_GRACE minus 2s)",
+                    humantime::format_duration(drain)
+                ));
+            }
+            Ok(timeout)
+        }),
         None => Some(config.delivery.timeout),
     };
     let ordering = match raw.ordering {
@@ -156,8 +166,10 @@ fn route(c: &mut Checker<'_, '_>, raw: RawRoute, config: &Config, index: usize) 
     let dlq_topic = match raw.dlq_topic {
         Some(t) => c.value("dlq_topic", Some(t), |t| {
             parse::topic(t)?;
-            if config.kafka.topics.contains(t) {
-                return Err("is also in KAFKA_TOPICS: dead letters would be consumed again".to_string());
+            if let Some(consumer) = config.kafka.consumed_by(t) {
+                return Err(format!(
+                    "is consumed by KAFKA_TOPICS ({consumer:?}): dead letters would be consumed again"
+                ));
             }
             Ok(t.clone())
         }),

@@ -2,7 +2,9 @@
 //!
 //! Each variable is parsed on its own first (so one bad value does not hide another), then the
 //! cross-field rules run: exactly one delivery target, max backoff at least the initial one,
-//! TLS with IAM, a region for IAM, a dead-letter topic that is not consumed.
+//! TLS with IAM, a region for IAM, a dead-letter topic that no subscription (name or pattern)
+//! consumes, a delivery timeout shorter than the shutdown drain, and no pass-through of the
+//! librdkafka properties the guarantees rely on.
 
 use super::raw::{self, RawSettings, RawValue};
 use super::{
@@ -15,12 +17,26 @@ use super::{
 const RESERVED_PROPERTIES: &[(&str, &str)] = &[
     ("enable.auto.offset.store", "offsets are stored only by the offset tracker"),
     ("enable.auto.commit", "offsets are committed only by the offset tracker"),
+    ("auto.commit.enable", "offsets are committed only by the offset tracker"),
+    ("offset.store.method", "offsets are committed to the group only by the offset tracker"),
     ("bootstrap.servers", "set KAFKA_BROKERS"),
+    ("metadata.broker.list", "set KAFKA_BROKERS"),
     ("group.id", "set KAFKA_CONSUMER_GROUP"),
     ("auto.offset.reset", "set KAFKA_START_FROM"),
     ("sasl.mechanism", "set KAFKA_AUTH"),
     ("sasl.mechanisms", "set KAFKA_AUTH"),
+    ("acks", "a dead letter counts as written only when every in-sync replica has it"),
+    ("request.required.acks", "a dead letter counts as written only when every in-sync replica has it"),
+    ("enable.idempotence", "dead letters are written once and in order by an idempotent producer"),
+    ("partition.assignment.strategy", "the revoke drain relies on cooperative-sticky assignment"),
+    ("group.protocol", "the revoke drain relies on the classic protocol's cooperative rebalances"),
+    ("group.remote.assignor", "the revoke drain relies on the classic protocol's cooperative rebalances"),
+    ("isolation.level", "records of aborted transactions must not be delivered"),
+    ("enable.partition.eof", "the poll loop does not expect end-of-partition events"),
 ];
+
+/// Reserved only with `KAFKA_AUTH=msk-iam`: IAM needs SASL_SSL with OAUTHBEARER tokens.
+const IAM_PROPERTIES: &[&str] = &["security.protocol", "sasl.oauthbearer.method", "sasl.oauthbearer.config"];
 
 /// Reads typed values, collecting every problem instead of stopping at the first.
 pub(crate) struct Reader<'a> {
@@ -84,6 +100,9 @@ impl Reader<'_> {
             _ => Err("expected partition, key or none".to_string()),
         });
         let max_in_flight = self.parse(keys::SIDECAR_MAX_IN_FLIGHT, |t| parse::bounded_int(t, 1, 65_536));
+        let max_uncommitted =
+            self.parse(keys::SIDECAR_MAX_UNCOMMITTED, |t| parse::bounded_int(t, 100, 100_000_000));
+        let trace_record_keys = self.parse(keys::SIDECAR_TRACE_RECORD_KEYS, parse::boolean);
         let retry = self.retry();
         let dlq = self.dlq(kafka.as_ref());
         let admin_addr = self.parse(keys::SIDECAR_ADMIN_ADDR, parse::socket_addr);
@@ -94,11 +113,16 @@ impl Reader<'_> {
             "text" => Ok(LogFormat::Text),
             _ => Err("expected json or text".to_string()),
         });
+        if let (Some(delivery), Some(grace)) = (&delivery, shutdown_grace) {
+            self.timeout_fits_the_drain(keys::SIDECAR_DELIVERY_TIMEOUT, delivery.timeout, grace);
+        }
         let config = Config {
             kafka: kafka?,
             delivery: delivery?,
             ordering: ordering?,
             max_in_flight: usize::try_from(max_in_flight?).ok()?,
+            max_uncommitted: max_uncommitted?,
+            trace_record_keys: trace_record_keys?,
             retry: retry?,
             dlq: dlq?,
             admin_addr: admin_addr?,
@@ -109,6 +133,31 @@ impl Reader<'_> {
         };
         let routes = super::routes::parse(self, &config);
         Some(Config { routes, ..config })
+    }
+
+    /// A delivery attempt must be able to finish within the drain on SIGTERM (the grace minus
+    /// the two seconds kept for the commit): one cut off there may reach the application twice.
+    pub(super) fn timeout_fits_the_drain(
+        &mut self,
+        variable: &str,
+        timeout: std::time::Duration,
+        grace: std::time::Duration,
+    ) -> bool {
+        let drain = crate::shutdown::drain_deadline(grace);
+        if timeout < drain {
+            return true;
+        }
+        let message = format!(
+            "must be shorter than the shutdown drain ({}: SIDECAR_SHUTDOWN_GRACE {} minus 2s): an attempt still running when the drain ends is cancelled and may reach the application twice",
+            humantime::format_duration(drain),
+            humantime::format_duration(grace),
+        );
+        match self.raw.get(variable).cloned() {
+            Some(value) => self.problem_with_value(variable, &value, message),
+            None => self
+                .problem(variable, format!("{variable} ({}) {message}", humantime::format_duration(timeout))),
+        }
+        false
     }
 
     fn telemetry(&mut self) -> Option<TelemetryConfig> {
@@ -148,7 +197,15 @@ impl Reader<'_> {
             specific.or_else(|| {
                 generic.as_ref().map(|base| match protocol {
                     OtlpProtocol::Grpc => base.clone(),
-                    OtlpProtocol::HttpProtobuf => format!("{base}/v1/{path}"),
+                    // The signal path goes before any query the endpoint has.
+                    OtlpProtocol::HttpProtobuf => match url::Url::parse(base) {
+                        Ok(mut url) => {
+                            let joined = format!("{}/v1/{path}", url.path().trim_end_matches('/'));
+                            url.set_path(&joined);
+                            url.to_string()
+                        }
+                        Err(_) => format!("{base}/v1/{path}"),
+                    },
                 })
             })
         };
@@ -203,9 +260,9 @@ impl Reader<'_> {
                 format!("is in another region than {region}"),
             );
         }
-        let librdkafka = self.librdkafka();
-
         let auth = auth?;
+        let librdkafka = self.librdkafka(auth);
+
         let tls = tls.unwrap_or(auth == KafkaAuth::MskIam);
         if auth == KafkaAuth::MskIam {
             if !tls {
@@ -237,7 +294,7 @@ impl Reader<'_> {
         })
     }
 
-    fn librdkafka(&mut self) -> Option<Vec<LibrdkafkaProperty>> {
+    fn librdkafka(&mut self, auth: KafkaAuth) -> Option<Vec<LibrdkafkaProperty>> {
         let entries: Vec<(String, RawValue)> =
             self.raw.librdkafka().map(|(k, v)| (k.to_string(), v.clone())).collect();
         let mut properties = Vec::new();
@@ -250,6 +307,13 @@ impl Reader<'_> {
                 ok = false;
             } else if let Some((_, why)) = RESERVED_PROPERTIES.iter().find(|(p, _)| *p == name) {
                 self.problem_with_value(&variable, &value, format!("{name} cannot be overridden: {why}"));
+                ok = false;
+            } else if auth == KafkaAuth::MskIam && IAM_PROPERTIES.contains(&name.as_str()) {
+                self.problem_with_value(
+                    &variable,
+                    &value,
+                    format!("{name} cannot be overridden with KAFKA_AUTH=msk-iam: IAM needs SASL_SSL with OAUTHBEARER tokens"),
+                );
                 ok = false;
             } else {
                 properties.push(LibrdkafkaProperty { name, value: value.text.clone() });
@@ -354,9 +418,7 @@ impl Reader<'_> {
             }
         };
         let topic = topic?;
-        if let Some(kafka) = kafka
-            && kafka.topics.contains(&topic)
-        {
+        if let Some(consumer) = kafka.and_then(|k| k.consumed_by(&topic)) {
             let value = self
                 .raw
                 .get(keys::SIDECAR_DLQ_TOPIC)
@@ -365,7 +427,7 @@ impl Reader<'_> {
             self.problem_with_value(
                 keys::SIDECAR_DLQ_TOPIC,
                 &value,
-                "is also in KAFKA_TOPICS: dead letters would be consumed again".to_string(),
+                format!("is consumed by KAFKA_TOPICS ({consumer:?}): dead letters would be consumed again"),
             );
             return None;
         }

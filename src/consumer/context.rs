@@ -2,12 +2,15 @@
 //!
 //! librdkafka calls these on the poll thread. On revoke the callback blocks that thread (it is
 //! the consumer's own thread, not a tokio worker) until the dispatcher has drained the revoked
-//! partitions or the drain deadline passes, then commits their watermarks synchronously, and
-//! only then lets librdkafka release them: a record finished by this member is never delivered
-//! again by the next owner.
+//! partitions or the drain deadline passes, then commits their watermarks and offset maps
+//! synchronously, and only then lets librdkafka release them: a record finished by this member
+//! is never delivered again by the next owner. On assign it reads the offset map the previous
+//! owner committed, so the records that owner finished above its commit are skipped, and it
+//! resumes the partitions: librdkafka keeps a partition's pause flag across revoke and assign,
+//! and a pause of an earlier assignment must not outlive it.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::client::ClientContext;
@@ -22,7 +25,7 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use crate::dispatch::{Command, DispatchHandle};
 use crate::health::Health;
 use crate::kafka;
-use crate::offsets::OffsetTracker;
+use crate::offsets::{Commit, DoneRanges, OffsetTracker, map};
 use crate::record::TopicPartition;
 use crate::telemetry::metrics::Metrics;
 
@@ -42,38 +45,107 @@ pub struct ConsumerContext {
     pub drain_timeout: Duration,
     /// Set when the assignment changed, so the poll loop re-applies pauses.
     pub assignment_changed: AtomicBool,
+    /// Partitions assigned (and resumed) since the poll loop last looked, with their epochs: a
+    /// pause reason of an earlier assignment no longer applies to them.
+    pub newly_assigned: Mutex<Vec<(TopicPartition, u64)>>,
 }
+
+/// How long the assign callback waits for the committed offset maps.
+const COMMITTED_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The partitions of a list.
 pub fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
 }
 
-/// A list of offsets to commit.
-pub fn commit_list(commits: &[(TopicPartition, i64)]) -> TopicPartitionList {
+/// A list of offsets (with their offset maps as metadata) to commit.
+pub fn commit_list(commits: &[(TopicPartition, Commit)]) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::with_capacity(commits.len());
-    for (tp, offset) in commits {
-        // Adding a partition to a fresh list cannot fail for a valid offset.
-        let _ = tpl.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset));
+    for (tp, commit) in commits {
+        let mut element = tpl.add_partition(&tp.topic, tp.partition);
+        // Setting an offset fails only for offsets librdkafka cannot represent; ours are real.
+        if element.set_offset(Offset::Offset(commit.offset)).is_ok() && !commit.metadata.is_empty() {
+            element.set_metadata(&commit.metadata);
+        }
     }
     tpl
 }
 
+/// The metadata of a list element, or `None` when it is not UTF-8 (rdkafka panics reading it).
+pub fn metadata_of(element: &rdkafka::topic_partition_list::TopicPartitionListElem<'_>) -> Option<String> {
+    crate::panics::quietly(|| element.metadata().to_string()).ok()
+}
+
 impl ConsumerContext {
-    fn on_assign(&self, tpl: &TopicPartitionList) {
+    fn on_assign(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
         let _span =
             tracing::info_span!("rebalance", otel.name = "rebalance assign", partitions = tpl.count())
                 .entered();
+        let tps = partitions_of(tpl);
+        let maps = self.inherited_maps(consumer, &tps);
         let assigned: Vec<(TopicPartition, u64)> =
-            partitions_of(tpl).into_iter().map(|tp| (tp.clone(), self.tracker.assign(&tp))).collect();
+            tps.into_iter().zip(maps).map(|(tp, map)| (tp.clone(), self.tracker.assign(&tp, map))).collect();
         if !assigned.is_empty() {
+            // A partition paused by an earlier assignment of this member stays paused in
+            // librdkafka: resume it now, the poll loop pauses it again if a reason still holds.
+            if let Err(err) = consumer.resume(tpl) {
+                tracing::warn!(error = %err, "Cannot resume newly assigned partitions.");
+            }
             let names: Vec<String> = assigned.iter().map(|(tp, _)| tp.to_string()).collect();
             tracing::info!(partitions = %names.join(","), "Partitions assigned.");
         }
+        self.newly_assigned
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(assigned.iter().cloned());
         self.metrics.rebalanced(true);
         self.dispatch.send(Command::Assigned(assigned));
         self.health.mark_joined();
         self.assignment_changed.store(true, Ordering::Release);
+    }
+
+    /// The offset maps the group's commits hold for `tps` (`None` for a partition without one).
+    /// Any failure means no map: the records above the commit point are delivered again.
+    fn inherited_maps(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tps: &[TopicPartition],
+    ) -> Vec<Option<DoneRanges>> {
+        if tps.is_empty() {
+            return Vec::new();
+        }
+        let mut wanted = TopicPartitionList::with_capacity(tps.len());
+        tps.iter().for_each(|tp| {
+            wanted.add_partition(&tp.topic, tp.partition);
+        });
+        let committed = match consumer.committed_offsets(wanted, COMMITTED_TIMEOUT) {
+            Ok(committed) => committed,
+            Err(err) => {
+                tracing::warn!(error = %err, "Cannot read the committed offset maps: records finished above the commit point are delivered again.");
+                return vec![None; tps.len()];
+            }
+        };
+        tps.iter()
+            .map(|tp| {
+                let element = committed.find_partition(&tp.topic, tp.partition)?;
+                let Offset::Offset(offset) = element.offset() else { return None };
+                let Some(metadata) = metadata_of(&element) else {
+                    tracing::warn!(partition = %tp, "The committed metadata is not UTF-8: records finished above the commit point are delivered again.");
+                    return None;
+                };
+                match map::decode(offset, &metadata) {
+                    Ok(Some(ranges)) => {
+                        tracing::info!(partition = %tp, offset, finished = ranges.len(), "Resuming with the records finished above the commit point.");
+                        Some(ranges)
+                    }
+                    Ok(None) => None,
+                    Err(err) => {
+                        tracing::warn!(partition = %tp, offset, error = %err, "No usable offset map: records above the commit point are delivered again.");
+                        None
+                    }
+                }
+            })
+            .collect()
     }
 
     fn on_revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
@@ -92,9 +164,7 @@ impl ConsumerContext {
             self.dispatch.send(Command::Abort(tps.clone()));
             let (done, _) = std::sync::mpsc::sync_channel(1);
             self.dispatch.send(Command::Revoke { tps: tps.clone(), done });
-            for tp in &tps {
-                let _ = self.tracker.revoke(tp);
-            }
+            tps.iter().for_each(|tp| self.tracker.forget(tp));
             tracing::warn!(partitions = %names.join(","), "Partitions lost (session timeout): abandoned without commit.");
             return;
         }
@@ -114,8 +184,8 @@ impl ConsumerContext {
             self.dispatch.send(Command::Abort(tps.clone()));
             let _ = drained.recv_timeout(Duration::from_secs(2));
         }
-        let commits: Vec<(TopicPartition, i64)> =
-            tps.iter().filter_map(|tp| self.tracker.revoke(tp).map(|offset| (tp.clone(), offset))).collect();
+        let commits: Vec<(TopicPartition, Commit)> =
+            tps.iter().filter_map(|tp| self.tracker.revoke(tp).map(|commit| (tp.clone(), commit))).collect();
         if !commits.is_empty() {
             match consumer.commit(&commit_list(&commits), CommitMode::Sync) {
                 Ok(()) => {}
@@ -167,9 +237,9 @@ impl RdConsumerContext for ConsumerContext {
         }
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(tpl) => self.on_assign(tpl),
+            Rebalance::Assign(tpl) => self.on_assign(consumer, tpl),
             Rebalance::Revoke(_) => {}
             Rebalance::Error(err) => tracing::error!(error = %err, "Rebalance failed."),
         }
@@ -177,17 +247,20 @@ impl RdConsumerContext for ConsumerContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         let committed = offsets.elements().into_iter().filter_map(|element| match element.offset() {
-            Offset::Offset(offset) => {
-                Some((TopicPartition::new(element.topic(), element.partition()), offset))
-            }
+            Offset::Offset(offset) => Some((
+                TopicPartition::new(element.topic(), element.partition()),
+                offset,
+                metadata_of(&element),
+            )),
             _ => None,
         });
         match result {
             // Only an acknowledged commit spares the revoke its own final commit.
-            Ok(()) => committed.for_each(|(tp, offset)| self.tracker.commit_confirmed(&tp, offset)),
+            Ok(()) => committed
+                .for_each(|(tp, offset, metadata)| self.tracker.commit_confirmed(&tp, offset, metadata)),
             Err(err) => {
                 self.metrics.commit_failed();
-                committed.for_each(|(tp, offset)| self.tracker.commit_failed(&tp, offset));
+                committed.for_each(|(tp, offset, _)| self.tracker.commit_failed(&tp, offset));
                 tracing::warn!(error = %err, "Offset commit failed: it is retried at the next commit.");
             }
         }

@@ -21,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers as _, Message as _};
+use rdkafka::message::{BorrowedMessage, Headers, Message as _};
 use rdkafka::{ClientConfig, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -149,6 +149,7 @@ pub fn spawn(
                 metrics: parts.metrics.clone(),
                 drain_timeout,
                 assignment_changed: AtomicBool::new(false),
+                newly_assigned: std::sync::Mutex::default(),
             };
             let consumer: StreamConsumer<ConsumerContext> = match client_config.create_with_context(context) {
                 Ok(consumer) => consumer,
@@ -212,7 +213,7 @@ async fn poll_loop(
             biased;
             () = shutdown.cancelled() => break,
             Some(flow) = parts.flow.recv() => {
-                pauses.apply(flow);
+                pauses.apply(consumer, flow);
                 pauses.reconcile(consumer);
             }
             _ = commit_tick.tick() => commit(consumer, &parts.tracker, CommitMode::Async),
@@ -241,7 +242,7 @@ async fn poll_loop(
                     parts.dispatch.send(Command::Records(batch));
                     if authentication_failed {
                         authentication_failed = false;
-                        parts.health.clear_problem(crate::health::Component::Authentication);
+                        parts.shared.authentication.clear();
                     }
                 }
                 Some(Err(err)) => tracing::warn!(error = %err, "Consumer error."),
@@ -251,7 +252,7 @@ async fn poll_loop(
     }
     drop(stream);
     let (done, drained) = oneshot::channel();
-    parts.health.set_problem(crate::health::Component::Consumer, "shutting down");
+    parts.health.mark_stopping();
     parts.dispatch.send(Command::Shutdown { done }).then_some(drained)
 }
 
@@ -261,7 +262,7 @@ async fn shut_down(
     drained: Option<oneshot::Receiver<()>>,
     grace: Duration,
 ) {
-    let deadline = grace.saturating_sub(Duration::from_secs(2)).max(Duration::from_millis(500));
+    let deadline = crate::shutdown::drain_deadline(grace);
     if let Some(mut drained) = drained {
         match tokio::time::timeout(deadline, &mut drained).await {
             Ok(_) => tracing::info!("In-flight records finished."),
@@ -284,12 +285,14 @@ fn commit(consumer: &StreamConsumer<ConsumerContext>, tracker: &OffsetTracker, m
     match consumer.commit(&commit_list(&commits), mode) {
         // An asynchronous commit is only queued here: its result arrives in the commit callback.
         Ok(()) if matches!(mode, CommitMode::Sync) => {
-            commits.iter().for_each(|(tp, offset)| tracker.commit_confirmed(tp, *offset));
+            commits
+                .iter()
+                .for_each(|(tp, c)| tracker.commit_confirmed(tp, c.offset, Some(c.metadata.clone())));
         }
         Ok(()) => {}
         Err(err) => {
             consumer.context().metrics.commit_failed();
-            commits.iter().for_each(|(tp, offset)| tracker.commit_failed(tp, *offset));
+            commits.iter().for_each(|(tp, c)| tracker.commit_failed(tp, c.offset));
             tracing::warn!(error = %err, "Offset commit failed: it is retried at the next commit.");
         }
     }
@@ -300,27 +303,28 @@ fn commit(consumer: &StreamConsumer<ConsumerContext>, tracker: &OffsetTracker, m
 pub struct TopicNames {
     /// Interned names.
     names: Vec<Arc<str>>,
-    /// The last name asked for: librdkafka hands out the same string for a topic each time, so
-    /// its address identifies it without comparing bytes.
-    last: Option<(usize, usize, Arc<str>)>,
+    /// The last name handed out: records come in runs of one partition, so it is usually the
+    /// one asked for next. It is compared by content: an address can be reused by another name.
+    last: Option<Arc<str>>,
 }
 
 impl TopicNames {
     /// The shared name of `topic`.
     pub fn get(&mut self, topic: &str) -> Arc<str> {
-        let key = (topic.as_ptr() as usize, topic.len());
-        if let Some((ptr, len, name)) = &self.last
-            && (*ptr, *len) == key
+        if let Some(name) = &self.last
+            && **name == *topic
         {
             return name.clone();
         }
-        if let Some(name) = self.names.iter().find(|n| &***n == topic) {
-            self.last = Some((key.0, key.1, name.clone()));
-            return name.clone();
-        }
-        let name: Arc<str> = Arc::from(topic);
-        self.names.push(name.clone());
-        self.last = Some((key.0, key.1, name.clone()));
+        let name = match self.names.iter().find(|n| &***n == topic) {
+            Some(name) => name.clone(),
+            None => {
+                let name: Arc<str> = Arc::from(topic);
+                self.names.push(name.clone());
+                name
+            }
+        };
+        self.last = Some(name.clone());
         name
     }
 }
@@ -331,15 +335,7 @@ pub fn to_record(message: &BorrowedMessage<'_>, topics: &mut TopicNames) -> Reco
         Timestamp::NotAvailable => None,
         Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
     };
-    let headers = message
-        .headers()
-        .map(|headers| {
-            headers
-                .iter()
-                .map(|h| Header { name: h.key.to_string(), value: h.value.map(Bytes::copy_from_slice) })
-                .collect()
-        })
-        .unwrap_or_default();
+    let (headers, malformed) = message.headers().map(read_headers).unwrap_or_default();
     Record {
         tp: TopicPartition { topic: topics.get(message.topic()), partition: message.partition() },
         offset: message.offset(),
@@ -347,5 +343,33 @@ pub fn to_record(message: &BorrowedMessage<'_>, topics: &mut TopicNames) -> Reco
         key: message.key().map(Bytes::copy_from_slice),
         value: message.payload().map(Bytes::copy_from_slice),
         headers,
+        malformed,
     }
+}
+
+/// The headers of a message, and what could not be read of them. rdkafka panics on a header
+/// name that is not UTF-8 (any bytes are legal on the wire): such a header is left out and
+/// named in the second value, which makes the record a `malformed` dead letter.
+pub fn read_headers<H: Headers>(headers: &H) -> (Vec<Header>, Option<Box<str>>) {
+    let copy = |h: rdkafka::message::Header<'_, &[u8]>| Header {
+        name: h.key.to_string(),
+        value: h.value.map(Bytes::copy_from_slice),
+    };
+    if let Ok(all) = crate::panics::quietly(|| headers.iter().map(copy).collect()) {
+        return (all, None);
+    }
+    let mut readable = Vec::with_capacity(headers.count());
+    let mut unreadable = Vec::new();
+    for index in 0..headers.count() {
+        match crate::panics::quietly(|| headers.try_get(index).map(copy)) {
+            Ok(Some(header)) => readable.push(header),
+            Ok(None) => {}
+            Err(_) => unreadable.push(index.to_string()),
+        }
+    }
+    let defect = format!(
+        "the name of header {} (counting from 0) is not UTF-8: it cannot be read, so this dead letter lacks it; the original record is still in its topic",
+        unreadable.join(", ")
+    );
+    (readable, Some(defect.into_boxed_str()))
 }

@@ -1,7 +1,12 @@
-//! Which partitions are paused, and why: the dispatcher's buffer bounds (per partition or all)
-//! and the circuit breaker. The consumer's pause state is reconciled with the union of reasons.
+//! Which partitions are paused, and why: the dispatcher's bounds (per partition or all) and the
+//! circuit breaker. The consumer's pause state is reconciled with the union of reasons.
+//!
+//! A per-partition reason belongs to one assignment (its epoch). When a partition is assigned
+//! again, the assign callback has already resumed it in librdkafka (which keeps a pause flag
+//! across revoke and assign); the reasons of the earlier assignment are dropped here, and
+//! requests that still name it are ignored. So no pause outlives its reason.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
@@ -16,7 +21,9 @@ use crate::telemetry::metrics::Metrics;
 
 /// Pause reasons and what is applied.
 pub struct PauseState {
-    /// Partitions over their own buffer bound.
+    /// The current assignment (epoch) of each partition, as the assign callback reported it.
+    epochs: HashMap<TopicPartition, u64>,
+    /// Partitions over their own bounds.
     partitions: HashSet<TopicPartition>,
     /// Over the overall buffer bound.
     all: bool,
@@ -35,6 +42,7 @@ impl PauseState {
     pub fn new(metrics: Metrics, breakers: Vec<(Option<TopicMatcher>, watch::Receiver<bool>)>) -> Self {
         let seen = breakers.iter().map(|(_, rx)| *rx.borrow()).collect();
         PauseState {
+            epochs: HashMap::new(),
             partitions: HashSet::new(),
             all: false,
             breakers,
@@ -57,15 +65,32 @@ impl PauseState {
             .is_some_and(|(_, rx)| *rx.borrow())
     }
 
+    /// Takes in the partitions assigned since the last look: their earlier reasons are gone and
+    /// librdkafka has them resumed.
+    fn sync_assignments(&mut self, consumer: &StreamConsumer<ConsumerContext>) {
+        let newly = std::mem::take(
+            &mut *consumer.context().newly_assigned.lock().unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for (tp, epoch) in newly {
+            self.partitions.remove(&tp);
+            self.applied.remove(&tp);
+            self.epochs.insert(tp, epoch);
+        }
+    }
+
     /// Applies a request of the dispatcher.
-    pub fn apply(&mut self, flow: Flow) {
+    pub fn apply(&mut self, consumer: &StreamConsumer<ConsumerContext>, flow: Flow) {
+        // The assign callback records an assignment before the dispatcher hears of it, so a
+        // request about it always finds its epoch here.
+        self.sync_assignments(consumer);
         match flow {
-            Flow::Pause(tp) => {
+            Flow::Pause(tp, epoch) if self.epochs.get(&tp) == Some(&epoch) => {
                 self.partitions.insert(tp);
             }
-            Flow::Resume(tp) => {
+            Flow::Resume(tp, epoch) if self.epochs.get(&tp) == Some(&epoch) => {
                 self.partitions.remove(&tp);
             }
+            Flow::Pause(..) | Flow::Resume(..) => {} // about an earlier assignment
             Flow::PauseAll => self.all = true,
             Flow::ResumeAll => self.all = false,
         }
@@ -73,7 +98,9 @@ impl PauseState {
 
     /// The assignment changed: forget what librdkafka no longer holds, then reconcile.
     pub fn reassigned(&mut self, consumer: &StreamConsumer<ConsumerContext>) {
+        self.sync_assignments(consumer);
         let assigned = assignment(consumer);
+        self.epochs.retain(|tp, _| assigned.contains(tp));
         self.applied.retain(|tp| assigned.contains(tp));
         self.partitions.retain(|tp| assigned.contains(tp));
         self.reconcile(consumer);

@@ -49,6 +49,19 @@ impl Pending {
     fn size(&self) -> usize {
         self.record.size()
     }
+
+    /// A record on its first attempt whose answer nobody waits for (tests of senders).
+    #[cfg(test)]
+    pub fn for_test(record: Record) -> Pending {
+        let (reply, _) = oneshot::channel();
+        Pending {
+            record,
+            attempt: Attempt { number: 1, ..Attempt::default() },
+            reply,
+            lane: None,
+            held: false,
+        }
+    }
 }
 
 /// Sends one batch and answers every record in it.
@@ -297,6 +310,7 @@ mod tests {
             key: None,
             value: Some(Bytes::from(vec![b'x'; size])),
             headers: vec![],
+            malformed: None,
         }
     }
 

@@ -256,6 +256,7 @@ mod tests {
                 Header { name: "dup".into(), value: Some(Bytes::from_static(b"1")) },
                 Header { name: "dup".into(), value: Some(Bytes::from_static(b"2")) },
             ],
+            malformed: None,
         }
     }
 

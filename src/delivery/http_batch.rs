@@ -7,6 +7,11 @@
 //! `batchItemFailures`. Listed records are retried on their own (retryable) or dead-lettered.
 //! Any other answer fails the whole batch: its records are retried in halved batches without
 //! using an attempt, until a batch of one fails on its own merits.
+//!
+//! An answer is read as hostile: a 2xx whose body cannot be read whole, is not JSON, has a
+//! `failures` entry of the wrong shape (`"offset":"42"`), or names a record that was not in the
+//! batch is not a success. It fails the whole batch like a 5xx, is logged as a warning with the
+//! reason, and counted (`msk_sidecar_unreadable_answers_total`). An empty body is a success.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,6 +28,7 @@ use super::batcher::{BatchSender, Batcher, Limits, Pending};
 use super::http::{HttpDelivery, HttpError, classify_status, parse_retry_after};
 use super::{Attempt, AttemptOutcome, Delivery, Failure, FailureKind};
 use crate::record::Record;
+use crate::telemetry::metrics::Metrics;
 
 /// One record in a batch request.
 #[derive(Serialize)]
@@ -47,6 +53,7 @@ struct BatchRequest<'a> {
 
 /// A record the application reports as failed.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ReportedFailure {
     topic: Option<String>,
     partition: i32,
@@ -59,11 +66,46 @@ fn yes() -> bool {
     true
 }
 
-/// The answer to a batch.
+/// The answer to a batch (other top-level fields are the application's business).
 #[derive(Debug, Default, Deserialize)]
 struct BatchResponse {
     #[serde(default)]
     failures: Vec<ReportedFailure>,
+}
+
+/// Reads a 2xx answer's body: the reported failures, or why the answer cannot be trusted. The
+/// reason never quotes the body.
+fn read_answer(body: &[u8], batch: &[Pending]) -> Result<Vec<ReportedFailure>, String> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        None => return Ok(Vec::new()),
+        Some(b'{') => {}
+        Some(_) => return Err("the answer is not a JSON object".to_string()),
+    }
+    let answer: BatchResponse = serde_json::from_slice(body).map_err(|err| {
+        let what = match err.classify() {
+            serde_json::error::Category::Io => "cannot be read",
+            serde_json::error::Category::Syntax => "is not JSON",
+            serde_json::error::Category::Data => "has fields of the wrong type or unknown fields",
+            serde_json::error::Category::Eof => "is cut off",
+        };
+        format!("the answer {what} (line {}, column {})", err.line(), err.column())
+    })?;
+    for failure in &answer.failures {
+        let known = batch.iter().any(|p| reported(failure, &p.record));
+        if !known {
+            return Err(format!(
+                "the answer names partition {} offset {}, which is not in the batch",
+                failure.partition, failure.offset
+            ));
+        }
+    }
+    Ok(answer.failures)
+}
+
+fn reported(failure: &ReportedFailure, record: &Record) -> bool {
+    failure.partition == record.tp.partition
+        && failure.offset == record.offset
+        && failure.topic.as_deref().is_none_or(|t| t == &*record.tp.topic)
 }
 
 /// Posts batches.
@@ -71,6 +113,22 @@ struct Sender {
     client: reqwest::Client,
     url: Url,
     timeout: Duration,
+    /// Counts unreadable answers.
+    metrics: Metrics,
+}
+
+impl Sender {
+    /// Fails every record of a batch whose 2xx answer could not be read.
+    fn unreadable(&self, batch: Vec<Pending>, status: reqwest::StatusCode, reason: &str) {
+        self.metrics.unreadable_answer();
+        tracing::warn!(
+            url = %crate::config::redact_url(&self.url), %status, records = batch.len(), reason,
+            "The application's answer to a batch cannot be read: the whole batch failed and is retried."
+        );
+        let kind = if batch.len() == 1 { FailureKind::Retryable } else { FailureKind::BatchFailed };
+        let failure = Failure::new(kind, format!("unreadable answer to a batch: {reason}"));
+        batch.into_iter().for_each(|p| p.reply(AttemptOutcome::Failed(failure.clone())));
+    }
 }
 
 impl BatchSender for Sender {
@@ -104,7 +162,16 @@ impl BatchSender for Sender {
                     })
                     .collect(),
             };
-            let body = serde_json::to_vec(&body).unwrap_or_default();
+            let body = match serde_json::to_vec(&body) {
+                Ok(body) => body,
+                Err(err) => {
+                    // Maps of strings and numbers always serialize; never send an empty batch.
+                    let failure =
+                        Failure::new(FailureKind::Retryable, format!("cannot encode the batch: {err}"));
+                    batch.into_iter().for_each(|p| p.reply(AttemptOutcome::Failed(failure.clone())));
+                    return;
+                }
+            };
             let request = self
                 .client
                 .post(self.url.clone())
@@ -118,9 +185,18 @@ impl BatchSender for Sender {
                     batch.into_iter().for_each(|p| p.reply(AttemptOutcome::Failed(failure.clone())));
                 }
                 Ok(response) if response.status().is_success() => {
-                    let text = response.bytes().await.unwrap_or_default();
-                    let answer: BatchResponse = serde_json::from_slice(&text).unwrap_or_default();
-                    answer_each(batch, &answer.failures);
+                    let status = response.status();
+                    let answer = match response.bytes().await {
+                        Ok(body) => read_answer(&body, &batch),
+                        Err(err) => Err(format!(
+                            "the answer was cut off ({})",
+                            super::http::classify_error(&err, self.timeout).error
+                        )),
+                    };
+                    match answer {
+                        Ok(failures) => answer_each(batch, &failures),
+                        Err(reason) => self.unreadable(batch, status, &reason),
+                    }
                 }
                 Ok(response) => {
                     let status = response.status();
@@ -144,12 +220,7 @@ impl BatchSender for Sender {
 
 fn answer_each(batch: Vec<Pending>, failures: &[ReportedFailure]) {
     for pending in batch {
-        let record = &pending.record;
-        let reported = failures.iter().find(|f| {
-            f.partition == record.tp.partition
-                && f.offset == record.offset
-                && f.topic.as_deref().is_none_or(|t| t == &*record.tp.topic)
-        });
+        let reported = failures.iter().find(|f| reported(f, &pending.record));
         let outcome = match reported {
             None => AttemptOutcome::Delivered,
             Some(f) => {
@@ -170,9 +241,15 @@ pub struct HttpBatchDelivery {
 
 impl HttpBatchDelivery {
     /// Builds the batch target.
-    pub fn new(url: Url, timeout: Duration, max_in_flight: usize, limits: Limits) -> Result<Self, HttpError> {
+    pub fn new(
+        url: Url,
+        timeout: Duration,
+        max_in_flight: usize,
+        limits: Limits,
+        metrics: Metrics,
+    ) -> Result<Self, HttpError> {
         let single = HttpDelivery::new(url.clone(), timeout, max_in_flight)?;
-        let sender = Arc::new(Sender { client: single.client().clone(), url, timeout });
+        let sender = Arc::new(Sender { client: single.client().clone(), url, timeout, metrics });
         Ok(HttpBatchDelivery { batcher: Batcher::start(sender, limits), single })
     }
 }
@@ -188,5 +265,99 @@ impl Delivery for HttpBatchDelivery {
 
     fn describe(&self) -> String {
         format!("{} (batches)", self.single.describe())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    use super::*;
+    use crate::config::Ordering;
+    use crate::record::TopicPartition;
+
+    fn record(offset: i64) -> Record {
+        Record {
+            tp: TopicPartition::new("t", 0),
+            offset,
+            timestamp: None,
+            key: None,
+            value: Some(Bytes::from_static(b"v")),
+            headers: vec![],
+            malformed: None,
+        }
+    }
+
+    fn pending(offsets: &[i64]) -> Vec<Pending> {
+        offsets.iter().map(|o| Pending::for_test(record(*o))).collect()
+    }
+
+    #[test]
+    fn answers_are_read_strictly() {
+        let batch = pending(&[3, 4]);
+        assert!(read_answer(b"", &batch).unwrap().is_empty());
+        assert!(read_answer(b" \n", &batch).unwrap().is_empty());
+        assert!(read_answer(br#"{"ok":true}"#, &batch).unwrap().is_empty(), "other fields are allowed");
+        let failures =
+            read_answer(br#"{"failures":[{"partition":0,"offset":4,"retryable":false}]}"#, &batch).unwrap();
+        assert_eq!((failures[0].offset, failures[0].retryable), (4, false));
+        for (body, why) in [
+            (&br#"{"failures":[{"partition":0,"offset":"3"}]}"#[..], "wrong type"),
+            (b"OK", "not a JSON object"),
+            (b"{OK", "not JSON"),
+            (br#"{"failures":[{"partition":0,"#, "cut off"),
+            (br#"{"failures":[{"partition":0,"offset":9}]}"#, "not in the batch"),
+            (br#"{"failures":[{"partition":0,"offset":3,"retry":true}]}"#, "unknown fields"),
+            (br#"{"failures":{"partition":0}}"#, "wrong type"),
+            (br#"[]"#, "not a JSON object"),
+        ] {
+            let err = read_answer(body, &batch).expect_err(why);
+            assert!(err.contains(why), "{why}: {err}");
+            assert!(!err.contains('"'), "the reason quotes nothing of the body: {err}");
+        }
+    }
+
+    /// A server that answers every request with `response` and closes.
+    async fn raw_server(response: &'static [u8]) -> Url {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut buf = vec![0u8; 65536];
+                let _ = socket.read(&mut buf).await;
+                let _ = socket.write_all(response).await;
+                drop(socket);
+            }
+        });
+        Url::parse(&format!("http://{addr}/batch")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_2xx_answer_cut_off_mid_body_fails_the_whole_batch() {
+        let url = raw_server(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n{\"failures\":[").await;
+        let metrics = Metrics::new().unwrap();
+        let limits = Limits {
+            max_records: 2,
+            max_bytes: 1 << 20,
+            linger: Duration::from_millis(1),
+            ordering: Ordering::None,
+        };
+        let delivery =
+            HttpBatchDelivery::new(url, Duration::from_secs(5), 4, limits, metrics.clone()).unwrap();
+        let attempt = Attempt { number: 1, ..Attempt::default() };
+        let (a, b) = (record(0), record(1));
+        let (first, second) =
+            futures::future::join(delivery.deliver(&a, &attempt), delivery.deliver(&b, &attempt)).await;
+        for outcome in [first, second] {
+            match outcome {
+                AttemptOutcome::Failed(failure) => {
+                    assert_eq!(failure.kind, FailureKind::BatchFailed);
+                    assert!(failure.error.contains("cut off"), "{}", failure.error);
+                }
+                AttemptOutcome::Delivered => panic!("a cut-off answer is not a success"),
+            }
+        }
+        assert!(metrics.render_prometheus().contains("msk_sidecar_unreadable_answers_total 1"));
     }
 }

@@ -335,6 +335,7 @@ mod tests {
             key: key.map(Bytes::copy_from_slice),
             value: value.map(Bytes::copy_from_slice),
             headers: vec![],
+            malformed: None,
         }
     }
 

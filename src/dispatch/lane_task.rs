@@ -1,17 +1,23 @@
 //! One lane task: runs a lane's batch of records through the pipeline in order, stops at the
 //! first record that does not finish (order), and hands finished offsets to the offset tracker in
 //! small groups, never holding them back behind a record that has to wait.
+//!
+//! A panic in one record's work is contained here: the record is dead-lettered as `panic` and
+//! the lane goes on. If even that panics, the lane holds (nothing after the record runs in this
+//! assignment) and says why. The dispatcher hears that the task ended however it ends, panics
+//! included, because the report is sent when the task is dropped.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use futures::FutureExt as _;
 use tokio::sync::mpsc;
 
 use super::RouteEntry;
 use super::lanes::LaneKey;
 use crate::offsets::OffsetTracker;
-use crate::pipeline::Cancel;
+use crate::pipeline::{Cancel, Outcome};
 use crate::record::{Record, TopicPartition};
 use crate::telemetry::metrics::TopicCounters;
 
@@ -24,6 +30,23 @@ pub struct LaneDone {
     pub(super) records: usize,
     /// Their bytes.
     pub(super) bytes: usize,
+    /// Why the lane must hold: a record could neither be processed nor dead-lettered.
+    pub(super) held: Option<String>,
+}
+
+/// Sends the [`LaneDone`] when dropped: at the end of the task, or when a panic unwinds it.
+struct Report {
+    done: mpsc::UnboundedSender<LaneDone>,
+    report: Option<LaneDone>,
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if let Some(report) = self.report.take() {
+            // The dispatcher outlives its lane tasks unless the whole process is stopping.
+            drop(self.done.send(report));
+        }
+    }
 }
 
 /// Finished offsets of a lane task, handed to the tracker in small groups (one lock each) while
@@ -83,7 +106,6 @@ impl<'a> Completed<'a> {
 pub(super) struct LaneTask {
     pub(super) key: LaneKey,
     pub(super) batch: Vec<Record>,
-    pub(super) epoch: u64,
     pub(super) cancel: Cancel,
     pub(super) stopped: Arc<AtomicBool>,
     pub(super) counters: Arc<TopicCounters>,
@@ -96,33 +118,43 @@ impl LaneTask {
     pub(super) async fn run(self) {
         let records = self.batch.len();
         let bytes = self.batch.iter().map(Record::size).sum();
-        let pipeline = &self.route.pipeline;
-        let mut done = Completed::new(&self.tracker, &self.key.0, self.epoch);
+        let mut report = Report {
+            done: self.done.clone(),
+            report: Some(LaneDone { key: self.key.clone(), records, bytes, held: None }),
+        };
+        let mut done = Completed::new(&self.tracker, &self.key.0, self.key.1);
         'lane: for chunk in self.batch.chunks(self.route.chunk.max(1)) {
             if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
                 break; // not started: left for the next owner
             }
             if let [record] = chunk {
-                let outcome = done.settle(pipeline.process(record, &self.counters, &self.cancel)).await;
-                if !outcome.is_terminal() {
-                    break; // keep order: nothing after an unfinished record runs
+                match done.settle(self.contained(record)).await {
+                    Ok(outcome) if outcome.is_terminal() => done.push(record.offset),
+                    Ok(_) => break, // keep order: nothing after an unfinished record runs
+                    Err(held) => {
+                        if let Some(report) = report.report.as_mut() {
+                            report.held = Some(held);
+                        }
+                        break;
+                    }
                 }
-                done.push(record.offset);
                 continue;
             }
             // A batch's worth of consecutive records goes out together: one request when they
             // fit, never two requests at once (see `crate::delivery::batcher`).
-            let outcomes = done
-                .settle(futures::future::join_all(
-                    chunk.iter().map(|r| pipeline.process(r, &self.counters, &self.cancel)),
-                ))
-                .await;
+            let outcomes =
+                done.settle(futures::future::join_all(chunk.iter().map(|r| self.contained(r)))).await;
             let mut unfinished = false;
             for (record, outcome) in chunk.iter().zip(outcomes) {
-                if outcome.is_terminal() {
-                    done.push(record.offset);
-                } else {
-                    unfinished = true;
+                match outcome {
+                    Ok(outcome) if outcome.is_terminal() => done.push(record.offset),
+                    Ok(_) => unfinished = true,
+                    Err(held) => {
+                        unfinished = true;
+                        if let Some(report) = report.report.as_mut() {
+                            report.held.get_or_insert(held);
+                        }
+                    }
                 }
             }
             if unfinished {
@@ -131,7 +163,35 @@ impl LaneTask {
         }
         // Completions must reach the tracker before the dispatcher hears the lane is done.
         done.flush();
-        // The dispatcher outlives its lane tasks unless the whole process is stopping.
-        drop(self.done.send(LaneDone { key: self.key, records, bytes }));
+        drop(report);
+    }
+
+    /// One record's work with a panic contained: a record whose processing panics is
+    /// dead-lettered as `panic`. `Err` says why the lane must hold: the dead letter panicked too.
+    async fn contained(&self, record: &Record) -> Result<Outcome, String> {
+        let pipeline = &self.route.pipeline;
+        let work = std::panic::AssertUnwindSafe(pipeline.process(record, &self.counters, &self.cancel));
+        let message = match work.catch_unwind().await {
+            Ok(outcome) => return Ok(outcome),
+            Err(payload) => crate::panics::message(payload.as_ref()),
+        };
+        pipeline.panicked(record, &message);
+        let letter = std::panic::AssertUnwindSafe(pipeline.dead_letter_panic(
+            record,
+            &self.counters,
+            &self.cancel,
+            &message,
+        ));
+        match letter.catch_unwind().await {
+            Ok(outcome) => Ok(outcome),
+            Err(payload) => {
+                let again = crate::panics::message(payload.as_ref());
+                pipeline.panicked(record, &again);
+                Err(format!(
+                    "the record at {}@{} panicked ({message}) and so did its dead letter ({again}): the partition holds until it is reassigned",
+                    record.tp, record.offset
+                ))
+            }
+        }
     }
 }

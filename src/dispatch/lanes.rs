@@ -1,27 +1,28 @@
-//! The dispatcher task's state: partitions, lanes, the ready queue, drains and back-pressure.
+//! The dispatcher task's state: assignments, lanes, the ready queue, drains and back-pressure.
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher as _;
-use std::sync::atomic::AtomicBool;
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::task::TaskTracker;
 
 use super::lane_task::{LaneDone, LaneTask};
+use super::partition::Partition;
 use super::{Command, DoneReceiver, DrainDone, Flow, Limits, RouteEntry};
 use crate::config::Ordering;
 use crate::offsets::OffsetTracker;
 use crate::pipeline::Cancel;
 use crate::record::{Record, TopicPartition};
-use crate::telemetry::metrics::{Metrics, TopicCounters};
+use crate::telemetry::metrics::Metrics;
 
 /// Records handed to one lane task at most.
 const BATCH: usize = 128;
 
-/// A lane: the topic-partition and a lane number within it.
-pub(super) type LaneKey = (TopicPartition, u64);
+/// A lane: the partition, the epoch of its assignment, and a lane number within it.
+pub(super) type LaneKey = (TopicPartition, u64, u64);
 
 /// The lane of `record` within its partition under `ordering`: the whole partition, its key
 /// (records without a key share one lane), or, with no order, the record alone.
@@ -33,34 +34,6 @@ pub fn lane_in_partition(ordering: Ordering, record: &Record) -> u64 {
     }
 }
 
-fn lane_of(ordering: Ordering, record: &Record) -> LaneKey {
-    (record.tp.clone(), lane_in_partition(ordering, record))
-}
-
-/// One assigned partition as the dispatcher sees it.
-struct Partition {
-    /// Offset tracker epoch of this assignment.
-    epoch: u64,
-    /// Cancellation of this partition's records.
-    cancel: Cancel,
-    /// Records buffered (queued or handed to a lane task).
-    buffered: usize,
-    /// Their bytes.
-    bytes: usize,
-    /// Lane tasks running.
-    active: usize,
-    /// Whether we asked the consumer to pause it.
-    paused: bool,
-    /// Revoked: records arriving for it are dropped.
-    revoking: bool,
-    /// Set with `revoking`, read by its lane tasks before each record (cheaper than the token).
-    stopped: Arc<AtomicBool>,
-    /// Counters of the topic.
-    counters: Arc<TopicCounters>,
-    /// The route of the topic: pipeline, ordering, chunk.
-    route: Arc<RouteEntry>,
-}
-
 /// A queue of records processed one at a time.
 #[derive(Default)]
 struct Lane {
@@ -70,12 +43,15 @@ struct Lane {
     running: bool,
     /// Whether the lane sits in the ready queue.
     ready: bool,
+    /// A record of the lane could neither be processed nor dead-lettered: nothing after it may
+    /// run in this assignment.
+    held: bool,
 }
 
 /// A pending drain.
 struct Drain {
-    /// Partitions that must have no running task.
-    tps: Vec<TopicPartition>,
+    /// Assignments (partition, epoch) that must have no running task.
+    parts: Vec<(TopicPartition, u64)>,
     /// Whom to tell.
     done: DrainSignal,
 }
@@ -95,9 +71,14 @@ pub(super) struct Dispatcher {
     flow: mpsc::UnboundedSender<Flow>,
     backlog: Arc<super::Backlog>,
     done_tx: mpsc::UnboundedSender<LaneDone>,
-    /// Parent of every partition's cancellation.
+    /// Every lane task, so that shutdown knows when all of them have ended.
+    tasks: TaskTracker,
+    /// Parent of every assignment's cancellation.
     root: Cancel,
+    /// The consuming assignment of each partition.
     partitions: FxHashMap<TopicPartition, Partition>,
+    /// Assignments being drained (revoked, or shutting down) until their lanes end.
+    draining: Vec<Partition>,
     lanes: FxHashMap<LaneKey, Lane>,
     /// Lanes with queued records waiting for a free slot, oldest first.
     ready: VecDeque<LaneKey>,
@@ -123,8 +104,10 @@ impl Dispatcher {
             flow: setup.flow,
             backlog: setup.backlog,
             done_tx,
+            tasks: setup.tasks,
             root: Cancel::default(),
             partitions: FxHashMap::default(),
+            draining: Vec::new(),
             lanes: FxHashMap::default(),
             ready: VecDeque::new(),
             running: 0,
@@ -158,42 +141,34 @@ impl Dispatcher {
                 break;
             }
         }
+        self.tasks.close();
     }
 
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Assigned(tps) => {
                 for (tp, epoch) in tps {
-                    let counters = self.metrics.topic(&tp.topic);
                     let Some(route) = self.route_for(&tp.topic) else { continue };
-                    let partition = Partition {
-                        epoch,
-                        cancel: self.root.child(),
-                        buffered: 0,
-                        bytes: 0,
-                        active: 0,
-                        paused: false,
-                        revoking: false,
-                        stopped: Arc::default(),
-                        counters,
-                        route,
-                    };
-                    self.partitions.insert(tp, partition);
-                }
-            }
-            Command::Records(records) => self.on_records(records),
-            Command::Revoke { tps, done } => self.drain(tps, DrainSignal::Revoke(done)),
-            Command::Abort(tps) => {
-                for tp in &tps {
-                    if let Some(p) = self.partitions.get(tp) {
-                        p.cancel.hard.cancel();
+                    let counters = self.metrics.topic(&tp.topic);
+                    let partition = Partition::new(tp.clone(), epoch, self.root.child(), counters, route);
+                    // A consuming assignment it replaces (a revoke librdkafka never reported)
+                    // drains like a revoked one.
+                    if let Some(mut old) = self.partitions.insert(tp, partition) {
+                        old.start_draining();
+                        self.retire(old);
                     }
                 }
             }
+            Command::Records(records) => self.on_records(records),
+            Command::Revoke { tps, done } => self.drain(&tps, DrainSignal::Revoke(done)),
+            Command::Abort(tps) => {
+                let all = self.partitions.values().chain(&self.draining);
+                all.filter(|p| tps.contains(&p.tp)).for_each(|p| p.cancel.hard.cancel());
+            }
             Command::Shutdown { done } => {
                 self.stopping = true;
-                let tps = self.partitions.keys().cloned().collect();
-                self.drain(tps, DrainSignal::Shutdown(done));
+                let tps: Vec<TopicPartition> = self.partitions.keys().cloned().collect();
+                self.drain(&tps, DrainSignal::Shutdown(done));
             }
             Command::AbortAll => self.root.hard.cancel(),
         }
@@ -218,17 +193,29 @@ impl Dispatcher {
             let tp = run[0].tp.clone();
             let Some(partition) = self.partitions.get_mut(&tp) else {
                 run.clear();
-                continue;
+                continue; // not ours (any more): not tracked, so never committed
             };
             marks.clear();
             marks.extend(run.iter().map(|r| (r.offset, r.timestamp)));
-            if partition.revoking || !self.tracker.track_many(&tp, partition.epoch, &marks) {
+            let Some(tracked) = self.tracker.track_many(&tp, partition.epoch, &marks) else {
                 run.clear();
-                continue; // not ours (any more): not tracked, so never committed
+                continue;
+            };
+            partition.counters.consumed.fetch_add(run.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            partition.over_window |= tracked.full;
+            if !tracked.skipped.is_empty() {
+                // Finished by an earlier owner (the offset map): done, not delivered again.
+                self.metrics.records_skipped(tracked.skipped.len());
+                let mut index = 0;
+                let skipped = &tracked.skipped;
+                run.retain(|_| {
+                    index += 1;
+                    skipped.binary_search(&(index - 1)).is_err()
+                });
             }
             let ordering = partition.route.ordering;
+            let epoch = partition.epoch;
             let (count, size) = (run.len(), run.iter().map(Record::size).sum::<usize>());
-            partition.counters.consumed.fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
             partition.buffered += count;
             partition.bytes += size;
             self.total_records += count;
@@ -237,20 +224,20 @@ impl Dispatcher {
             touched.push(tp.clone());
             if ordering == Ordering::Partition {
                 // One lane for the whole partition: append the run at once.
-                let key: LaneKey = (tp, 0);
+                let key: LaneKey = (tp, epoch, 0);
                 let lane = self.lanes.entry(key.clone()).or_default();
                 lane.queue.extend(run.drain(..));
-                if !lane.running && !lane.ready {
+                if !lane.running && !lane.ready && !lane.held {
                     lane.ready = true;
                     self.ready.push_back(key);
                 }
                 continue;
             }
             for record in run.drain(..) {
-                let key = lane_of(ordering, &record);
+                let key = (tp.clone(), epoch, lane_in_partition(ordering, &record));
                 let lane = self.lanes.entry(key.clone()).or_default();
                 lane.queue.push_back(record);
-                if !lane.running && !lane.ready {
+                if !lane.running && !lane.ready && !lane.held {
                     lane.ready = true;
                     self.ready.push_back(key);
                 }
@@ -260,7 +247,7 @@ impl Dispatcher {
         touched.sort();
         touched.dedup();
         for tp in touched {
-            self.check_pause(&tp);
+            self.update_flow(&tp);
         }
     }
 
@@ -269,10 +256,12 @@ impl Dispatcher {
             let Some(key) = self.ready.pop_front() else { break };
             let Some(lane) = self.lanes.get_mut(&key) else { continue };
             lane.ready = false;
-            if lane.running || lane.queue.is_empty() {
+            if lane.running || lane.held || lane.queue.is_empty() {
                 continue;
             }
-            let Some(partition) = self.partitions.get_mut(&key.0) else { continue };
+            let Some(partition) = self.partitions.get_mut(&key.0).filter(|p| p.epoch == key.1) else {
+                continue;
+            };
             let take = lane.queue.len().min(BATCH);
             let batch: Vec<Record> = lane.queue.drain(..take).collect();
             lane.running = true;
@@ -282,7 +271,6 @@ impl Dispatcher {
             let task = LaneTask {
                 key,
                 batch,
-                epoch: partition.epoch,
                 cancel: partition.cancel.clone(),
                 stopped: partition.stopped.clone(),
                 counters: partition.counters.clone(),
@@ -290,17 +278,22 @@ impl Dispatcher {
                 tracker: self.tracker.clone(),
                 done: self.done_tx.clone(),
             };
-            tokio::spawn(task.run());
+            self.tasks.spawn(task.run());
         }
         // Every ready lane has started unless the limit stopped it. More records can only use a
         // free slot if they may start a lane: in partition order that takes a partition with
         // nothing buffered; in key order or none, new keys or records can.
         let idle = self.running < self.max_in_flight
-            && self
-                .partitions
-                .values()
-                .any(|p| !p.revoking && (p.buffered == 0 || p.route.ordering != Ordering::Partition));
+            && self.partitions.values().any(|p| p.buffered == 0 || p.route.ordering != Ordering::Partition);
         self.backlog.set_idle_slots(idle);
+    }
+
+    /// The assignment a lane task of `(tp, epoch)` belongs to: consuming or draining.
+    fn assignment_mut(&mut self, tp: &TopicPartition, epoch: u64) -> Option<&mut Partition> {
+        match self.partitions.get_mut(tp) {
+            Some(p) if p.epoch == epoch => Some(p),
+            _ => self.draining.iter_mut().find(|p| p.tp == *tp && p.epoch == epoch),
+        }
     }
 
     fn on_lane_done(&mut self, done: LaneDone) {
@@ -309,69 +302,85 @@ impl Dispatcher {
         self.total_records -= done.records;
         self.backlog.remove(done.records);
         self.total_bytes -= done.bytes;
-        let tp = done.key.0.clone();
-        if let Some(partition) = self.partitions.get_mut(&tp) {
+        let (tp, epoch) = (done.key.0.clone(), done.key.1);
+        let tracker = self.tracker.clone();
+        let consuming = self.partitions.get(&tp).is_some_and(|p| p.epoch == epoch);
+        if let Some(partition) = self.assignment_mut(&tp, epoch) {
             partition.active -= 1;
             partition.buffered -= done.records;
             partition.bytes -= done.bytes;
+            if partition.over_window && tracker.has_room(&tp, epoch) {
+                partition.over_window = false;
+            }
+            if let Some(reason) = &done.held
+                && consuming
+            {
+                let latch = partition.route.pipeline.hold(reason);
+                partition.held.push(latch);
+            }
         }
         if let Some(lane) = self.lanes.get_mut(&done.key) {
             lane.running = false;
-            if lane.queue.is_empty() {
+            lane.held |= done.held.is_some();
+            if !consuming || (lane.queue.is_empty() && !lane.held) {
                 self.lanes.remove(&done.key);
-            } else if !lane.ready {
+            } else if !lane.ready && !lane.held {
                 lane.ready = true;
                 self.ready.push_back(done.key);
             }
         }
         self.schedule();
-        self.check_resume(&tp);
+        self.update_flow(&tp);
         self.check_drains();
     }
 
-    fn drain(&mut self, tps: Vec<TopicPartition>, done: DrainSignal) {
-        for tp in &tps {
-            let Some(partition) = self.partitions.get_mut(tp) else { continue };
-            partition.revoking = true;
-            partition.stopped.store(true, std::sync::atomic::Ordering::Release);
-            partition.cancel.soft.cancel();
-        }
-        // Drop what has not started: it is tracked but not done, so the committed watermark
-        // stays below it and the next owner delivers it.
-        let mut dropped: FxHashMap<TopicPartition, (usize, usize)> = FxHashMap::default();
+    /// Moves an assignment to the draining set, dropping what has not started: it is tracked
+    /// but not done, so the committed watermark stays below it and the next owner delivers it.
+    fn retire(&mut self, partition: Partition) {
+        let (tp, epoch) = (partition.tp.clone(), partition.epoch);
+        let mut records = 0;
+        let mut bytes = 0;
         self.lanes.retain(|key, lane| {
-            if !tps.contains(&key.0) {
+            if key.0 != tp || key.1 != epoch {
                 return true;
             }
-            let entry = dropped.entry(key.0.clone()).or_default();
-            entry.0 += lane.queue.len();
-            entry.1 += lane.queue.iter().map(Record::size).sum::<usize>();
+            records += lane.queue.len();
+            bytes += lane.queue.iter().map(Record::size).sum::<usize>();
             lane.queue.clear();
             lane.running
         });
-        for (tp, (records, bytes)) in dropped {
-            if let Some(partition) = self.partitions.get_mut(&tp) {
-                partition.buffered -= records;
-                partition.bytes -= bytes;
-            }
-            self.total_records -= records;
-            self.backlog.remove(records);
-            self.total_bytes -= bytes;
+        let mut partition = partition;
+        partition.buffered -= records;
+        partition.bytes -= bytes;
+        self.total_records -= records;
+        self.backlog.remove(records);
+        self.total_bytes -= bytes;
+        self.draining.push(partition);
+    }
+
+    fn drain(&mut self, tps: &[TopicPartition], done: DrainSignal) {
+        let mut parts = Vec::with_capacity(tps.len());
+        for tp in tps {
+            let Some(mut partition) = self.partitions.remove(tp) else { continue };
+            partition.start_draining();
+            parts.push((tp.clone(), partition.epoch));
+            self.retire(partition);
         }
-        self.drains.push(Drain { tps, done });
+        self.drains.push(Drain { parts, done });
         self.check_drains();
     }
 
     fn check_drains(&mut self) {
-        let partitions = &mut self.partitions;
-        let (finished, pending): (Vec<Drain>, Vec<Drain>) = std::mem::take(&mut self.drains)
-            .into_iter()
-            .partition(|d| d.tps.iter().all(|tp| partitions.get(tp).is_none_or(|p| p.active == 0)));
+        let draining = &self.draining;
+        let idle = |(tp, epoch): &(TopicPartition, u64)| {
+            draining.iter().find(|p| p.tp == *tp && p.epoch == *epoch).is_none_or(|p| p.active == 0)
+        };
+        let (finished, pending): (Vec<Drain>, Vec<Drain>) =
+            std::mem::take(&mut self.drains).into_iter().partition(|d| d.parts.iter().all(idle));
         self.drains = pending;
+        // Assignments no drain waits for and with no lane running are gone for good.
+        self.draining.retain(|p| p.active > 0);
         for drain in finished {
-            for tp in &drain.tps {
-                self.partitions.remove(tp);
-            }
             match drain.done {
                 // The receiver may have given up waiting (deadline passed): nothing to do then.
                 DrainSignal::Revoke(done) => drop(done.try_send(())),
@@ -380,34 +389,31 @@ impl Dispatcher {
         }
     }
 
-    fn check_pause(&mut self, tp: &TopicPartition) {
+    /// Pauses or resumes `tp` and the whole consumer as the bounds say.
+    fn update_flow(&mut self, tp: &TopicPartition) {
         let limits = self.limits;
-        if let Some(p) = self.partitions.get_mut(tp)
-            && !p.paused
-            && (p.buffered >= limits.partition_records || p.bytes >= limits.partition_bytes)
-        {
-            p.paused = true;
-            drop(self.flow.send(Flow::Pause(tp.clone())));
+        if let Some(p) = self.partitions.get_mut(tp) {
+            if p.buffered >= limits.partition_records || p.bytes >= limits.partition_bytes {
+                p.over_buffer = true;
+            } else if p.buffered <= limits.partition_records / 2 && p.bytes <= limits.partition_bytes / 2 {
+                p.over_buffer = false;
+            }
+            if p.wants_pause() != p.paused {
+                p.paused = p.wants_pause();
+                let flow = if p.paused {
+                    Flow::Pause(tp.clone(), p.epoch)
+                } else {
+                    Flow::Resume(tp.clone(), p.epoch)
+                };
+                drop(self.flow.send(flow));
+            }
         }
         if !self.all_paused
             && (self.total_records >= limits.total_records || self.total_bytes >= limits.total_bytes)
         {
             self.all_paused = true;
             drop(self.flow.send(Flow::PauseAll));
-        }
-    }
-
-    fn check_resume(&mut self, tp: &TopicPartition) {
-        let limits = self.limits;
-        if let Some(p) = self.partitions.get_mut(tp)
-            && p.paused
-            && p.buffered <= limits.partition_records / 2
-            && p.bytes <= limits.partition_bytes / 2
-        {
-            p.paused = false;
-            drop(self.flow.send(Flow::Resume(tp.clone())));
-        }
-        if self.all_paused
+        } else if self.all_paused
             && self.total_records <= limits.total_records / 2
             && self.total_bytes <= limits.total_bytes / 2
         {

@@ -5,17 +5,20 @@
 //! The ordering mode picks the lane: `partition` (one lane per partition), `key` (one lane per
 //! key within a partition; keyless records share the partition's lane) or `none` (one lane per
 //! record). At most `SIDECAR_MAX_IN_FLIGHT` lanes run at once. Finished records are completed in
-//! the offset tracker directly by the lane task, so the commit watermark follows them.
+//! the offset tracker directly by the lane task, so the commit watermark follows them; records
+//! the offset map says an earlier owner finished are completed without running.
 //!
 //! Back-pressure never stops the poll loop: when buffered records of a partition (or of all
-//! partitions) pass a bound, the dispatcher asks the consumer to pause fetching ([`Flow`]) and
-//! to resume when the buffer has drained to half.
+//! partitions) pass a bound, or a partition runs `SIDECAR_MAX_UNCOMMITTED` offsets ahead of its
+//! commit point, the dispatcher asks the consumer to pause fetching ([`Flow`]) and to resume
+//! when the buffer has drained to half.
 //!
 //! The dispatcher is one task that owns all lane state; the consumer talks to it through
 //! [`DispatchHandle`] and lane tasks report back on a channel, so no lock guards the lanes.
 
 mod lane_task;
 mod lanes;
+mod partition;
 
 use std::sync::Arc;
 
@@ -60,13 +63,14 @@ pub enum Command {
     AbortAll,
 }
 
-/// What the dispatcher asks of the consumer's fetching.
+/// What the dispatcher asks of the consumer's fetching. Per-partition requests name the
+/// assignment (its epoch): a request about an earlier assignment no longer applies.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Flow {
-    /// Too much buffered for this partition.
-    Pause(TopicPartition),
-    /// The partition's buffer drained.
-    Resume(TopicPartition),
+    /// Too much buffered for this partition, or too far ahead of its commit point.
+    Pause(TopicPartition, u64),
+    /// Back under its bounds.
+    Resume(TopicPartition, u64),
     /// Too much buffered overall.
     PauseAll,
     /// The overall buffer drained.
@@ -203,6 +207,9 @@ pub struct Setup {
     pub flow: mpsc::UnboundedSender<Flow>,
     /// Buffered records, shared with the poll loop.
     pub backlog: Arc<Backlog>,
+    /// Where lane tasks are spawned; closed when the dispatcher stops, so `wait` on it returns
+    /// once every lane task has ended.
+    pub tasks: tokio_util::task::TaskTracker,
 }
 
 /// Starts the dispatcher task.

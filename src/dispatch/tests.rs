@@ -16,7 +16,8 @@ use crate::health::Health;
 use crate::pipeline::breaker::Breaker;
 use crate::pipeline::{DeadLetterSink, backoff};
 
-/// Delivers after a delay, recording order and concurrency.
+/// Delivers after a delay (a hundred times longer for a value of `slow`), recording order and
+/// concurrency; panics on a value of `panic`.
 struct Recorder {
     delay: Duration,
     current: AtomicUsize,
@@ -27,9 +28,11 @@ struct Recorder {
 impl Delivery for Recorder {
     fn deliver<'a>(&'a self, record: &'a Record, _attempt: &'a Attempt) -> BoxFuture<'a, AttemptOutcome> {
         async move {
+            assert!(record.value.as_deref() != Some(b"panic"), "a bug this record triggers");
             let now = self.current.fetch_add(1, AtomicOrdering::SeqCst) + 1;
             self.max.fetch_max(now, AtomicOrdering::SeqCst);
-            tokio::time::sleep(self.delay).await;
+            let slow = record.value.as_deref() == Some(b"slow");
+            tokio::time::sleep(if slow { self.delay * 100 } else { self.delay }).await;
             self.seen.lock().unwrap().push((record.tp.clone(), record.key.clone(), record.offset));
             self.current.fetch_sub(1, AtomicOrdering::SeqCst);
             AttemptOutcome::Delivered
@@ -44,30 +47,46 @@ impl Delivery for Recorder {
     }
 }
 
-struct NoDeadLetters;
+/// Records dead letters (offset, class).
+#[derive(Default)]
+struct Letters(Mutex<Vec<(i64, &'static str)>>);
 
-impl DeadLetterSink for NoDeadLetters {
+impl DeadLetterSink for Letters {
     fn topic(&self) -> &str {
         "t.dlq"
     }
 
     fn write<'a>(
         &'a self,
-        _letter: &'a crate::dlq::DeadLetter<'a>,
+        letter: &'a crate::dlq::DeadLetter<'a>,
     ) -> BoxFuture<'a, Result<crate::dlq::Written, crate::dlq::DlqError>> {
-        async { panic!("no dead letters expected") }.boxed()
+        self.0.lock().unwrap().push((letter.record.offset, letter.class.as_str()));
+        async { Ok(crate::dlq::Written { class: letter.class, archive_location: None }) }.boxed()
     }
 }
 
 struct Harness {
     handle: DispatchHandle,
     recorder: Arc<Recorder>,
+    letters: Arc<Letters>,
     tracker: Arc<OffsetTracker>,
     flow: mpsc::UnboundedReceiver<Flow>,
     backlog: Arc<Backlog>,
+    metrics: Metrics,
+    health: Arc<Health>,
 }
 
 fn harness(ordering: Ordering, max_in_flight: usize, limits: Limits, delay: Duration) -> Harness {
+    harness_with(ordering, max_in_flight, limits, delay, crate::offsets::DEFAULT_MAX_UNCOMMITTED)
+}
+
+fn harness_with(
+    ordering: Ordering,
+    max_in_flight: usize,
+    limits: Limits,
+    delay: Duration,
+    max_uncommitted: u64,
+) -> Harness {
     let recorder = Arc::new(Recorder {
         delay,
         current: AtomicUsize::new(0),
@@ -75,23 +94,25 @@ fn harness(ordering: Ordering, max_in_flight: usize, limits: Limits, delay: Dura
         seen: Mutex::default(),
     });
     let metrics = Metrics::new().expect("metrics");
+    let letters = Arc::new(Letters::default());
+    let health = Arc::new(Health::new());
     let pipeline = Arc::new(Pipeline {
         delivery: recorder.clone(),
-        dead_letters: Arc::new(NoDeadLetters),
+        dead_letters: letters.clone(),
         retry: RetryPolicy {
             max_attempts: 3,
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_secs(1),
         },
         breaker: Arc::new(Breaker::new(3)),
-        health: Arc::new(Health::new()),
+        health: health.clone(),
         metrics: metrics.clone(),
         group: "g".into(),
         jitter: backoff::full_jitter,
         tracing: crate::telemetry::spans::Tracing::disabled(),
         route: String::new(),
     });
-    let tracker = Arc::new(OffsetTracker::new());
+    let tracker = Arc::new(OffsetTracker::new(max_uncommitted));
     let (flow_tx, flow) = mpsc::unbounded_channel();
     let backlog = Arc::new(Backlog::default());
     let routes = vec![Arc::new(RouteEntry { matcher: None, pipeline, ordering, chunk: 1 })];
@@ -100,16 +121,17 @@ fn harness(ordering: Ordering, max_in_flight: usize, limits: Limits, delay: Dura
         max_in_flight,
         limits,
         tracker: tracker.clone(),
-        metrics,
+        metrics: metrics.clone(),
         flow: flow_tx,
         backlog: backlog.clone(),
+        tasks: tokio_util::task::TaskTracker::new(),
     });
-    Harness { handle, recorder, tracker, flow, backlog }
+    Harness { handle, recorder, letters, tracker, flow, backlog, metrics, health }
 }
 
 impl Harness {
     fn assign(&self, tps: &[TopicPartition]) {
-        let assigned = tps.iter().map(|tp| (tp.clone(), self.tracker.assign(tp))).collect();
+        let assigned = tps.iter().map(|tp| (tp.clone(), self.tracker.assign(tp, None))).collect();
         assert!(self.handle.send(Command::Assigned(assigned)));
     }
 
@@ -136,6 +158,7 @@ fn record(tp: &TopicPartition, offset: i64, key: Option<&str>) -> Record {
         key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
         value: Some(Bytes::from_static(b"v")),
         headers: vec![],
+        malformed: None,
     }
 }
 
@@ -258,9 +281,10 @@ async fn buffer_bounds_pause_and_resume_partitions() {
     h.assign(std::slice::from_ref(&tp));
     h.handle.send(Command::Records((0..12).map(|o| record(&tp, o, None)).collect()));
     let first = tokio::time::timeout(Duration::from_secs(1), h.flow.recv()).await.expect("flow");
-    assert_eq!(first, Some(Flow::Pause(tp.clone())));
+    let epoch = h.tracker.epoch(&tp).expect("assigned");
+    assert_eq!(first, Some(Flow::Pause(tp.clone(), epoch)));
     let second = tokio::time::timeout(Duration::from_secs(5), h.flow.recv()).await.expect("flow");
-    assert_eq!(second, Some(Flow::Resume(tp.clone())), "resumed once half the buffer drained");
+    assert_eq!(second, Some(Flow::Resume(tp.clone(), epoch)), "resumed once half the buffer drained");
 }
 
 #[tokio::test(start_paused = true)]
@@ -320,4 +344,91 @@ async fn idle_slots_need_a_partition_that_more_records_could_start() {
     k.handle.send(Command::Records(vec![record(&tps[0], 0, Some("a"))]));
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(k.backlog.has_idle_slots(), "in key order, records of new keys can start lanes");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_one_record_dead_letters_it_and_the_lane_goes_on() {
+    let h = harness(Ordering::Partition, 4, big_limits(), Duration::from_millis(1));
+    let tp = TopicPartition::new("t", 0);
+    h.assign(std::slice::from_ref(&tp));
+    let mut records: Vec<Record> = (0..5).map(|o| record(&tp, o, None)).collect();
+    records[2].value = Some(Bytes::from_static(b"panic"));
+    h.handle.send(Command::Records(records));
+    h.wait_for_deliveries(4).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let offsets: Vec<i64> = h.seen().iter().map(|(_, _, o)| *o).collect();
+    assert_eq!(offsets, vec![0, 1, 3, 4], "the partition went on after the panic, in order");
+    assert_eq!(*h.letters.0.lock().unwrap(), vec![(2, "panic")]);
+    assert_eq!(h.tracker.watermark(&tp), Some(5), "the panicked record is done: dead-lettered");
+    assert!(h.metrics.render_prometheus().contains("msk_sidecar_panics_total 1"));
+    let warnings = h.health.readiness().map_err(|r| r.join("; "));
+    assert!(
+        warnings.as_ref().is_err_and(|r| r.contains("panic"))
+            || warnings.as_ref().is_ok_and(|w| w.iter().any(|w| w.contains("panic"))),
+        "{warnings:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lane_of_an_old_assignment_never_touches_the_new_one() {
+    let h = harness(Ordering::Partition, 4, big_limits(), Duration::from_millis(1000));
+    let tp = TopicPartition::new("t", 0);
+    h.assign(std::slice::from_ref(&tp));
+    h.handle.send(Command::Records((0..3).map(|o| record(&tp, o, None)).collect()));
+    tokio::time::sleep(Duration::from_millis(10)).await; // offset 0 runs (1 s)
+    // The revoke gives up waiting (its deadline passed) and the partition comes straight back.
+    let (done, _gave_up) = std::sync::mpsc::sync_channel(1);
+    h.handle.send(Command::Revoke { tps: vec![tp.clone()], done });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    h.assign(std::slice::from_ref(&tp));
+    h.handle.send(Command::Records((0..3).map(|o| record(&tp, o, None)).collect()));
+    // The old lane ends (offset 0), then the new assignment's records run.
+    h.wait_for_deliveries(4).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let offsets: Vec<i64> = h.seen().iter().map(|(_, _, o)| *o).collect();
+    assert_eq!(offsets, vec![0, 0, 1, 2], "old 0, then the new assignment's 0, 1, 2");
+    assert_eq!(h.tracker.watermark(&tp), Some(3), "the new assignment finished all three");
+    assert_eq!(h.backlog.records(), 0, "nothing left counted as buffered");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_partition_too_far_ahead_of_its_commit_pauses_until_the_stuck_record_finishes() {
+    let mut h = harness_with(Ordering::None, 8, big_limits(), Duration::from_millis(10), 200);
+    let tp = TopicPartition::new("t", 0);
+    h.assign(std::slice::from_ref(&tp));
+    let epoch = h.tracker.epoch(&tp).expect("assigned");
+    // Offset 0 takes long (a slow value); the rest finish quickly above it.
+    let mut records: Vec<Record> = (0..250).map(|o| record(&tp, o, None)).collect();
+    records[0].value = Some(Bytes::from_static(b"slow"));
+    h.handle.send(Command::Records(records));
+    let first = tokio::time::timeout(Duration::from_secs(1), h.flow.recv()).await.expect("flow");
+    assert_eq!(first, Some(Flow::Pause(tp.clone(), epoch)), "250 offsets ahead of a cap of 200");
+    let second = tokio::time::timeout(Duration::from_secs(60), h.flow.recv()).await.expect("flow");
+    assert_eq!(second, Some(Flow::Resume(tp.clone(), epoch)), "resumed once the commit point moved");
+    assert_eq!(h.tracker.watermark(&tp), Some(250));
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_an_earlier_owner_finished_are_not_delivered_again() {
+    let h = harness(Ordering::Key, 8, big_limits(), Duration::from_millis(1));
+    let tp = TopicPartition::new("t", 0);
+    // The previous owner finished 1 and 3 above its commit point 0.
+    let mut previous = crate::offsets::PartitionOffsets::default();
+    (0..5).for_each(|o| {
+        previous.track(o, None);
+    });
+    previous.complete(1);
+    previous.complete(3);
+    let handed_over = previous.final_commit().expect("commit");
+    let inherited = crate::offsets::map::decode(handed_over.offset, &handed_over.metadata).expect("map");
+    let epoch = h.tracker.assign(&tp, inherited);
+    h.handle.send(Command::Assigned(vec![(tp.clone(), epoch)]));
+    h.handle.send(Command::Records((0..5).map(|o| record(&tp, o, Some(&format!("k{o}")))).collect()));
+    h.wait_for_deliveries(3).await;
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let mut offsets: Vec<i64> = h.seen().iter().map(|(_, _, o)| *o).collect();
+    offsets.sort_unstable();
+    assert_eq!(offsets, vec![0, 2, 4]);
+    assert_eq!(h.tracker.watermark(&tp), Some(5));
+    assert!(h.metrics.render_prometheus().contains("msk_sidecar_records_skipped_total 2"));
 }

@@ -27,6 +27,10 @@ pub enum ErrorClass {
     /// The record is larger than the dead-letter topic accepts: archived in full, the topic copy
     /// has an empty value.
     Oversized,
+    /// Part of the record cannot be read (a header name that is not UTF-8): never delivered.
+    Malformed,
+    /// The record's processing panicked (a bug of ours that this record triggers).
+    Panic,
 }
 
 impl ErrorClass {
@@ -36,6 +40,8 @@ impl ErrorClass {
             ErrorClass::Permanent => "permanent",
             ErrorClass::RetriesExhausted => "retries-exhausted",
             ErrorClass::Oversized => "oversized",
+            ErrorClass::Malformed => "malformed",
+            ErrorClass::Panic => "panic",
         }
     }
 }
@@ -212,6 +218,7 @@ mod tests {
                 Header { name: "dlq-error".into(), value: Some(Bytes::from_static(b"old")) },
                 Header { name: "traceparent".into(), value: Some(Bytes::from_static(b"00-old-old-01")) },
             ],
+            malformed: None,
         }
     }
 

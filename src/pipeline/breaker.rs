@@ -134,7 +134,9 @@ pub async fn run_prober(
         }
         let reason = breaker.reason();
         tracing::warn!(target = %target, error = %reason, "Application unreachable: pausing consumption until it answers.");
-        health.set_scoped(Component::Application, &route, format!("unreachable at {target}: {reason}"));
+        // Unready while the breaker is open; dropping the latch clears it.
+        let latch =
+            health.latch(Component::Application, &route, format!("unreachable at {target}: {reason}"));
         metrics.set_breaker_open(true);
         let mut interval = first_interval.max(Duration::from_millis(50));
         while breaker.is_open() {
@@ -145,17 +147,13 @@ pub async fn run_prober(
             match delivery.probe().await {
                 Ok(()) => breaker.close(),
                 Err(err) => {
-                    health.set_scoped(
-                        Component::Application,
-                        &route,
-                        format!("unreachable at {target}: {err}"),
-                    );
+                    latch.update(format!("unreachable at {target}: {err}"));
                     interval = (interval * 2).min(MAX_PROBE_INTERVAL);
                 }
             }
         }
         tracing::info!(target = %target, "Application reachable again: resuming consumption.");
-        health.clear_scoped(Component::Application, &route);
+        drop(latch);
         metrics.set_breaker_open(false);
     }
 }

@@ -1,8 +1,12 @@
 //! The pipeline: one record from first attempt to terminal outcome.
 //!
 //! deliver → classify → retry with backoff (full jitter, `Retry-After` honoured) → `Delivered`
-//! or dead-lettered (`permanent`, `retries-exhausted`, `oversized`). Dead-lettering is retried
+//! or dead-lettered (`permanent`, `retries-exhausted`, `oversized`; `malformed` for a record that
+//! cannot be read whole, `panic` for one whose processing panicked). Dead-lettering is retried
 //! forever: a record is terminal only once its DLQ record and archive object are written.
+//! While a record is held (its target refuses it as configured, or its dead letter cannot be
+//! written), it holds a readiness latch scoped to its route; the latch goes when the record
+//! does, whichever way.
 //!
 //! Cancellation has two levels ([`Cancel`]): *soft* (shutdown or revoke) abandons a record that
 //! is waiting (backoff, breaker, DLQ retry) but lets an attempt in progress finish; *hard* (the
@@ -22,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::RetryPolicy;
 use crate::delivery::{Attempt, AttemptOutcome, Delivery, Failure, FailureKind};
 use crate::dlq::{DeadLetter, DeadLetterWriter, DlqError, ErrorClass, Written};
-use crate::health::{Component, Health};
+use crate::health::{Component, Health, Latch};
 use crate::record::Record;
 use crate::telemetry::metrics::{Metrics, TopicCounters};
 use crate::telemetry::spans::{RecordTrace, Tracing};
@@ -138,8 +142,23 @@ struct Failures {
     forced_breaker: bool,
     /// Failures that did not use an attempt (whole-batch failures, a blocked target).
     uncounted: u32,
-    /// Whether the target refused this record as misconfigured (cleared on delivery).
-    blocked: bool,
+    /// While the target refuses this record as misconfigured: the readiness problem.
+    blocked: Option<Latch>,
+}
+
+/// What a dead letter says about how the record failed.
+struct Verdict {
+    /// The class.
+    class: ErrorClass,
+    /// The last error, for `dlq-error` (with the detail, such as the start of a response body).
+    error: String,
+    /// The last error as it may be logged (no response body).
+    summary: String,
+    /// Attempts made.
+    attempts: u32,
+    /// First and last failure times.
+    first: SystemTime,
+    last: SystemTime,
 }
 
 /// What follows a failed attempt.
@@ -157,7 +176,22 @@ impl Pipeline {
     /// Processes one record to a terminal outcome, or abandons it on cancellation.
     pub async fn process(&self, record: &Record, counters: &TopicCounters, cancel: &Cancel) -> Outcome {
         let trace = self.tracing.record(record);
-        let outcome = self.attempts(record, counters, cancel, &trace).await;
+        let outcome = match &record.malformed {
+            // Not delivered: the application would get it without what could not be read.
+            Some(defect) => {
+                let now = SystemTime::now();
+                let verdict = Verdict {
+                    class: ErrorClass::Malformed,
+                    error: defect.to_string(),
+                    summary: defect.to_string(),
+                    attempts: 0,
+                    first: now,
+                    last: now,
+                };
+                self.dead_letter(Job { record, counters, cancel, trace: &trace }, verdict).await
+            }
+            None => self.attempts(record, counters, cancel, &trace).await,
+        };
         match &outcome {
             Outcome::Delivered { .. } => trace.finish("delivered", None),
             Outcome::DeadLettered { class, .. } => trace.finish("dead-lettered", Some(class.as_str())),
@@ -179,7 +213,7 @@ impl Pipeline {
             last: None,
             forced_breaker: false,
             uncounted: 0,
-            blocked: false,
+            blocked: None,
         };
         let mut number = 0u32;
         loop {
@@ -223,7 +257,7 @@ impl Pipeline {
             }
             let failure = match &outcome {
                 AttemptOutcome::Delivered => {
-                    if failures.blocked && self.health.clear_scoped(Component::Delivery, &self.route) {
+                    if failures.blocked.take().is_some() {
                         tracing::info!(route = %self.route, "The delivery target accepts records again.");
                     }
                     self.metrics.delivered_end_to_end(counters, record.timestamp, now);
@@ -245,9 +279,15 @@ impl Pipeline {
                         ErrorClass::Permanent
                     };
                     failures.counted += 1;
-                    failures.last = Some((now, failure));
-                    let job = Job { record, counters, cancel, trace };
-                    return self.dead_letter(job, class, failures, number).await;
+                    let verdict = Verdict {
+                        class,
+                        error: failure.full_text(),
+                        summary: failure.error.clone(),
+                        attempts: number,
+                        first: failures.first.unwrap_or(now),
+                        last: now,
+                    };
+                    return self.dead_letter(Job { record, counters, cancel, trace }, verdict).await;
                 }
                 FailureKind::Retryable => {
                     self.breaker.on_response();
@@ -259,12 +299,19 @@ impl Pipeline {
                 }
                 FailureKind::Blocked => {
                     self.breaker.on_response();
-                    failures.blocked = true;
-                    if self.health.set_scoped(Component::Delivery, &self.route, failure.error.clone()) {
-                        tracing::error!(
-                            route = %self.route, target = %self.delivery.describe(), error = %failure.error,
-                            "The delivery target refuses records as configured: holding them until it accepts."
-                        );
+                    match &failures.blocked {
+                        Some(latch) => latch.update(failure.error.clone()),
+                        None => {
+                            tracing::error!(
+                                route = %self.route, target = %self.delivery.describe(), error = %failure.error,
+                                "The delivery target refuses records as configured: holding them until it accepts."
+                            );
+                            failures.blocked = Some(self.health.latch(
+                                Component::Delivery,
+                                &self.route,
+                                failure.error.clone(),
+                            ));
+                        }
                     }
                     Next::Uncounted
                 }
@@ -314,8 +361,16 @@ impl Pipeline {
             failures.counted += 1;
             if failures.counted >= self.retry.max_attempts {
                 span.finish(&outcome, None);
-                let job = Job { record, counters, cancel, trace };
-                return self.dead_letter(job, ErrorClass::RetriesExhausted, failures, number).await;
+                let Some((last_time, last)) = failures.last else { return Outcome::Abandoned };
+                let verdict = Verdict {
+                    class: ErrorClass::RetriesExhausted,
+                    error: last.full_text(),
+                    summary: last.error.clone(),
+                    attempts: number,
+                    first: failures.first.unwrap_or(last_time),
+                    last: last_time,
+                };
+                return self.dead_letter(Job { record, counters, cancel, trace }, verdict).await;
             }
             let delay = backoff::delay(&self.retry, failures.counted, retry_after, self.jitter);
             span.finish(&outcome, Some(delay));
@@ -326,27 +381,64 @@ impl Pipeline {
         }
     }
 
-    async fn dead_letter(
+    /// Counts and reports a panic in `record`'s processing (the lane contains it).
+    pub fn panicked(&self, record: &Record, message: &str) {
+        let total = self.metrics.panicked();
+        self.health.warn(
+            Component::Panic,
+            &self.route,
+            format!(
+                "{total} panic(s) contained; the last in the record at {}@{}: {message}; such a record is dead-lettered as `panic`",
+                record.tp, record.offset
+            ),
+        );
+    }
+
+    /// Dead-letters a record whose processing panicked, as `panic`.
+    pub async fn dead_letter_panic(
         &self,
-        job: Job<'_>,
-        class: ErrorClass,
-        failures: Failures,
-        attempts: u32,
+        record: &Record,
+        counters: &TopicCounters,
+        cancel: &Cancel,
+        message: &str,
     ) -> Outcome {
+        let trace = self.tracing.record(record);
+        let now = SystemTime::now();
+        let verdict = Verdict {
+            class: ErrorClass::Panic,
+            error: format!("processing panicked: {message}"),
+            summary: "processing panicked".to_string(),
+            attempts: 0,
+            first: now,
+            last: now,
+        };
+        let outcome = self.dead_letter(Job { record, counters, cancel, trace: &trace }, verdict).await;
+        trace.finish("dead-lettered", Some(ErrorClass::Panic.as_str()));
+        outcome
+    }
+
+    /// A readiness problem for a lane that holds its partition (see `crate::dispatch`).
+    pub fn hold(&self, reason: &str) -> Latch {
+        tracing::error!(route = %self.route, reason, "A partition holds: a record can be neither processed nor dead-lettered.");
+        self.health.latch(Component::Panic, &self.route, reason.to_string())
+    }
+
+    async fn dead_letter(&self, job: Job<'_>, verdict: Verdict) -> Outcome {
         let Job { record, counters, cancel, trace } = job;
-        let Some((last_time, last)) = failures.last else { return Outcome::Abandoned };
-        let span = self.tracing.dead_letter(trace, self.dead_letters.topic(), class.as_str());
+        let span = self.tracing.dead_letter(trace, self.dead_letters.topic(), verdict.class.as_str());
         let (trace_id, span_id) = trace.ids();
         let letter = DeadLetter {
             record,
             group: &self.group,
-            class,
-            error: last.full_text(),
-            attempts,
-            first_failure: failures.first.unwrap_or(last_time),
-            last_failure: last_time,
+            class: verdict.class,
+            error: verdict.error.clone(),
+            attempts: verdict.attempts,
+            first_failure: verdict.first,
+            last_failure: verdict.last,
             traceparent: span.traceparent.clone(),
         };
+        // While the dead letter cannot be written: this record's readiness problem.
+        let mut problem: Option<(Component, Latch)> = None;
         let mut tries = 0u32;
         loop {
             if cancel.soft.is_cancelled() {
@@ -363,28 +455,33 @@ impl Pipeline {
             };
             match result {
                 Ok(written) => {
-                    self.health.clear_problem(crate::health::Component::DeadLetterTopic);
-                    self.health.clear_problem(crate::health::Component::Archive);
+                    drop(problem);
                     counters.dead_letter(written.class.as_str());
                     tracing::warn!(
                         topic = %record.tp.topic, partition = record.tp.partition, offset = record.offset,
-                        error_class = written.class.as_str(), attempts, error = %last.error,
+                        error_class = written.class.as_str(), attempts = verdict.attempts,
+                        error = %verdict.summary,
                         archive = written.archive_location.as_deref().unwrap_or("none"),
                         trace_id = trace_id.as_deref(), span_id = span_id.as_deref(),
                         "Record dead-lettered."
                     );
                     span.finish(None);
-                    return Outcome::DeadLettered { class: written.class, attempts };
+                    return Outcome::DeadLettered { class: written.class, attempts: verdict.attempts };
                 }
                 Err(err) => {
                     tries += 1;
                     let component = err.component();
-                    if self.health.set_problem(component, err.to_string()) || tries == 1 {
-                        tracing::error!(
-                            topic = %record.tp.topic, partition = record.tp.partition, offset = record.offset,
-                            error = %err, trace_id = trace_id.as_deref(),
-                            "Cannot write a dead letter: the partition waits and retries."
-                        );
+                    match &problem {
+                        Some((held, latch)) if *held == component => latch.update(err.to_string()),
+                        _ => {
+                            tracing::error!(
+                                topic = %record.tp.topic, partition = record.tp.partition, offset = record.offset,
+                                error = %err, trace_id = trace_id.as_deref(),
+                                "Cannot write a dead letter: the partition waits and retries."
+                            );
+                            problem =
+                                Some((component, self.health.latch(component, &self.route, err.to_string())));
+                        }
                     }
                     let delay = backoff::delay(&self.retry, tries, None, self.jitter);
                     tokio::select! {

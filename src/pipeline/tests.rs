@@ -82,6 +82,7 @@ fn record() -> Record {
         key: None,
         value: Some(Bytes::from_static(b"v")),
         headers: vec![],
+        malformed: None,
     }
 }
 

@@ -19,7 +19,7 @@ use crate::record::TopicPartition;
 use crate::telemetry::otlp::SpanCounters;
 
 /// Dead-letter error classes, as in the `dlq-error-class` header.
-pub const ERROR_CLASSES: [&str; 3] = ["permanent", "retries-exhausted", "oversized"];
+pub const ERROR_CLASSES: [&str; 5] = ["permanent", "retries-exhausted", "oversized", "malformed", "panic"];
 
 /// Why the metrics could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +47,7 @@ pub struct TopicCounters {
     /// Retry attempts (attempts after the first).
     pub retried: AtomicU64,
     /// Dead letters by class, indexed like [`ERROR_CLASSES`].
-    pub dead_lettered: [AtomicU64; 3],
+    pub dead_lettered: [AtomicU64; ERROR_CLASSES.len()],
 }
 
 impl TopicCounters {
@@ -89,6 +89,12 @@ pub(super) struct Shared {
     pub(super) lag: Mutex<HashMap<TopicPartition, i64>>,
     /// Offset commits that failed.
     pub(super) commit_failures: AtomicU64,
+    /// Panics contained in a record's processing.
+    pub(super) panics: AtomicU64,
+    /// Records skipped because an earlier owner finished them.
+    pub(super) skipped: AtomicU64,
+    /// Batch answers that could not be read.
+    pub(super) unreadable_answers: AtomicU64,
     /// Expiry of the current MSK IAM token, seconds since the epoch (0: none).
     pub(super) token_expiry: AtomicI64,
     /// Token generation failures.
@@ -273,6 +279,21 @@ impl Metrics {
     /// Counts a failed offset commit.
     pub fn commit_failed(&self) {
         self.shared.commit_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a contained panic; returns how many there were so far.
+    pub fn panicked(&self) -> u64 {
+        self.shared.panics.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Counts records skipped because an earlier owner finished them (the offset map).
+    pub fn records_skipped(&self, count: usize) {
+        self.shared.skipped.fetch_add(count as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a batch answer that could not be read.
+    pub fn unreadable_answer(&self) {
+        self.shared.unreadable_answers.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Sets the expiry of the current token (seconds since the epoch).

@@ -150,10 +150,25 @@ pub(super) fn register(meter: &Meter, shared: &Arc<Shared>) {
             .with_callback(move |observer| observer.observe(pick(&shared), &[]))
             .build();
     }
-    let totals: [Instrument<u64>; 2] = [
+    let totals: [Instrument<u64>; 5] = [
         ("msk_sidecar.commit.failures", "Offset commits that failed", |s| {
             s.commit_failures.load(Ordering::Relaxed)
         }),
+        (
+            "msk_sidecar.panics",
+            "Panics contained in a record's processing (each record dead-lettered as panic)",
+            |s| s.panics.load(Ordering::Relaxed),
+        ),
+        (
+            "msk_sidecar.records.skipped",
+            "Records skipped because an earlier owner finished them (offset map)",
+            |s| s.skipped.load(Ordering::Relaxed),
+        ),
+        (
+            "msk_sidecar.unreadable_answers",
+            "2xx answers to a batch that could not be read (the batch failed)",
+            |s| s.unreadable_answers.load(Ordering::Relaxed),
+        ),
         ("msk_sidecar.auth.failures", "MSK IAM token generation failures", |s| {
             s.auth_failures.load(Ordering::Relaxed)
         }),

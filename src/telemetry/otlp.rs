@@ -173,8 +173,8 @@ pub fn tracer_provider(
     };
     let exporter = built.map_err(|e| OtlpError::Exporter {
         signal: "traces",
-        endpoint: endpoint.clone(),
-        message: e.to_string(),
+        endpoint: crate::config::redact_text_url(endpoint),
+        message: crate::config::redact_urls_in(&e.to_string()),
     })?;
     let batch = BatchConfigBuilder::default().with_max_queue_size(MAX_QUEUED_SPANS * 2).build();
     let processor =
@@ -208,8 +208,8 @@ pub fn metrics_reader(
     };
     let exporter = built.map_err(|e| OtlpError::Exporter {
         signal: "metrics",
-        endpoint: endpoint.clone(),
-        message: e.to_string(),
+        endpoint: crate::config::redact_text_url(endpoint),
+        message: crate::config::redact_urls_in(&e.to_string()),
     })?;
     Ok(Some(PeriodicReader::builder(exporter, Tokio).with_interval(Duration::from_secs(10)).build()))
 }
@@ -228,7 +228,7 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
         let counter = if result.is_ok() { &self.counters.exported } else { &self.counters.dropped };
         counter.fetch_add(count as u64, Ordering::Relaxed);
         if let Err(err) = &result {
-            self.counters.warn(&err.to_string());
+            self.counters.warn(&crate::config::redact_urls_in(&err.to_string()));
         }
         self.counters
             .queued

@@ -37,6 +37,9 @@ struct Inner {
     propagator: TraceContextPropagator,
     group: String,
     target: TargetInfo,
+    /// Whether record keys go into spans (`SIDECAR_TRACE_RECORD_KEYS`; keys may be personal
+    /// data, so they are left out unless asked for).
+    record_keys: bool,
 }
 
 /// Makes the spans of records. Cheap to clone; disabled when no endpoint is configured.
@@ -118,11 +121,10 @@ impl Tracing {
         Tracing { inner: None }
     }
 
-    /// Tracing with `tracer`.
-    pub fn new(tracer: SdkTracer, group: String, target: TargetInfo) -> Self {
-        Tracing {
-            inner: Some(Arc::new(Inner { tracer, propagator: TraceContextPropagator::new(), group, target })),
-        }
+    /// Tracing with `tracer`; spans carry record keys only with `record_keys`.
+    pub fn new(tracer: SdkTracer, group: String, target: TargetInfo, record_keys: bool) -> Self {
+        let propagator = TraceContextPropagator::new();
+        Tracing { inner: Some(Arc::new(Inner { tracer, propagator, group, target, record_keys })) }
     }
 
     /// The same tracing for another delivery target (a route's).
@@ -135,6 +137,7 @@ impl Tracing {
                     propagator: TraceContextPropagator::new(),
                     group: inner.group.clone(),
                     target,
+                    record_keys: inner.record_keys,
                 })),
             },
         }
@@ -175,7 +178,9 @@ impl Tracing {
                     record.value.as_ref().map_or(0, |v| v.len() as i64),
                 ),
             ];
-            if let Some(key) = record.key.as_ref().and_then(|k| std::str::from_utf8(k).ok()) {
+            if inner.record_keys
+                && let Some(key) = record.key.as_ref().and_then(|k| std::str::from_utf8(k).ok())
+            {
                 attributes.push(KeyValue::new("messaging.kafka.message.key", key.to_string()));
             }
             if record.value.is_none() {

@@ -113,3 +113,37 @@ fn a_child_sidecar_the_test_drops_is_killed() {
     let alive = Command::new("kill").args(["-0", &pid]).output().expect("kill -0").status.success();
     assert!(!alive, "process {pid} outlived its handle");
 }
+
+#[test]
+fn a_dead_letter_topic_that_the_subscription_also_consumes_is_refused() {
+    for (topics, dlq) in [("^orders.*", "orders.dlq"), ("payments,^ord.*", "ord-dead")] {
+        let env: Vec<_> = VALID
+            .iter()
+            .copied()
+            .filter(|(k, _)| *k != "KAFKA_TOPICS")
+            .chain([("KAFKA_TOPICS", topics), ("SIDECAR_DLQ_TOPIC", dlq)])
+            .collect();
+        let out = sidecar(&["check-config"], &env);
+        assert_eq!(out.status.code(), Some(64), "{topics} / {dlq}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("SIDECAR_DLQ_TOPIC") && stderr.contains("KAFKA_TOPICS"), "{stderr}");
+    }
+    // The same for a route's own dead-letter topic.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("sidecar.toml");
+    std::fs::write(
+        &file,
+        "[[routes]]\ntopic = \"payments\"\ndelivery_url = \"http://127.0.0.1:8081/p\"\ndlq_topic = \"orders-dead\"\n",
+    )
+    .expect("write");
+    let env: Vec<_> = VALID
+        .iter()
+        .copied()
+        .filter(|(k, _)| *k != "KAFKA_TOPICS")
+        .chain([("KAFKA_TOPICS", "payments,^orders.*"), ("SIDECAR_DLQ_TOPIC", "dead")])
+        .collect();
+    let out = sidecar(&["--config", file.to_str().expect("utf8 path"), "check-config"], &env);
+    assert_eq!(out.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("orders-dead") && stderr.contains("KAFKA_TOPICS"), "{stderr}");
+}

@@ -160,3 +160,130 @@ async fn a_member_frozen_past_its_session_loses_its_partitions_and_commits_nothi
     assert_eq!(delivered.len(), 400, "every record delivered at least once");
     println!("frozen member: {lost} lost rebalance(s)");
 }
+
+/// Starts a child sidecar against the mock cluster in key order, waits for `progress`
+/// deliveries, sends SIGTERM and checks that it exits cleanly within its grace.
+async fn key_mode_run_until(
+    env: &BTreeMap<String, String>,
+    log: &std::path::Path,
+    app: &TestApp,
+    progress: usize,
+) {
+    let mut child = process::spawn(env, log);
+    let started = std::time::Instant::now();
+    while app.accepted().len() < progress {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{} of {progress} deliveries before SIGTERM; log:\n{}",
+            app.accepted().len(),
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    process::signal(&child, "TERM");
+    let (status, _) = process::wait(&mut child, Duration::from_secs(15)).await;
+    let log_text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(status.success(), "exit status {status:?}; log:\n{log_text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_a_key_is_stuck_in_retries_delivers_nothing_twice_after_the_restart() {
+    let topic = common::random_name("stuck");
+    let dlq = format!("{topic}.dlq");
+    let kafka = common::mock::MockKafka::start(&[(&topic, 1), (&dlq, 1)]);
+    let mut records = vec![(0, "stuck".to_string(), "first".to_string())];
+    records.extend((0..300).map(|i| (0, format!("free-{i}"), format!("v{i}"))));
+    kafka.produce(&topic, &records).await;
+    let app = TestApp::start().await;
+    app.behave(|r| if r.text() == "first" { Reply::Status(503) } else { Reply::Status(200) });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("sidecar.log");
+    let group = common::random_name("g");
+    let mut env = sidecar::env(&topic, &group, &app.url());
+    env.insert("KAFKA_BROKERS".into(), kafka.bootstrap.clone());
+    env.insert("SIDECAR_ORDERING".into(), "key".into());
+    env.insert("SIDECAR_RETRY_MAX_ATTEMPTS".into(), "1000".into());
+    env.insert("SIDECAR_RETRY_INITIAL_BACKOFF".into(), "200ms".into());
+    env.insert("SIDECAR_RETRY_MAX_BACKOFF".into(), "200ms".into());
+    env.insert("SIDECAR_SHUTDOWN_GRACE".into(), "5s".into());
+    // The mock cluster refuses sessions shorter than 6 s (Kafka's group.min.session.timeout.ms).
+    env.insert("SIDECAR_LIBRDKAFKA_SESSION_TIMEOUT_MS".into(), "6000".into());
+    env.insert("SIDECAR_LIBRDKAFKA_HEARTBEAT_INTERVAL_MS".into(), "1000".into());
+
+    // Every other key is delivered while the first record retries; then SIGTERM.
+    key_mode_run_until(&env, &log, &app, 300).await;
+    let committed = kafka.committed(&group, &topic, 1);
+    assert_eq!(committed[0].0, 0, "the stuck record holds the commit point");
+    app.behave(|_| Reply::Status(200));
+    let mut second = process::spawn(&env, &log);
+    kafka.wait_committed(&group, &topic, &[301]).await;
+    process::signal(&second, "TERM");
+    process::wait(&mut second, Duration::from_secs(15)).await;
+
+    let counts = counts(&app);
+    assert_eq!(counts.len(), 301, "every record delivered");
+    let duplicates: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicates.is_empty(), "{} records delivered twice: {duplicates:?}", duplicates.len());
+}
+
+/// `GET /ready` of a child's admin address: status and body (0 when it does not answer).
+async fn ready(admin: &str) -> (u16, String) {
+    match reqwest::get(format!("{admin}/ready")).await {
+        Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
+        Err(_) => (0, String::new()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitions_that_come_back_after_a_rebalance_in_an_outage_are_fetched_again() {
+    let topic = common::random_name("outage");
+    let group = common::random_name("g");
+    common::create_topic(&topic, 4).await;
+    common::create_topic(&format!("{topic}.dlq"), 1).await;
+    let produce = |round: usize| {
+        (0..400).map(move |i| Produce::text(i % 4, &format!("k{round}-{i}"), "v")).collect()
+    };
+    common::produce(&topic, produce(0)).await;
+    // The application is down: nothing listens on its port yet.
+    let app_addr: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().expect("addr");
+    let url = format!("http://{app_addr}/events");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first_log, second_log) = (dir.path().join("first.log"), dir.path().join("second.log"));
+    let mut env = sidecar::env(&topic, &group, &url);
+    env.insert("SIDECAR_LIBRDKAFKA_SESSION_TIMEOUT_MS".into(), "10000".into());
+    let with_admin = |env: &BTreeMap<String, String>| {
+        let admin = format!("127.0.0.1:{}", common::free_port());
+        let mut env = env.clone();
+        env.insert("SIDECAR_ADMIN_ADDR".into(), admin.clone());
+        (env, format!("http://{admin}"))
+    };
+
+    let (first_env, first_admin) = with_admin(&env);
+    let mut first = process::spawn(&first_env, &first_log);
+    common::eventually(Duration::from_secs(30), "the first member pauses for the outage", || async {
+        let (_, body) = ready(&first_admin).await;
+        body.contains("unreachable").then_some(())
+    })
+    .await;
+    let (second_env, second_admin) = with_admin(&env);
+    let mut second = process::spawn(&second_env, &second_log);
+    common::eventually(Duration::from_secs(30), "the second member takes partitions", || async {
+        let (_, body) = ready(&second_admin).await;
+        (body.contains("unreachable") && !body.contains("waiting for a partition")).then_some(())
+    })
+    .await;
+    // The application comes back; the second member leaves; its partitions come back.
+    let app = TestApp::start_on(app_addr).await;
+    common::wait_committed(&group, &topic, &[100; 4]).await;
+    process::signal(&second, "TERM");
+    let (status, _) = process::wait(&mut second, Duration::from_secs(20)).await;
+    assert!(status.success(), "second member exit {status:?}");
+    common::produce(&topic, produce(1)).await;
+    common::wait_committed(&group, &topic, &[200; 4]).await;
+    let (code, body) = ready(&first_admin).await;
+    assert_eq!(code, 200, "{body}");
+    process::signal(&first, "TERM");
+    process::wait(&mut first, Duration::from_secs(20)).await;
+    let delivered: BTreeSet<(i32, i64)> = app.accepted().into_iter().collect();
+    assert_eq!(delivered.len(), 800, "every record delivered");
+}

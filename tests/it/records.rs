@@ -98,3 +98,36 @@ async fn unusual_records_are_delivered_faithfully_and_oversized_ones_take_the_ar
     assert!(document["error"].as_str().is_some_and(|e| e.contains("HTTP 413")));
     sidecar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_header_name_that_is_not_utf8_neither_stops_the_process_nor_loses_the_record() {
+    let topic = common::random_name("hostile");
+    let dlq = format!("{topic}.dlq");
+    let group = common::random_name("g");
+    common::create_topic(&topic, 1).await;
+    common::create_topic(&dlq, 1).await;
+    // A Go or C producer can write any bytes as a header name; librdkafka hands them on as is.
+    let hostile = common::raw_produce::RawRecord {
+        key: Some(b"k".to_vec()),
+        value: Some(b"hostile".to_vec()),
+        headers: vec![(b"ok".to_vec(), Some(b"1".to_vec())), (vec![0xff, 0xfe, b'n'], Some(b"v".to_vec()))],
+    };
+    common::raw_produce::produce(&common::bootstrap(), &topic, 0, &[hostile]).await.expect("raw produce");
+    common::produce(&topic, vec![Produce::text(0, "k", "after")]).await;
+    let app = TestApp::start().await;
+    let sidecar = Sidecar::start(&sidecar::env(&topic, &group, &app.url())).await;
+    common::wait_committed(&group, &topic, &[2]).await;
+
+    assert_eq!(app.received().iter().map(|r| r.text()).collect::<Vec<_>>(), vec!["after"]);
+    let letters = common::consume(&dlq, 1).await;
+    let letter = &letters[0];
+    assert_eq!(common::header_text(letter, "dlq-error-class").as_deref(), Some("malformed"));
+    assert_eq!(common::header_text(letter, "dlq-source-offset").as_deref(), Some("0"));
+    assert_eq!(letter.payload(), Some(&b"hostile"[..]), "the dead letter holds the value");
+    assert_eq!(common::header_text(letter, "ok").as_deref(), Some("1"), "readable headers are kept");
+    let error = common::header_text(letter, "dlq-error").expect("dlq-error");
+    assert!(error.contains("not UTF-8"), "{error}");
+    let (status, _) = common::get(&format!("{}/live", sidecar.admin())).await;
+    assert_eq!(status, 200);
+    sidecar.stop().await;
+}

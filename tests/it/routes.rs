@@ -191,3 +191,51 @@ async fn a_partition_is_never_in_two_batch_requests_at_once() {
     }
     println!("{} batch requests for 203 records", requests.len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answer_the_sidecar_cannot_read_fails_the_whole_batch() {
+    let topic = common::random_name("garbled");
+    common::create_topic(&topic, 1).await;
+    common::create_topic(&format!("{topic}.dlq"), 1).await;
+    common::produce(&topic, (0..8).map(|i| Produce::text(0, &format!("k{i}"), &format!("{i}"))).collect())
+        .await;
+    let app = TestApp::start().await;
+    // The first answers are 2xx but wrong: a string offset, no JSON at all, JSON cut off, a
+    // failure for a record that was not in the batch. Then the application gets it right.
+    let garbled = [
+        r#"{"failures":[{"partition":0,"offset":"3"}]}"#,
+        "OK, thanks",
+        r#"{"failures":[{"partition":0,"#,
+        r#"{"failures":[{"partition":0,"offset":12345}]}"#,
+    ];
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    app.behave(move |_| {
+        let n = count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        match garbled.get(n) {
+            Some(body) => Reply::Json(200, (*body).to_string()),
+            None => Reply::Json(200, r#"{"failures":[]}"#.to_string()),
+        }
+    });
+    let group = common::random_name("g");
+    let mut env = batch_env(&topic, &group, &app.url());
+    env.insert("SIDECAR_ORDERING".into(), "partition".into());
+    let sidecar = Sidecar::start(&env).await;
+    common::wait_committed(&group, &topic, &[8]).await;
+
+    let requests = app.received();
+    assert!(requests.len() > garbled.len(), "{} requests", requests.len());
+    let mut accepted = std::collections::BTreeSet::new();
+    for request in &requests[garbled.len()..] {
+        accepted.extend(batch_records(&request.text()).into_iter().map(|(_, offset, _)| offset));
+    }
+    assert_eq!(accepted, (0..8).collect(), "every record went again after the unreadable answers");
+    let metrics = sidecar.running().metrics.render_prometheus();
+    let unreadable: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("msk_sidecar_unreadable_answers_total ")?.parse().ok())
+        .unwrap_or_else(|| panic!("no unreadable-answer counter:\n{metrics}"));
+    assert_eq!(unreadable, garbled.len() as u64);
+    assert_eq!(sidecar.running().metrics.total(|c| c.dead_lettered_total()), 0);
+    sidecar.stop().await;
+}

@@ -20,6 +20,8 @@ pub struct Received {
     pub body: Bytes,
     /// When it arrived.
     pub at: Instant,
+    /// The status the application answered.
+    pub status: u16,
 }
 
 impl Received {
@@ -122,18 +124,9 @@ impl TestApp {
         self.state.received.lock().unwrap().clone()
     }
 
-    /// Requests answered (by the behaviour) with 2xx so far: (partition, offset) pairs.
+    /// Requests answered with 2xx so far: (partition, offset) pairs.
     pub fn accepted(&self) -> Vec<(i32, i64)> {
-        let behaviour = self.state.behaviour.lock().unwrap();
-        self.received()
-            .iter()
-            .filter(|r| match behaviour(r) {
-                Reply::Status(s) | Reply::Slow(_, s) | Reply::RetryAfter(s, _) | Reply::Json(s, _) => {
-                    (200..300).contains(&s)
-                }
-            })
-            .map(Received::coordinates)
-            .collect()
+        self.received().iter().filter(|r| (200..300).contains(&r.status)).map(Received::coordinates).collect()
     }
 
     /// The most requests the application handled at once.
@@ -154,18 +147,22 @@ impl Drop for TestApp {
 }
 
 async fn handle(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let received = Received {
+    let mut received = Received {
         headers: headers
             .iter()
             .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).to_string()))
             .collect(),
         body,
         at: Instant::now(),
+        status: 0,
     };
     use std::sync::atomic::Ordering::SeqCst;
     let now = state.current.fetch_add(1, SeqCst) + 1;
     state.peak.fetch_max(now, SeqCst);
     let reply = (state.behaviour.lock().unwrap())(&received);
+    received.status = match &reply {
+        Reply::Status(s) | Reply::Slow(_, s) | Reply::RetryAfter(s, _) | Reply::Json(s, _) => *s,
+    };
     let response = respond(reply).await;
     state.received.lock().unwrap().push(received);
     state.current.fetch_sub(1, SeqCst);

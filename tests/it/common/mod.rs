@@ -7,8 +7,10 @@
 pub mod app;
 pub mod credentials_endpoint;
 pub mod kafka_wire;
+pub mod mock;
 pub mod otlp;
 pub mod process;
+pub mod raw_produce;
 pub mod sasl_gateway;
 pub mod sidecar;
 pub mod sigv4_check;

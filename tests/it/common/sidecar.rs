@@ -18,7 +18,8 @@ pub struct Sidecar {
 }
 
 /// The environment of a test sidecar: the test bed's broker without auth, a short session
-/// timeout (tansu joins take about half of it), fast retries, an ephemeral admin port.
+/// timeout (tansu joins take about half of it), fast retries, a delivery timeout that fits the
+/// shortest drain, an ephemeral admin port.
 pub fn env(topics: &str, group: &str, url: &str) -> BTreeMap<String, String> {
     [
         ("KAFKA_BROKERS", bootstrap()),
@@ -30,6 +31,8 @@ pub fn env(topics: &str, group: &str, url: &str) -> BTreeMap<String, String> {
         ("SIDECAR_RETRY_INITIAL_BACKOFF", "50ms".to_string()),
         ("SIDECAR_RETRY_MAX_BACKOFF", "500ms".to_string()),
         ("SIDECAR_SHUTDOWN_GRACE", "10s".to_string()),
+        // Shorter than the drain of the shortest grace a test uses (5 s: 3 s).
+        ("SIDECAR_DELIVERY_TIMEOUT", "2500ms".to_string()),
         ("SIDECAR_LOG_FORMAT", "text".to_string()),
         ("SIDECAR_LIBRDKAFKA_SESSION_TIMEOUT_MS", "2000".to_string()),
         ("SIDECAR_LIBRDKAFKA_HEARTBEAT_INTERVAL_MS", "500".to_string()),

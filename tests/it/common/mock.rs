@@ -1,0 +1,88 @@
+//! librdkafka's `MockCluster` as a broker for tests that need what the tansu test broker lacks:
+//! commit metadata kept and returned (as Apache Kafka and MSK do), and injected request errors.
+//!
+//! The cluster lives in the test process and listens on loopback, so real sidecar processes
+//! connect to it like to any broker. It stops when the value is dropped.
+
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+
+/// A running mock cluster.
+pub struct MockKafka {
+    /// The cluster (kept alive: dropping it stops the brokers).
+    pub cluster: MockCluster<'static, DefaultProducerContext>,
+    /// Its bootstrap servers.
+    pub bootstrap: String,
+}
+
+impl MockKafka {
+    /// A cluster of one broker with `topics` (name, partitions).
+    pub fn start(topics: &[(&str, i32)]) -> MockKafka {
+        let cluster = MockCluster::new(1).expect("mock cluster");
+        for (topic, partitions) in topics {
+            cluster.create_topic(topic, *partitions, 1).expect("mock topic");
+        }
+        let bootstrap = cluster.bootstrap_servers();
+        MockKafka { cluster, bootstrap }
+    }
+
+    /// Client settings for this cluster.
+    pub fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.bootstrap);
+        config
+    }
+
+    /// Produces `(partition, key, value)` records in order, waiting for each acknowledgement.
+    pub async fn produce(&self, topic: &str, records: &[(i32, String, String)]) {
+        let producer: FutureProducer = self.config().set("linger.ms", "0").create().expect("mock producer");
+        for (partition, key, value) in records {
+            let record = FutureRecord::to(topic).partition(*partition).key(key).payload(value);
+            producer
+                .send(record, Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|(err, _)| panic!("produce to mock {topic}: {err}"));
+        }
+    }
+
+    /// The committed offsets (-1: none) and metadata of `group` for partitions `0..partitions`.
+    pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<(i64, String)> {
+        let consumer: BaseConsumer = self.config().set("group.id", group).create().expect("consumer");
+        let mut wanted = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            wanted.add_partition(topic, p);
+        }
+        let list = consumer.committed_offsets(wanted, Duration::from_secs(10)).expect("committed offsets");
+        let offsets = list
+            .elements()
+            .iter()
+            .map(|e| {
+                let offset = match e.offset() {
+                    rdkafka::Offset::Offset(o) => o,
+                    _ => -1,
+                };
+                (offset, e.metadata().to_string())
+            })
+            .collect();
+        drop(list);
+        offsets
+    }
+
+    /// Waits until `group` has committed `expected` offsets for `topic`.
+    pub async fn wait_committed(&self, group: &str, topic: &str, expected: &[i64]) {
+        let partitions = i32::try_from(expected.len()).expect("partitions");
+        let mut last = Vec::new();
+        for _ in 0..300 {
+            last = self.committed(group, topic, partitions).into_iter().map(|(o, _)| o).collect();
+            if last == expected {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("committed offsets of {group} on {topic}: {last:?}, expected {expected:?}");
+    }
+}
