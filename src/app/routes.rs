@@ -64,8 +64,8 @@ fn target_info(target: &DeliveryTarget) -> TargetInfo {
 async fn delivery(route: &Route, common: &Common<'_>) -> Result<(Arc<dyn Delivery>, usize), AppError> {
     let settings = &route.delivery;
     Ok(match &settings.target {
-        DeliveryTarget::Null { fail_permille } => {
-            (Arc::new(NullDelivery { fail_permille: *fail_permille }), 1)
+        DeliveryTarget::Null { fail_permille, panic_permille } => {
+            (Arc::new(NullDelivery { fail_permille: *fail_permille, panic_permille: *panic_permille }), 1)
         }
         DeliveryTarget::Http(url) if settings.batch.max_records > 1 => {
             let limits = BatchLimits {

@@ -109,6 +109,7 @@ fn run(env: &BTreeMap<String, String>, file: Option<&std::path::Path>) -> ExitCo
         Err(code) => return code,
     };
     crate::telemetry::init_logging(config.log_format);
+    crate::panics::install_hook();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -136,10 +136,13 @@ pub enum DeliveryTarget {
     /// Send each record to an SQS queue.
     Sqs(Url),
     /// Accept every record at once without I/O (`null://`): for benchmarks of the sidecar itself.
-    /// `null://?fail_permille=N` rejects (permanently) the records whose offset mod 1000 < N.
+    /// `null://?fail_permille=N` rejects (permanently) the records whose offset mod 1000 < N;
+    /// `panic_permille=N` panics on them instead (a test hook for the panic containment).
     Null {
         /// Records per thousand that fail permanently (by offset).
         fail_permille: u32,
+        /// Records per thousand whose delivery panics (by offset).
+        panic_permille: u32,
     },
 }
 
@@ -148,7 +151,9 @@ impl fmt::Debug for DeliveryTarget {
         match self {
             DeliveryTarget::Http(url) => write!(f, "Http({})", redact_url(url)),
             DeliveryTarget::Sqs(url) => write!(f, "Sqs({})", redact_url(url)),
-            DeliveryTarget::Null { fail_permille } => write!(f, "Null(fail_permille={fail_permille})"),
+            DeliveryTarget::Null { fail_permille, panic_permille } => {
+                write!(f, "Null(fail_permille={fail_permille}, panic_permille={panic_permille})")
+            }
         }
     }
 }

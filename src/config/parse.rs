@@ -88,15 +88,22 @@ pub fn http_url(text: &str) -> Result<Url, String> {
 
 /// Parses what follows `null://`: nothing, or `?fail_permille=N` (0..=1000).
 pub fn null_target(rest: &str) -> Result<super::DeliveryTarget, String> {
-    let fail_permille = match rest.trim_start_matches('/') {
-        "" => 0,
-        query => query
-            .strip_prefix("?fail_permille=")
-            .and_then(|n| n.parse::<u32>().ok())
-            .filter(|n| *n <= 1000)
-            .ok_or_else(|| "expected null:// or null://?fail_permille=N (0 to 1000)".to_string())?,
-    };
-    Ok(super::DeliveryTarget::Null { fail_permille })
+    const USAGE: &str = "expected null:// with optional ?fail_permille=N&panic_permille=N (0 to 1000)";
+    let (mut fail_permille, mut panic_permille) = (0, 0);
+    let query = rest.trim_start_matches('/');
+    if !query.is_empty() {
+        let pairs = query.strip_prefix('?').ok_or_else(|| USAGE.to_string())?;
+        for pair in pairs.split('&') {
+            let (name, value) = pair.split_once('=').ok_or_else(|| USAGE.to_string())?;
+            let value = value.parse::<u32>().ok().filter(|n| *n <= 1000).ok_or_else(|| USAGE.to_string())?;
+            match name {
+                "fail_permille" => fail_permille = value,
+                "panic_permille" => panic_permille = value,
+                _ => return Err(USAGE.to_string()),
+            }
+        }
+    }
+    Ok(super::DeliveryTarget::Null { fail_permille, panic_permille })
 }
 
 /// Checks an AWS region name such as `eu-west-1` or `us-gov-west-1`.

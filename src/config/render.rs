@@ -18,9 +18,11 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
     let (http, sqs) = match &config.delivery.target {
         DeliveryTarget::Http(url) => (redact_url(url), String::new()),
         DeliveryTarget::Sqs(url) => (String::new(), redact_url(url)),
-        DeliveryTarget::Null { fail_permille: 0 } => ("null://".to_string(), String::new()),
-        DeliveryTarget::Null { fail_permille } => {
-            (format!("null://?fail_permille={fail_permille}"), String::new())
+        DeliveryTarget::Null { fail_permille: 0, panic_permille: 0 } => {
+            ("null://".to_string(), String::new())
+        }
+        DeliveryTarget::Null { fail_permille, panic_permille } => {
+            (format!("null://?fail_permille={fail_permille}&panic_permille={panic_permille}"), String::new())
         }
     };
     let mut lines = vec![

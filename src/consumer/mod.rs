@@ -13,16 +13,15 @@
 
 mod context;
 mod pause;
+mod record;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::{FutureExt as _, StreamExt as _};
+use rdkafka::ClientConfig;
 use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Headers, Message as _};
-use rdkafka::{ClientConfig, Timestamp};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::TopicMatcher;
@@ -31,13 +30,13 @@ use tokio_util::sync::CancellationToken;
 pub use context::ConsumerContext;
 use context::commit_list;
 use pause::PauseState;
+pub use record::{TopicNames, read_headers, to_record};
 
 use crate::config::{Config, StartFrom};
 use crate::dispatch::{Command, DispatchHandle, Flow};
 use crate::health::Health;
 use crate::kafka;
 use crate::offsets::OffsetTracker;
-use crate::record::{Header, Record, TopicPartition};
 use crate::telemetry::metrics::Metrics;
 
 /// How often the watermarks are committed.
@@ -235,7 +234,7 @@ async fn poll_loop(
                     while batch.len() < POLL_BATCH {
                         match stream.next().now_or_never() {
                             Some(Some(Ok(message))) => batch.push(to_record(&message, &mut topics)),
-                            Some(Some(Err(err))) => tracing::warn!(error = %err, "Consumer error."),
+                            Some(Some(Err(err))) => consumer_error(consumer, &parts.shared, &err),
                             _ => break,
                         }
                     }
@@ -245,7 +244,7 @@ async fn poll_loop(
                         parts.shared.authentication.clear();
                     }
                 }
-                Some(Err(err)) => tracing::warn!(error = %err, "Consumer error."),
+                Some(Err(err)) => consumer_error(consumer, &parts.shared, &err),
                 None => break,
             },
         }
@@ -254,6 +253,18 @@ async fn poll_loop(
     let (done, drained) = oneshot::channel();
     parts.health.mark_stopping();
     parts.dispatch.send(Command::Shutdown { done }).then_some(drained)
+}
+
+/// An error from the poll: a fatal one (the client cannot go on) stops the sidecar.
+fn consumer_error(
+    consumer: &StreamConsumer<ConsumerContext>,
+    shared: &kafka::Shared,
+    err: &rdkafka::error::KafkaError,
+) {
+    match consumer.client().fatal_error() {
+        Some((code, reason)) => shared.fatal.raise(format!("{code:?}: {reason}")),
+        None => tracing::warn!(error = %err, "Consumer error."),
+    }
 }
 
 /// Waits for the shutdown drain (within the grace period), commits, and leaves the group.
@@ -296,80 +307,4 @@ fn commit(consumer: &StreamConsumer<ConsumerContext>, tracker: &OffsetTracker, m
             tracing::warn!(error = %err, "Offset commit failed: it is retried at the next commit.");
         }
     }
-}
-
-/// Topic names already seen, so records share one allocation per topic.
-#[derive(Default)]
-pub struct TopicNames {
-    /// Interned names.
-    names: Vec<Arc<str>>,
-    /// The last name handed out: records come in runs of one partition, so it is usually the
-    /// one asked for next. It is compared by content: an address can be reused by another name.
-    last: Option<Arc<str>>,
-}
-
-impl TopicNames {
-    /// The shared name of `topic`.
-    pub fn get(&mut self, topic: &str) -> Arc<str> {
-        if let Some(name) = &self.last
-            && **name == *topic
-        {
-            return name.clone();
-        }
-        let name = match self.names.iter().find(|n| &***n == topic) {
-            Some(name) => name.clone(),
-            None => {
-                let name: Arc<str> = Arc::from(topic);
-                self.names.push(name.clone());
-                name
-            }
-        };
-        self.last = Some(name.clone());
-        name
-    }
-}
-
-/// Copies a message out of librdkafka's buffer.
-pub fn to_record(message: &BorrowedMessage<'_>, topics: &mut TopicNames) -> Record {
-    let timestamp = match message.timestamp() {
-        Timestamp::NotAvailable => None,
-        Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
-    };
-    let (headers, malformed) = message.headers().map(read_headers).unwrap_or_default();
-    Record {
-        tp: TopicPartition { topic: topics.get(message.topic()), partition: message.partition() },
-        offset: message.offset(),
-        timestamp,
-        key: message.key().map(Bytes::copy_from_slice),
-        value: message.payload().map(Bytes::copy_from_slice),
-        headers,
-        malformed,
-    }
-}
-
-/// The headers of a message, and what could not be read of them. rdkafka panics on a header
-/// name that is not UTF-8 (any bytes are legal on the wire): such a header is left out and
-/// named in the second value, which makes the record a `malformed` dead letter.
-pub fn read_headers<H: Headers>(headers: &H) -> (Vec<Header>, Option<Box<str>>) {
-    let copy = |h: rdkafka::message::Header<'_, &[u8]>| Header {
-        name: h.key.to_string(),
-        value: h.value.map(Bytes::copy_from_slice),
-    };
-    if let Ok(all) = crate::panics::quietly(|| headers.iter().map(copy).collect()) {
-        return (all, None);
-    }
-    let mut readable = Vec::with_capacity(headers.count());
-    let mut unreadable = Vec::new();
-    for index in 0..headers.count() {
-        match crate::panics::quietly(|| headers.try_get(index).map(copy)) {
-            Ok(Some(header)) => readable.push(header),
-            Ok(None) => {}
-            Err(_) => unreadable.push(index.to_string()),
-        }
-    }
-    let defect = format!(
-        "the name of header {} (counting from 0) is not UTF-8: it cannot be read, so this dead letter lacks it; the original record is still in its topic",
-        unreadable.join(", ")
-    );
-    (readable, Some(defect.into_boxed_str()))
 }

@@ -1,5 +1,6 @@
 //! The null target (`SIDECAR_DELIVERY_URL=null://`): accepts every record at once, without I/O.
-//! For benchmarks of the sidecar itself (consume, dispatch, track, commit), not for production.
+//! For benchmarks of the sidecar itself (consume, dispatch, track, commit), not for production;
+//! `panic_permille` makes it panic on chosen records, to test that a panic is contained.
 
 use futures::FutureExt as _;
 use futures::future::BoxFuture;
@@ -12,11 +13,21 @@ use crate::record::Record;
 pub struct NullDelivery {
     /// Records per thousand (by offset) that fail permanently.
     pub fail_permille: u32,
+    /// Records per thousand (by offset) whose delivery panics.
+    pub panic_permille: u32,
 }
 
 impl NullDelivery {
     fn outcome(&self, record: &Record, _attempt: &Attempt) -> AttemptOutcome {
-        let fails = self.fail_permille > 0 && record.offset.rem_euclid(1000) < i64::from(self.fail_permille);
+        let permille = record.offset.rem_euclid(1000);
+        if permille < i64::from(self.panic_permille) {
+            // A test hook, asked for in the configuration: the panic the lane must contain.
+            #[allow(clippy::panic)]
+            {
+                panic!("null://?panic_permille: a panic on record offset {}", record.offset);
+            }
+        }
+        let fails = permille < i64::from(self.fail_permille);
         if fails {
             AttemptOutcome::Failed(Failure::new(FailureKind::Permanent, "rejected by null://?fail_permille"))
         } else {

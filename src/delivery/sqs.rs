@@ -182,14 +182,48 @@ fn message(
     (body, attributes, size)
 }
 
-/// Whether a whole-call error means the queue cannot be used as configured.
+/// Whether an error code means the queue cannot be used as configured: it is missing, access
+/// is denied, the credentials are invalid or expired, or the queue's KMS key cannot be used.
+/// Retrying helps only once someone fixes it, so the record is held (never dead-lettered).
 fn blocked(code: &str) -> bool {
-    code.contains("NonExistentQueue")
-        || code.contains("QueueDoesNotExist")
-        || code.contains("AccessDenied")
-        || code.contains("InvalidAddress")
-        || code.contains("InvalidSecurity")
-        || code.starts_with("KmsAccessDenied")
+    const CODES: &[&str] = &[
+        "NonExistentQueue",
+        "QueueDoesNotExist",
+        "AccessDenied",
+        "InvalidAddress",
+        "InvalidSecurity",
+        "KmsAccessDenied",
+        "KmsDisabled",
+        "KmsInvalidKeyUsage",
+        "KmsInvalidState",
+        "KmsNotFound",
+        "KmsOptInRequired",
+        "ExpiredToken",
+        "InvalidClientTokenId",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClient",
+        "MissingAuthenticationToken",
+        "IncompleteSignature",
+        "InvalidAccessKeyId",
+        "RequestExpired",
+        "AuthFailure",
+        "OptInRequired",
+    ];
+    // `KMS.AccessDeniedException` and the like: every KMS error but throttling.
+    (code.starts_with("KMS.") && !code.contains("Throttl")) || CODES.iter().any(|c| code.contains(c))
+}
+
+/// The failure kind of one entry that `SendMessageBatch` reports as failed.
+fn classify_entry(code: &str, sender_fault: bool) -> FailureKind {
+    if code.contains("MessageTooLong") {
+        FailureKind::Oversized
+    } else if blocked(code) {
+        FailureKind::Blocked
+    } else if sender_fault && !code.contains("Throttl") {
+        FailureKind::Permanent
+    } else {
+        FailureKind::Retryable
+    }
 }
 
 fn classify_call(err: &SdkError<SendMessageBatchError>) -> Failure {
@@ -293,13 +327,7 @@ impl BatchSender for Sender {
                     for failed in output.failed() {
                         if let Some(pending) = take(&mut waiting, failed.id()) {
                             let code = failed.code();
-                            let kind = if code.contains("MessageTooLong") {
-                                FailureKind::Oversized
-                            } else if failed.sender_fault() && !code.contains("Throttl") {
-                                FailureKind::Permanent
-                            } else {
-                                FailureKind::Retryable
-                            };
+                            let kind = classify_entry(code, failed.sender_fault());
                             let text = format!("SQS {code}: {}", failed.message().unwrap_or_default());
                             pending.reply(AttemptOutcome::Failed(Failure::new(kind, text)));
                         }
@@ -392,5 +420,29 @@ mod tests {
         assert!(blocked("AWS.SimpleQueueService.NonExistentQueue"));
         assert!(blocked("AccessDenied"));
         assert!(!blocked("ThrottlingException"));
+    }
+
+    #[test]
+    fn denied_access_expired_credentials_and_kms_errors_hold_instead_of_dead_lettering() {
+        for code in [
+            "KMS.AccessDeniedException",
+            "KMS.DisabledException",
+            "KMS.NotFoundException",
+            "KmsAccessDenied",
+            "ExpiredToken",
+            "ExpiredTokenException",
+            "InvalidClientTokenId",
+            "SignatureDoesNotMatch",
+            "UnrecognizedClientException",
+            "AccessDeniedException",
+            "AWS.SimpleQueueService.NonExistentQueue",
+        ] {
+            assert_eq!(classify_entry(code, true), FailureKind::Blocked, "{code}");
+            assert!(blocked(code), "{code}");
+        }
+        assert_eq!(classify_entry("KMS.ThrottlingException", false), FailureKind::Retryable);
+        assert_eq!(classify_entry("InvalidParameterValue", true), FailureKind::Permanent);
+        assert_eq!(classify_entry("InternalError", false), FailureKind::Retryable);
+        assert_eq!(classify_entry("AWS.SimpleQueueService.MessageTooLong", true), FailureKind::Oversized);
     }
 }

@@ -29,6 +29,9 @@ pub enum ArchiveError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The archive document could not be encoded.
+    #[error("cannot encode the archive document: {0}")]
+    Encode(String),
 }
 
 /// Where archive objects go.

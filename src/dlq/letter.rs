@@ -105,13 +105,15 @@ impl DeadLetter<'_> {
     }
 
     /// The headers of the dead-letter record: the source headers (without earlier `dlq-*`
-    /// headers, and without the source trace context when we add ours), then ours.
-    pub fn headers(&self, archive_key: Option<&str>) -> Vec<(String, Vec<u8>)> {
+    /// headers, and without the source trace context when we add ours; none at all when
+    /// `source_headers` is false), then ours.
+    pub fn headers(&self, archive_key: Option<&str>, source_headers: bool) -> Vec<(String, Vec<u8>)> {
         let replace_trace = self.traceparent.is_some();
         let mut headers: Vec<(String, Vec<u8>)> = self
             .record
             .headers
             .iter()
+            .filter(|_| source_headers)
             .filter(|h| !h.name.starts_with("dlq-"))
             .filter(|h| !(replace_trace && (h.name == "traceparent" || h.name == "tracestate")))
             .map(|h| (h.name.clone(), h.value.as_ref().map(|v| v.to_vec()).unwrap_or_default()))
@@ -248,7 +250,7 @@ mod tests {
     #[test]
     fn headers_carry_the_contract_fields_after_the_source_headers() {
         let r = record();
-        let headers = letter(&r).headers(Some("p/orders/2023/11/14/4-1234.json"));
+        let headers = letter(&r).headers(Some("p/orders/2023/11/14/4-1234.json"), true);
         let get = |name: &str| {
             headers
                 .iter()

@@ -4,6 +4,12 @@
 //! [`DeadLetterWriter::write`] makes one try: archive object first (so an oversized record is
 //! kept whole), then the DLQ record, acknowledged by all in-sync replicas. The caller retries a
 //! failed try with backoff and treats the record as terminal only after a successful one.
+//!
+//! A record larger than the dead-letter topic accepts is archived whole, and the topic gets a
+//! copy without its value (class `oversized`); if even that is too large, without its source
+//! headers, then without its key: the `dlq-*` headers always fit and name the archive object.
+//! Without an archive the record is never committed with a part of it missing: the write fails
+//! (`/ready` says why) and the partition holds until an archive is configured.
 
 pub mod archive;
 pub mod letter;
@@ -38,6 +44,18 @@ pub enum DlqError {
         /// librdkafka's error.
         error: KafkaError,
     },
+    /// The record is larger than the topic accepts and there is no archive to keep it whole.
+    #[error(
+        "the record at {record} (about {size} bytes) is larger than dead-letter topic {topic} accepts and no archive is set: the partition holds until SIDECAR_DLQ_ARCHIVE is set"
+    )]
+    TooLarge {
+        /// The record's coordinates.
+        record: String,
+        /// Its estimated size.
+        size: usize,
+        /// The DLQ topic.
+        topic: String,
+    },
 }
 
 impl DlqError {
@@ -45,12 +63,54 @@ impl DlqError {
     pub fn component(&self) -> Component {
         match self {
             DlqError::Archive(_) => Component::Archive,
-            DlqError::Produce { .. } => Component::DeadLetterTopic,
+            DlqError::Produce { .. } | DlqError::TooLarge { .. } => Component::DeadLetterTopic,
         }
     }
 
     fn is_too_large(&self) -> bool {
         matches!(self, DlqError::Produce { error, .. } if error.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageSizeTooLarge))
+    }
+}
+
+/// How much of the source record the topic copy keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    /// Key, value and headers.
+    Whole,
+    /// Key and headers.
+    NoValue,
+    /// Key only.
+    NoHeaders,
+    /// Only the `dlq-*` headers.
+    Bare,
+}
+
+impl Shape {
+    fn keeps_value(self) -> bool {
+        self == Shape::Whole
+    }
+
+    fn keeps_headers(self) -> bool {
+        matches!(self, Shape::Whole | Shape::NoValue)
+    }
+
+    fn keeps_key(self) -> bool {
+        self != Shape::Bare
+    }
+
+    /// The size of the topic copy on the wire, estimated.
+    fn size(self, letter: &DeadLetter<'_>) -> usize {
+        let record = letter.record;
+        let headers: usize = if self.keeps_headers() {
+            record.headers.iter().map(|h| h.name.len() + h.value.as_ref().map_or(0, |v| v.len())).sum()
+        } else {
+            0
+        };
+        RECORD_OVERHEAD
+            + if self.keeps_key() { record.key.as_ref().map_or(0, |k| k.len()) } else { 0 }
+            + if self.keeps_value() { record.value.as_ref().map_or(0, |v| v.len()) } else { 0 }
+            + headers
+            + letter.error.len().min(letter::MAX_ERROR_BYTES)
     }
 }
 
@@ -81,6 +141,13 @@ impl DeadLetterWriter {
         DeadLetterWriter { producer, topic, archive, max_message_bytes: crate::kafka::MESSAGE_MAX_BYTES }
     }
 
+    /// The same writer with another size limit (tests of the oversized path).
+    #[cfg(test)]
+    fn with_max_message_bytes(mut self, max: usize) -> Self {
+        self.max_message_bytes = max;
+        self
+    }
+
     /// The DLQ topic.
     pub fn topic(&self) -> &str {
         &self.topic
@@ -88,20 +155,12 @@ impl DeadLetterWriter {
 
     /// One try at writing `letter`: archive, then topic.
     pub async fn write(&self, letter: &DeadLetter<'_>) -> Result<Written, DlqError> {
-        let record = letter.record;
-        let size = RECORD_OVERHEAD
-            + record.key.as_ref().map_or(0, |k| k.len())
-            + record.value.as_ref().map_or(0, |v| v.len())
-            + record
-                .headers
-                .iter()
-                .map(|h| h.name.len() + h.value.as_ref().map_or(0, |v| v.len()))
-                .sum::<usize>();
+        let size = Shape::Whole.size(letter);
         if size > self.max_message_bytes {
             return self.write_oversized(letter, size).await;
         }
         let archive_key = self.archive(letter).await?;
-        match self.produce(letter, archive_key.as_deref(), false).await {
+        match self.produce(letter, archive_key.as_deref(), Shape::Whole).await {
             Ok(()) => {
                 Ok(Written { class: letter.class, archive_location: self.location(archive_key.as_deref()) })
             }
@@ -111,31 +170,51 @@ impl DeadLetterWriter {
     }
 
     async fn write_oversized(&self, letter: &DeadLetter<'_>, size: usize) -> Result<Written, DlqError> {
+        let record = letter.record;
+        if self.archive.is_none() {
+            return Err(DlqError::TooLarge {
+                record: format!("{}@{}", record.tp, record.offset),
+                size,
+                topic: self.topic.clone(),
+            });
+        }
         let mut oversized = letter.clone();
         oversized.class = ErrorClass::Oversized;
         oversized.error = format!(
-            "{} ({}); the record (about {size} bytes) is larger than the dead-letter topic accepts, so its value is only in the archive",
+            "{} ({}); the record (about {size} bytes) is larger than the dead-letter topic accepts, so it is whole only in the archive",
             letter.class.as_str(),
             letter.error
         );
         let archive_key = self.archive(&oversized).await?;
-        if archive_key.is_none() {
-            tracing::error!(
-                topic = %letter.record.tp.topic,
-                partition = letter.record.tp.partition,
-                offset = letter.record.offset,
-                size,
-                "Oversized dead letter without an archive: its value stays only in the source topic; set SIDECAR_DLQ_ARCHIVE."
-            );
+        // Leave out as little as fits: the value, then the source headers, then the key.
+        for shape in [Shape::NoValue, Shape::NoHeaders, Shape::Bare] {
+            if shape.size(&oversized) > self.max_message_bytes {
+                continue;
+            }
+            match self.produce(&oversized, archive_key.as_deref(), shape).await {
+                Ok(()) => {
+                    return Ok(Written {
+                        class: ErrorClass::Oversized,
+                        archive_location: self.location(archive_key.as_deref()),
+                    });
+                }
+                Err(err) if err.is_too_large() => {}
+                Err(err) => return Err(err),
+            }
         }
-        self.produce(&oversized, archive_key.as_deref(), true).await?;
-        Ok(Written { class: ErrorClass::Oversized, archive_location: self.location(archive_key.as_deref()) })
+        Err(DlqError::TooLarge {
+            record: format!("{}@{}", record.tp, record.offset),
+            size,
+            topic: self.topic.clone(),
+        })
     }
 
     async fn archive(&self, letter: &DeadLetter<'_>) -> Result<Option<String>, DlqError> {
         let Some(archive) = &self.archive else { return Ok(None) };
         let key = letter.archive_key(archive.prefix());
-        let body = serde_json::to_vec(&letter.archive_document()).unwrap_or_default();
+        // A document of strings and numbers always serializes.
+        let body = serde_json::to_vec(&letter.archive_document())
+            .map_err(|err| DlqError::Archive(ArchiveError::Encode(err.to_string())))?;
         archive.put(&key, body).await?;
         Ok(Some(key))
     }
@@ -148,9 +227,9 @@ impl DeadLetterWriter {
         &self,
         letter: &DeadLetter<'_>,
         archive_key: Option<&str>,
-        without_value: bool,
+        shape: Shape,
     ) -> Result<(), DlqError> {
-        let header_list = letter.headers(archive_key);
+        let header_list = letter.headers(archive_key, shape.keeps_headers());
         let mut headers = OwnedHeaders::new_with_capacity(header_list.len());
         for (name, value) in &header_list {
             headers = headers.insert(Header { key: name, value: Some(value) });
@@ -158,10 +237,10 @@ impl DeadLetterWriter {
         let record = letter.record;
         let empty: &[u8] = &[];
         let mut message = FutureRecord::<[u8], [u8]>::to(&self.topic).headers(headers);
-        if let Some(key) = &record.key {
+        if let Some(key) = record.key.as_ref().filter(|_| shape.keeps_key()) {
             message = message.key(key.as_ref());
         }
-        if without_value {
+        if !shape.keeps_value() {
             message = message.payload(empty);
         } else if let Some(value) = &record.value {
             message = message.payload(value.as_ref());
@@ -180,3 +259,6 @@ impl DeadLetterWriter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

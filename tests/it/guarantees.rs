@@ -240,9 +240,8 @@ async fn partitions_that_come_back_after_a_rebalance_in_an_outage_are_fetched_ag
     let group = common::random_name("g");
     common::create_topic(&topic, 4).await;
     common::create_topic(&format!("{topic}.dlq"), 1).await;
-    let produce = |round: usize| {
-        (0..400).map(move |i| Produce::text(i % 4, &format!("k{round}-{i}"), "v")).collect()
-    };
+    let produce =
+        |round: usize| (0..400).map(move |i| Produce::text(i % 4, &format!("k{round}-{i}"), "v")).collect();
     common::produce(&topic, produce(0)).await;
     // The application is down: nothing listens on its port yet.
     let app_addr: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port()).parse().expect("addr");
@@ -286,4 +285,121 @@ async fn partitions_that_come_back_after_a_rebalance_in_an_outage_are_fetched_ag
     process::wait(&mut first, Duration::from_secs(20)).await;
     let delivered: BTreeSet<(i32, i64)> = app.accepted().into_iter().collect();
     assert_eq!(delivered.len(), 800, "every record delivered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_client_error_makes_the_sidecar_stop_and_exit_non_zero() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let topic = common::random_name("fenced");
+    let kafka = common::mock::MockKafka::start(&[(&topic, 1), (&format!("{topic}.dlq"), 1)]);
+    kafka.produce(&topic, &[(0, "k".to_string(), "v".to_string())]).await;
+    let app = TestApp::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("sidecar.log");
+    let group = common::random_name("g");
+    let mut env = sidecar::env(&topic, &group, &app.url());
+    env.insert("KAFKA_BROKERS".into(), kafka.bootstrap.clone());
+    env.insert("SIDECAR_LIBRDKAFKA_SESSION_TIMEOUT_MS".into(), "6000".into());
+    env.insert("SIDECAR_LIBRDKAFKA_HEARTBEAT_INTERVAL_MS".into(), "500".into());
+    // Static membership: a broker that says another instance took this id fences this one.
+    env.insert("SIDECAR_LIBRDKAFKA_GROUP_INSTANCE_ID".into(), "sidecar-1".into());
+    let mut child = process::spawn(&env, &log);
+    common::eventually(Duration::from_secs(30), "the first delivery", || {
+        std::future::ready((!app.received().is_empty()).then_some(()))
+    })
+    .await;
+    kafka
+        .cluster
+        .request_errors(RDKafkaApiKey::Heartbeat, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID; 5]);
+    let status = process::wait_logged(&mut child, Duration::from_secs(30), &log).await;
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!status.success(), "a fatal error exits non-zero; log:\n{log_text}");
+    assert!(log_text.contains("Fatal Kafka client error"), "{log_text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_rebalance_while_keys_are_stuck_delivers_nothing_twice() {
+    let topic = common::random_name("moving");
+    let dlq = format!("{topic}.dlq");
+    let kafka = common::mock::MockKafka::start(&[(&topic, 4), (&dlq, 1)]);
+    let mut records = Vec::new();
+    for partition in 0..4 {
+        records.push((partition, format!("stuck-{partition}"), "first".to_string()));
+        records.extend((0..100).map(|i| (partition, format!("free-{partition}-{i}"), format!("v{i}"))));
+    }
+    kafka.produce(&topic, &records).await;
+    let app = TestApp::start().await;
+    app.behave(|r| if r.text() == "first" { Reply::Status(503) } else { Reply::Status(200) });
+    let group = common::random_name("g");
+    let mut env = sidecar::env(&topic, &group, &app.url());
+    env.insert("KAFKA_BROKERS".into(), kafka.bootstrap.clone());
+    env.insert("SIDECAR_ORDERING".into(), "key".into());
+    env.insert("SIDECAR_RETRY_MAX_ATTEMPTS".into(), "1000".into());
+    env.insert("SIDECAR_RETRY_INITIAL_BACKOFF".into(), "200ms".into());
+    env.insert("SIDECAR_RETRY_MAX_BACKOFF".into(), "200ms".into());
+    env.insert("SIDECAR_LIBRDKAFKA_SESSION_TIMEOUT_MS".into(), "6000".into());
+    env.insert("SIDECAR_LIBRDKAFKA_HEARTBEAT_INTERVAL_MS".into(), "1000".into());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (first_log, second_log) = (dir.path().join("first.log"), dir.path().join("second.log"));
+
+    let mut first = process::spawn(&env, &first_log);
+    common::eventually(Duration::from_secs(60), "every free key delivered by the first member", || {
+        std::future::ready((app.accepted().len() >= 400).then_some(()))
+    })
+    .await;
+    // A second member joins: some partitions move while their stuck records still retry.
+    let mut second = process::spawn(&env, &second_log);
+    common::eventually(Duration::from_secs(60), "the second member resumes moved partitions", || {
+        let log = std::fs::read_to_string(&second_log).unwrap_or_default();
+        std::future::ready(
+            log.contains("Resuming with the records finished above the commit point").then_some(()),
+        )
+    })
+    .await;
+    app.behave(|_| Reply::Status(200));
+    kafka.wait_committed(&group, &topic, &[101; 4]).await;
+    for child in [&mut first, &mut second] {
+        process::signal(child, "TERM");
+        process::wait(child, Duration::from_secs(20)).await;
+    }
+    let counts = counts(&app);
+    assert_eq!(counts.len(), 404, "every record delivered");
+    let duplicates: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    let logs = format!(
+        "{}\n---\n{}",
+        std::fs::read_to_string(&first_log).unwrap_or_default(),
+        std::fs::read_to_string(&second_log).unwrap_or_default()
+    );
+    assert!(duplicates.is_empty(), "{} delivered twice: {duplicates:?}\n{logs}", duplicates.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_broker_that_keeps_no_commit_metadata_a_restart_delivers_again_and_loses_nothing() {
+    // tansu drops commit metadata: no offset map comes back, so the records finished above the
+    // commit point are delivered again (at-least-once), never skipped.
+    let topic = common::random_name("nomap");
+    let group = common::random_name("g");
+    common::create_topic(&topic, 1).await;
+    common::create_topic(&format!("{topic}.dlq"), 1).await;
+    let mut records = vec![Produce::text(0, "stuck", "first")];
+    records.extend((0..100).map(|i| Produce::text(0, &format!("free-{i}"), "v")));
+    common::produce(&topic, records).await;
+    let app = TestApp::start().await;
+    app.behave(|r| if r.text() == "first" { Reply::Status(503) } else { Reply::Status(200) });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("sidecar.log");
+    let mut env = sidecar::env(&topic, &group, &app.url());
+    env.insert("SIDECAR_ORDERING".into(), "key".into());
+    env.insert("SIDECAR_RETRY_MAX_ATTEMPTS".into(), "1000".into());
+    env.insert("SIDECAR_SHUTDOWN_GRACE".into(), "5s".into());
+    key_mode_run_until(&env, &log, &app, 100).await;
+    app.behave(|_| Reply::Status(200));
+    let mut second = process::spawn(&env, &log);
+    common::wait_committed(&group, &topic, &[101]).await;
+    process::signal(&second, "TERM");
+    process::wait(&mut second, Duration::from_secs(15)).await;
+    let counts = counts(&app);
+    assert_eq!(counts.len(), 101, "every record delivered");
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!log_text.contains("Resuming with the records finished"), "no map came back: {log_text}");
 }

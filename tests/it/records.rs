@@ -131,3 +131,64 @@ async fn a_header_name_that_is_not_utf8_neither_stops_the_process_nor_loses_the_
     assert_eq!(status, 200);
     sidecar.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_dead_letter_without_an_archive_holds_its_partition_and_says_why() {
+    let topic = common::random_name("huge");
+    let dlq = format!("{topic}.dlq");
+    let group = common::random_name("g");
+    common::create_topic(&topic, 1).await;
+    common::create_topic(&dlq, 1).await;
+    let app = TestApp::start().await;
+    app.behave(|r| if r.body.len() > 1_000_000 { Reply::Status(413) } else { Reply::Status(200) });
+    let big = vec![b'z'; 1_200_000];
+    let producer: rdkafka::producer::FutureProducer =
+        common::kafka_config().set("message.max.bytes", "5000000").create().expect("producer");
+    producer
+        .send(
+            FutureRecord::<[u8], [u8]>::to(&topic).partition(0).key(b"big").payload(&big),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|(err, _)| panic!("produce big record: {err}"));
+    common::produce(&topic, vec![Produce::text(0, "after", "after")]).await;
+
+    let sidecar = Sidecar::start(&sidecar::env(&topic, &group, &app.url())).await;
+    let reason =
+        common::eventually(Duration::from_secs(30), "the partition reports why it holds", || async {
+            let (status, body) = common::get(&format!("{}/ready", sidecar.admin())).await;
+            (status == 503 && body.contains("SIDECAR_DLQ_ARCHIVE")).then_some(body)
+        })
+        .await;
+    assert!(reason.contains("dead-letter topic"), "{reason}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (g, t) = (group.clone(), topic.clone());
+    let committed = tokio::task::spawn_blocking(move || common::committed(&g, &t, 1)).await.expect("join");
+    assert!(committed[0] <= 0, "nothing past the held record is committed: {committed:?}");
+    assert!(app.received().iter().all(|r| r.text() != "after"), "the partition keeps its order");
+    let letters = common::consume_available(&dlq, Duration::from_secs(2)).await;
+    assert!(letters.is_empty(), "no dead letter without its value: {}", letters.len());
+    sidecar.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_whose_delivery_panics_is_dead_lettered_and_the_partition_goes_on() {
+    let topic = common::random_name("panics");
+    let dlq = format!("{topic}.dlq");
+    let group = common::random_name("g");
+    common::create_topic(&topic, 1).await;
+    common::create_topic(&dlq, 1).await;
+    common::produce(&topic, (0..5).map(|i| Produce::text(0, "k", &format!("{i}"))).collect()).await;
+    // The null target's test hook: the record at offset 0 panics in delivery.
+    let sidecar = Sidecar::start(&sidecar::env(&topic, &group, "null://?panic_permille=1")).await;
+    common::wait_committed(&group, &topic, &[5]).await;
+    let letters = common::consume(&dlq, 1).await;
+    assert_eq!(common::header_text(&letters[0], "dlq-error-class").as_deref(), Some("panic"));
+    assert_eq!(common::header_text(&letters[0], "dlq-source-offset").as_deref(), Some("0"));
+    let metrics = sidecar.running().metrics.render_prometheus();
+    assert!(metrics.contains("msk_sidecar_panics_total 1"), "{metrics}");
+    let (status, body) = common::get(&format!("{}/ready", sidecar.admin())).await;
+    assert_eq!(status, 200, "a contained panic does not make the sidecar unready: {body}");
+    assert!(body.contains("warnings") && body.contains("panic"), "{body}");
+    sidecar.stop().await;
+}

@@ -248,3 +248,118 @@ async fn a_missing_queue_holds_the_partition_without_dead_letters_until_it_exist
     sidecar.stop().await;
     assert!(common::consume_available(&dlq, Duration::from_secs(1)).await.is_empty());
 }
+
+/// What the fake SQS endpoint answers to `SendMessageBatch`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum FakeSqs {
+    /// The whole call is refused: the credentials are not valid.
+    InvalidToken,
+    /// The call works, every entry fails on the queue's KMS key.
+    KmsDenied,
+    /// Every entry is accepted.
+    Accept,
+}
+
+/// A fake SQS endpoint (JSON protocol) answering as `mode` says; counts the entries it accepted.
+async fn fake_sqs(
+    mode: std::sync::Arc<std::sync::Mutex<FakeSqs>>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::net::SocketAddr {
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::IntoResponse;
+    let handler = move |body: axum::body::Bytes| {
+        let (mode, accepted) = (*mode.lock().unwrap(), accepted.clone());
+        async move {
+            let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let ids: Vec<String> = request["Entries"]
+                .as_array()
+                .map(|e| e.iter().filter_map(|e| e["Id"].as_str().map(String::from)).collect())
+                .unwrap_or_default();
+            let mut headers = HeaderMap::new();
+            headers.insert("content-type", "application/x-amz-json-1.0".parse().unwrap());
+            match mode {
+                FakeSqs::InvalidToken => {
+                    headers.insert("x-amzn-query-error", "InvalidClientTokenId;Sender".parse().unwrap());
+                    let body = serde_json::json!({"__type": "com.amazonaws.sqs#InvalidClientTokenId", "message": "The security token included in the request is invalid."});
+                    (StatusCode::FORBIDDEN, headers, body.to_string()).into_response()
+                }
+                FakeSqs::KmsDenied => {
+                    let failed: Vec<_> = ids.iter().map(|id| serde_json::json!({"Id": id, "SenderFault": true, "Code": "KMS.AccessDeniedException", "Message": "denied"})).collect();
+                    (
+                        StatusCode::OK,
+                        headers,
+                        serde_json::json!({"Successful": [], "Failed": failed}).to_string(),
+                    )
+                        .into_response()
+                }
+                FakeSqs::Accept => {
+                    accepted.fetch_add(ids.len(), std::sync::atomic::Ordering::SeqCst);
+                    let ok: Vec<_> = ids.iter().map(|id| serde_json::json!({"Id": id, "MessageId": format!("m-{id}"), "MD5OfMessageBody": "0"})).collect();
+                    (StatusCode::OK, headers, serde_json::json!({"Successful": ok, "Failed": []}).to_string())
+                        .into_response()
+                }
+            }
+        }
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = axum::Router::new().route("/", axum::routing::post(handler));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_credentials_and_kms_errors_hold_the_partition_without_dead_letters() {
+    let mode = std::sync::Arc::new(std::sync::Mutex::new(FakeSqs::InvalidToken));
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let addr = fake_sqs(mode.clone(), accepted.clone()).await;
+    let topic = common::random_name("denied");
+    common::create_topic(&topic, 1).await;
+    let dlq = format!("{topic}.dlq");
+    common::create_topic(&dlq, 1).await;
+    common::produce(&topic, (0..5).map(|i| Produce::text(0, "k", &format!("{i}"))).collect()).await;
+    let group = common::random_name("g");
+    let mut env = sqs_env(&topic, &group, &format!("http://{addr}/000000000000/orders"));
+    env.insert("AWS_ENDPOINT_URL".into(), format!("http://{addr}"));
+    env.insert("SIDECAR_RETRY_MAX_ATTEMPTS".into(), "2".into());
+    let admin = format!("127.0.0.1:{}", common::free_port());
+    env.insert("SIDECAR_ADMIN_ADDR".into(), admin.clone());
+    let admin = format!("http://{admin}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("sidecar.log");
+    let mut child = process::spawn(&env, &log);
+
+    for (phase, code) in
+        [(FakeSqs::InvalidToken, "InvalidClientTokenId"), (FakeSqs::KmsDenied, "KMS.AccessDenied")]
+    {
+        *mode.lock().unwrap() = phase;
+        let reason = common::eventually(Duration::from_secs(30), "/ready to name the refusal", || {
+            let admin = admin.clone();
+            async move {
+                let (status, body) = common::get(&format!("{admin}/ready")).await;
+                (status == 503 && body.contains(code)).then_some(body)
+            }
+        })
+        .await;
+        assert!(reason.contains("delivery"), "{reason}");
+        // Held, with retries, beyond the two attempts a retryable failure would get.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let (g, t) = (group.clone(), topic.clone());
+        let committed =
+            tokio::task::spawn_blocking(move || common::committed(&g, &t, 1)).await.expect("join");
+        assert!(committed[0] <= 0, "{phase:?}: the partition did not advance: {committed:?}");
+    }
+    *mode.lock().unwrap() = FakeSqs::Accept;
+    common::wait_committed(&group, &topic, &[5]).await;
+    process::signal(&child, "TERM");
+    let (status, _) = process::wait(&mut child, Duration::from_secs(15)).await;
+    assert!(status.success());
+    assert_eq!(
+        accepted.load(std::sync::atomic::Ordering::SeqCst),
+        5,
+        "each record sent once it was accepted"
+    );
+    let letters = common::consume_available(&dlq, Duration::from_secs(1)).await;
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(letters.is_empty(), "no dead letters; log:\n{log_text}");
+}

@@ -79,3 +79,19 @@ pub async fn wait(child: &mut Child, limit: Duration) -> (ExitStatus, Duration) 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Like [`wait`], but a child that does not exit in time fails the test with its log.
+pub async fn wait_logged(child: &mut Child, limit: Duration, log: &Path) -> ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("msk-sidecar did not exit within {limit:?}; log:\n{text}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
