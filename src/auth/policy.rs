@@ -2,8 +2,10 @@
 //!
 //! `kafka-cluster:Connect` on the cluster, `DescribeTopic` + `ReadData` on the source topics,
 //! `DescribeTopic` + `WriteData` on the dead-letter topic, `DescribeGroup` + `AlterGroup` on the
-//! group, `s3:PutObject` on the archive prefix, `sqs:SendMessage` on a delivery queue. The
-//! Terraform modules in `infra/` render the same document from the same inputs.
+//! group, `s3:PutObject` on the archive prefix, `sqs:SendMessage` on a delivery queue and, for a
+//! queue encrypted with a KMS key, `kms:GenerateDataKey` + `kms:Decrypt` on the keys of the
+//! queue's account, only through SQS. The Terraform modules in `infra/` render the same document
+//! from the same inputs.
 
 use serde::Serialize;
 
@@ -40,10 +42,13 @@ pub struct Statement {
     /// Resource ARNs.
     #[serde(rename = "Resource")]
     pub resource: Vec<String>,
+    /// Conditions (`StringEquals` → key → values), when the statement has any.
+    #[serde(rename = "Condition", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<serde_json::Value>,
 }
 
 fn allow(sid: &'static str, action: &[&'static str], resource: Vec<String>) -> Statement {
-    Statement { sid, effect: "Allow", action: action.to_vec(), resource }
+    Statement { sid, effect: "Allow", action: action.to_vec(), resource, condition: None }
 }
 
 /// The cluster ARN to use: `MSK_CLUSTER_ARN`, or a placeholder in the configured region.
@@ -76,6 +81,29 @@ pub fn queue_arn(url: &url::Url, partition: &str, default_region: &str) -> Strin
         })
         .unwrap_or(default_region);
     format!("arn:{partition}:sqs:{region}:{account}:{name}")
+}
+
+/// A queue encrypted with a KMS key (SSE-KMS) needs the key to send: `kms:GenerateDataKey` and
+/// `kms:Decrypt` on the keys of the queues' accounts and regions, and only through SQS.
+fn queue_keys(queue_arns: &[String]) -> Statement {
+    let mut keys = Vec::new();
+    let mut services = Vec::new();
+    for arn in queue_arns {
+        let parts: Vec<&str> = arn.split(':').collect();
+        let [_, partition, _, region, account, ..] = parts.as_slice() else { continue };
+        let key = format!("arn:{partition}:kms:{region}:{account}:key/*");
+        let domain = if *partition == "aws-cn" { "amazonaws.com.cn" } else { "amazonaws.com" };
+        let service = format!("sqs.{region}.{domain}");
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+        if !services.contains(&service) {
+            services.push(service);
+        }
+    }
+    let mut statement = allow("UseQueueKmsKey", &["kms:Decrypt", "kms:GenerateDataKey"], keys);
+    statement.condition = Some(serde_json::json!({ "StringEquals": { "kms:ViaService": services } }));
+    statement
 }
 
 /// The policy for `config`.
@@ -129,8 +157,9 @@ pub fn iam_policy(config: &Config) -> Policy {
     }
     if !queues.is_empty() {
         let region = config.kafka.region.as_deref().unwrap_or("REGION");
-        let arns = queues.iter().map(|url| queue_arn(url, &partition, region)).collect();
-        statement.push(allow("DeliverToQueue", &["sqs:SendMessage"], arns));
+        let arns: Vec<String> = queues.iter().map(|url| queue_arn(url, &partition, region)).collect();
+        statement.push(allow("DeliverToQueue", &["sqs:SendMessage"], arns.clone()));
+        statement.push(queue_keys(&arns));
     }
     Policy { version: "2012-10-17", statement }
 }
@@ -194,10 +223,19 @@ mod tests {
         assert!(placeholder);
         assert_eq!(arn, "arn:aws:kafka:eu-west-1:ACCOUNT_ID:cluster/CLUSTER_NAME/CLUSTER_UUID");
         let policy = iam_policy(&config);
-        let last = policy.statement.last().expect("statement");
-        assert_eq!(last.sid, "DeliverToQueue");
-        assert_eq!(last.resource, vec!["arn:aws:sqs:eu-west-1:123456789012:work".to_string()]);
-        assert_eq!(policy.statement.len(), 5, "no archive statement without an S3 archive");
+        let queue = &policy.statement[4];
+        assert_eq!(queue.sid, "DeliverToQueue");
+        assert_eq!(queue.resource, vec!["arn:aws:sqs:eu-west-1:123456789012:work".to_string()]);
+        // A queue encrypted with a KMS key needs the key to send: through SQS only.
+        let keys = serde_json::to_value(&policy.statement[5]).expect("json");
+        assert_eq!(
+            keys,
+            serde_json::json!({"Sid": "UseQueueKmsKey", "Effect": "Allow",
+                "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+                "Resource": ["arn:aws:kms:eu-west-1:123456789012:key/*"],
+                "Condition": {"StringEquals": {"kms:ViaService": ["sqs.eu-west-1.amazonaws.com"]}}})
+        );
+        assert_eq!(policy.statement.len(), 6, "no archive statement without an S3 archive");
     }
 
     #[test]

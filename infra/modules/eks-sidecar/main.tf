@@ -38,7 +38,7 @@ locals {
       AWS_REGION             = data.aws_region.current.name
       SIDECAR_DLQ_TOPIC      = module.iam.dlq_topic
       SIDECAR_DLQ_ARCHIVE    = module.iam.archive_uri
-      SIDECAR_ADMIN_ADDR     = "0.0.0.0:${var.sidecar_admin_port}"
+      SIDECAR_ADMIN_ADDR     = "${var.sidecar_admin_exposed ? "0.0.0.0" : "127.0.0.1"}:${var.sidecar_admin_port}"
       SIDECAR_SHUTDOWN_GRACE = "${var.sidecar_shutdown_grace_seconds}s"
       SIDECAR_LOG_FORMAT     = "json"
       OTEL_SERVICE_NAME      = var.name
@@ -149,12 +149,13 @@ resource "kubernetes_deployment_v1" "this" {
     template {
       metadata {
         labels = local.labels
+        # Scraping needs the admin server on the pod's address (sidecar_admin_exposed).
         annotations = merge(
-          {
+          var.sidecar_admin_exposed ? {
             "prometheus.io/scrape" = "true"
             "prometheus.io/port"   = tostring(var.sidecar_admin_port)
             "prometheus.io/path"   = "/metrics"
-          },
+          } : {},
           var.pod_annotations,
         )
       }
@@ -184,10 +185,14 @@ resource "kubernetes_deployment_v1" "this" {
           restart_policy    = "Always"
           args              = ["run"]
 
-          port {
-            name           = "admin"
-            container_port = var.sidecar_admin_port
-            protocol       = "TCP"
+          dynamic "port" {
+            for_each = var.sidecar_admin_exposed ? [var.sidecar_admin_port] : []
+
+            content {
+              name           = "admin"
+              container_port = port.value
+              protocol       = "TCP"
+            }
           }
 
           env {
@@ -215,22 +220,50 @@ resource "kubernetes_deployment_v1" "this" {
           }
 
           # The application container starts only after this succeeds: /live answers as soon as
-          # the process runs. /ready would wait for the application itself (deadlock).
+          # the process runs. /ready would wait for the application itself (deadlock). With the
+          # admin server on loopback (the default) the probes run `msk-sidecar healthcheck` in
+          # the container, which reads SIDECAR_ADMIN_ADDR; exposed, the kubelet asks over HTTP.
           startup_probe {
-            http_get {
-              path = "/live"
-              port = "admin"
+            dynamic "exec" {
+              for_each = var.sidecar_admin_exposed ? [] : [["/usr/local/bin/msk-sidecar", "healthcheck", "--live"]]
+
+              content {
+                command = exec.value
+              }
             }
+
+            dynamic "http_get" {
+              for_each = var.sidecar_admin_exposed ? ["/live"] : []
+
+              content {
+                path = http_get.value
+                port = "admin"
+              }
+            }
+
             period_seconds    = 2
             timeout_seconds   = 2
             failure_threshold = 30
           }
 
           liveness_probe {
-            http_get {
-              path = "/live"
-              port = "admin"
+            dynamic "exec" {
+              for_each = var.sidecar_admin_exposed ? [] : [["/usr/local/bin/msk-sidecar", "healthcheck", "--live"]]
+
+              content {
+                command = exec.value
+              }
             }
+
+            dynamic "http_get" {
+              for_each = var.sidecar_admin_exposed ? ["/live"] : []
+
+              content {
+                path = http_get.value
+                port = "admin"
+              }
+            }
+
             period_seconds    = 10
             timeout_seconds   = 3
             failure_threshold = 3
@@ -239,10 +272,23 @@ resource "kubernetes_deployment_v1" "this" {
           # Counts towards the pod's readiness: ready once the consumer has a token, partitions
           # and a reachable application.
           readiness_probe {
-            http_get {
-              path = "/ready"
-              port = "admin"
+            dynamic "exec" {
+              for_each = var.sidecar_admin_exposed ? [] : [["/usr/local/bin/msk-sidecar", "healthcheck"]]
+
+              content {
+                command = exec.value
+              }
             }
+
+            dynamic "http_get" {
+              for_each = var.sidecar_admin_exposed ? ["/ready"] : []
+
+              content {
+                path = http_get.value
+                port = "admin"
+              }
+            }
+
             period_seconds    = 5
             timeout_seconds   = 3
             failure_threshold = 3

@@ -140,9 +140,15 @@ variable "sidecar_resources" {
 }
 
 variable "sidecar_admin_port" {
-  description = "Port of the sidecar's admin server (/live, /ready, /metrics); it listens on 0.0.0.0 so the kubelet can probe it."
+  description = "Port of the sidecar's admin server (/live, /ready, /metrics)."
   type        = number
   default     = 9464
+}
+
+variable "sidecar_admin_exposed" {
+  description = "Listen on the pod's address instead of loopback, so that Prometheus can scrape /metrics and the kubelet probes over HTTP. Off by default: the probes then run `msk-sidecar healthcheck` in the container, and nothing outside the pod reaches the admin server."
+  type        = bool
+  default     = false
 }
 
 variable "sidecar_shutdown_grace_seconds" {

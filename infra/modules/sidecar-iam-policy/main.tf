@@ -55,14 +55,30 @@ locals {
     },
   ]
 
-  queue_statements = local.sqs_queue_arn == "" ? [] : [
+  # arn:<p>:sqs:<r>:<a>:<name>: a queue encrypted with a KMS key needs the key, through SQS only.
+  queue_arn_parts  = split(":", local.sqs_queue_arn)
+  queue_kms_domain = local.sqs_queue_arn == "" ? "" : (local.queue_arn_parts[1] == "aws-cn" ? "amazonaws.com.cn" : "amazonaws.com")
+
+  # Two statements of different shapes: a tuple, cut to nothing without a queue.
+  queue_statements = slice([
     {
       Sid      = "DeliverToQueue"
       Effect   = "Allow"
       Action   = ["sqs:SendMessage"]
       Resource = [local.sqs_queue_arn]
     },
-  ]
+    {
+      Sid      = "UseQueueKmsKey"
+      Effect   = "Allow"
+      Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
+      Resource = ["arn:${try(local.queue_arn_parts[1], "")}:kms:${try(local.queue_arn_parts[3], "")}:${try(local.queue_arn_parts[4], "")}:key/*"]
+      Condition = {
+        StringEquals = {
+          "kms:ViaService" = ["sqs.${try(local.queue_arn_parts[3], "")}.${local.queue_kms_domain}"]
+        }
+      }
+    },
+  ], 0, local.sqs_queue_arn == "" ? 0 : 2)
 
   policy = {
     Version   = "2012-10-17"

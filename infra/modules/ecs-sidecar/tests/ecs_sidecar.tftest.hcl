@@ -181,9 +181,9 @@ run "sqs_delivery_without_archive" {
 
   assert {
     condition = [for s in jsondecode(aws_iam_role_policy.sidecar.policy).Statement : s.Sid] == [
-      "ConnectToCluster", "ReadSourceTopics", "WriteDeadLetterTopic", "UseConsumerGroup", "DeliverToQueue",
+      "ConnectToCluster", "ReadSourceTopics", "WriteDeadLetterTopic", "UseConsumerGroup", "DeliverToQueue", "UseQueueKmsKey",
     ]
-    error_message = "Without an archive and with SQS: no ArchiveDeadLetters, a DeliverToQueue statement."
+    error_message = "Without an archive and with SQS: no ArchiveDeadLetters, DeliverToQueue and UseQueueKmsKey statements."
   }
 
   assert {
@@ -262,6 +262,7 @@ run "task_definition_only_with_existing_queue_and_bucket" {
       ["arn:aws:kafka:eu-west-1:123456789012:group/orders-cluster/0f1e2d3c-4b5a-6978-8695-a4b3c2d1e0f9-2/orders-consumer"],
       ["arn:aws:s3:::shared-dead-letters/teams/orders/*"],
       ["arn:aws:sqs:eu-west-1:123456789012:existing"],
+      ["arn:aws:kms:eu-west-1:123456789012:key/*"],
     ]
     error_message = "The policy must name the given bucket, prefix and queue."
   }
