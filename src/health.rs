@@ -188,12 +188,20 @@ pub struct Problem {
     component: Component,
     scope: String,
     latch: Mutex<Option<Latch>>,
+    /// Whether the latch is set, read without the lock (clearing is on hot paths).
+    open: std::sync::atomic::AtomicBool,
 }
 
 impl Problem {
     /// A cleared problem of `component` in `scope`.
     pub fn new(health: &Arc<Health>, component: Component, scope: &str) -> Self {
-        Problem { health: health.clone(), component, scope: scope.to_string(), latch: Mutex::new(None) }
+        Problem {
+            health: health.clone(),
+            component,
+            scope: scope.to_string(),
+            latch: Mutex::new(None),
+            open: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<Latch>> {
@@ -210,14 +218,20 @@ impl Problem {
             }
             None => {
                 *slot = Some(self.health.latch(self.component, &self.scope, reason));
+                self.open.store(true, Ordering::Release);
                 true
             }
         }
     }
 
-    /// Clears the problem. Returns true if it was open.
+    /// Clears the problem. Returns true if it was open. Cheap when it is not.
     pub fn clear(&self) -> bool {
-        self.slot().take().is_some()
+        if !self.open.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut slot = self.slot();
+        self.open.store(false, Ordering::Release);
+        slot.take().is_some()
     }
 }
 

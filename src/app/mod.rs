@@ -108,24 +108,29 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     // A fatal client error stops the sidecar as SIGTERM would, then it exits with an error.
     let stop = shutdown.child_token();
     let fatal = Arc::new(kafka::Fatal::new(&health, stop.clone()));
+    // Each client reports its own authentication problem; what proves it fixed is that
+    // client's own success (records arriving, a dead letter acknowledged).
+    let authentication = |client: &str| {
+        Arc::new(crate::health::Problem::new(&health, crate::health::Component::Authentication, client))
+    };
     let shared = kafka::Shared {
         auth,
-        authentication: Arc::new(crate::health::Problem::new(
-            &health,
-            crate::health::Component::Authentication,
-            "",
-        )),
+        authentication: authentication("consumer"),
         fatal: fatal.clone(),
         metrics: metrics.clone(),
     };
+    let producer_shared =
+        kafka::Shared { authentication: authentication("dead-letter producer"), ..shared.clone() };
+    let producer_authentication = producer_shared.authentication.clone();
     let producer: FutureProducer<KafkaContext> = kafka::producer_config(&config.kafka)
-        .create_with_context(KafkaContext { shared: shared.clone() })
+        .create_with_context(KafkaContext { shared: producer_shared })
         .map_err(AppError::Producer)?;
     let archive = Archive::from_target(&config.dlq.archive).await;
     let common = routes::Common {
         config: &config,
         producer: &producer,
         archive: &archive,
+        producer_authentication: &producer_authentication,
         health: &health,
         metrics: &metrics,
         tracing: &tracing,

@@ -30,6 +30,8 @@ pub(super) struct Common<'a> {
     pub(super) config: &'a Config,
     pub(super) producer: &'a FutureProducer<KafkaContext>,
     pub(super) archive: &'a Option<Archive>,
+    /// The dead-letter producer's authentication problem (cleared by an acknowledged letter).
+    pub(super) producer_authentication: &'a Arc<crate::health::Problem>,
     pub(super) health: &'a Arc<Health>,
     pub(super) metrics: &'a Metrics,
     pub(super) tracing: &'a Tracing,
@@ -112,6 +114,7 @@ pub(super) async fn build(common: &Common<'_>) -> Result<Built, AppError> {
             common.producer.clone(),
             route.dlq_topic.clone(),
             common.archive.clone(),
+            common.producer_authentication.clone(),
         ));
         let breaker = Arc::new(Breaker::new(breaker::DEFAULT_THRESHOLD));
         let pipeline = Arc::new(Pipeline {
@@ -125,6 +128,7 @@ pub(super) async fn build(common: &Common<'_>) -> Result<Built, AppError> {
             jitter: backoff::full_jitter,
             tracing: common.tracing.for_target(target_info(&route.delivery.target)),
             route: scope.clone(),
+            panics: Default::default(),
         });
         built.probers.push(tokio::spawn(breaker::run_prober(
             breaker.clone(),

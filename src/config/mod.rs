@@ -487,13 +487,35 @@ pub fn redact_urls_in(text: &str) -> String {
         .join(" ")
 }
 
-/// A text that may be a URL (an OTLP endpoint), shown like [`redact_url`]; text that does not
-/// parse is shown only up to its first `?` or `@`.
+/// A text that may be a URL (an OTLP endpoint), shown like [`redact_url`]. Text that does not
+/// parse loses its user info (up to the last `@`), query and fragment: what is left is the
+/// scheme, host and path.
 pub fn redact_text_url(text: &str) -> String {
     match Url::parse(text) {
         Ok(url) => redact_url(&url).trim_end_matches('/').to_string(),
-        Err(_) => text.split(['?', '@']).next().unwrap_or_default().to_string(),
+        Err(_) => {
+            let (scheme, rest) = text.split_once("://").map_or(("", text), |(s, r)| (s, r));
+            let rest = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            let rest = rest.split(['?', '#']).next().unwrap_or_default();
+            if scheme.is_empty() { rest.to_string() } else { format!("{scheme}://{rest}") }
+        }
     }
+}
+
+/// A configuration value as an error may show it: a secret-looking librdkafka property as
+/// `[redacted]`, anything that looks like a URL or holds user info as [`redact_text_url`] shows it.
+pub fn shown_value(variable: &str, text: &str) -> String {
+    if let Some(suffix) = variable.strip_prefix(keys::LIBRDKAFKA_PREFIX) {
+        let property =
+            LibrdkafkaProperty { name: suffix.to_ascii_lowercase().replace('_', "."), value: String::new() };
+        if property.is_secret() {
+            return "[redacted]".to_string();
+        }
+    }
+    if text.contains("://") || text.contains('@') || text.contains('?') {
+        return redact_text_url(text.trim());
+    }
+    text.to_string()
 }
 
 #[cfg(test)]

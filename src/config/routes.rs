@@ -41,7 +41,14 @@ struct Checker<'r, 'a> {
 
 impl Checker<'_, '_> {
     fn fail(&mut self, field: &str, value: &dyn std::fmt::Debug, message: impl std::fmt::Display) {
-        self.reader.problem(&format!("{}.{field}", self.name), format!("{value:?}: {message}"));
+        // A URL may carry a secret (user info, a query value): shown redacted.
+        let shown = format!("{value:?}");
+        let shown = if field.ends_with("url") {
+            format!("{:?}", super::redact_text_url(shown.trim_matches('"')))
+        } else {
+            shown
+        };
+        self.reader.problem(&format!("{}.{field}", self.name), format!("{shown}: {message}"));
         self.ok = false;
     }
 

@@ -217,6 +217,12 @@ const INVALID: &[(Changes, &str, &str)] = &[
         "KAFKA_AUTH=msk-iam",
     ),
     (&[("SIDECAR_MAX_UNCOMMITTED", Some("10"))], "SIDECAR_MAX_UNCOMMITTED", "from 100"),
+    (&[("SIDECAR_MAX_UNCOMMITTED", Some("100000000"))], "SIDECAR_MAX_UNCOMMITTED", "to 1000000"),
+    (
+        &[("SIDECAR_LIBRDKAFKA_MAX_POLL_INTERVAL_MS", Some("20000"))],
+        "SIDECAR_LIBRDKAFKA_MAX_POLL_INTERVAL_MS",
+        "1.5 x SIDECAR_DELIVERY_TIMEOUT",
+    ),
     (&[("SIDECAR_TRACE_RECORD_KEYS", Some("maybe"))], "SIDECAR_TRACE_RECORD_KEYS", "true"),
     (
         &[("SIDECAR_DELIVERY_TIMEOUT", Some("30s"))],
@@ -224,7 +230,7 @@ const INVALID: &[(Changes, &str, &str)] = &[
         "shorter than the shutdown drain",
     ),
     (
-        &[("SIDECAR_SHUTDOWN_GRACE", Some("10s"))],
+        &[("SIDECAR_SHUTDOWN_GRACE", Some("10s")), ("SIDECAR_DELIVERY_TIMEOUT", Some("9s"))],
         "SIDECAR_DELIVERY_TIMEOUT",
         "shorter than the shutdown drain (8s: SIDECAR_SHUTDOWN_GRACE 10s minus 2s)",
     ),
@@ -236,11 +242,44 @@ const INVALID: &[(Changes, &str, &str)] = &[
 ];
 
 #[test]
+fn the_default_delivery_timeout_fits_a_short_grace() {
+    let short = load(&with(&[("SIDECAR_SHUTDOWN_GRACE", Some("10s"))])).expect("the default adapts");
+    assert_eq!(short.delivery.timeout, Duration::from_secs(7), "the 8 s drain minus a second");
+    let tiny = load(&with(&[("SIDECAR_SHUTDOWN_GRACE", Some("1s"))])).expect("the default adapts");
+    assert_eq!(tiny.delivery.timeout, Duration::from_millis(250), "half the 500 ms drain");
+    let long = load(&with(&[("SIDECAR_SHUTDOWN_GRACE", Some("60s"))])).expect("valid");
+    assert_eq!(long.delivery.timeout, Duration::from_secs(20));
+}
+
+#[test]
 fn an_unknown_variable_is_named_without_its_value() {
     let err = load(&with(&[("SIDECAR_API_TOKN", Some("s3cret-value"))])).expect_err("unknown");
     let text = err.to_string();
     assert!(text.contains("SIDECAR_API_TOKN") && text.contains("unknown variable"), "{text}");
     assert!(!text.contains("s3cret-value"), "the value may be a secret: {text}");
+}
+
+#[test]
+fn a_rejected_value_that_may_be_secret_is_not_printed() {
+    let err = load(&with(&[
+        ("SIDECAR_LIBRDKAFKA_SASL_OAUTHBEARER_CONFIG", Some("clientSecret=s3cret")),
+        ("SIDECAR_DELIVERY_URL", Some("https://user:s3cret@app.internal:99999/events")),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", Some("ftp://collector/?token=s3cret")),
+    ]))
+    .expect_err("invalid");
+    let text = err.to_string();
+    assert!(err.names("SIDECAR_LIBRDKAFKA_SASL_OAUTHBEARER_CONFIG"), "{text}");
+    assert!(err.names("SIDECAR_DELIVERY_URL") && err.names("OTEL_EXPORTER_OTLP_ENDPOINT"), "{text}");
+    assert!(!text.contains("s3cret"), "{text}");
+    let route = Config::from_sources(
+        &base(),
+        Some((
+            Path::new("r.toml"),
+            "[[routes]]\ntopic = \"orders\"\ndelivery_url = \"ftp://u:s3cret@x/?k=s3cret\"\n",
+        )),
+    )
+    .expect_err("invalid route");
+    assert!(!route.to_string().contains("s3cret"), "{route}");
 }
 
 #[test]

@@ -38,6 +38,14 @@ const RESERVED_PROPERTIES: &[(&str, &str)] = &[
 /// Reserved only with `KAFKA_AUTH=msk-iam`: IAM needs SASL_SSL with OAUTHBEARER tokens.
 const IAM_PROPERTIES: &[&str] = &["security.protocol", "sasl.oauthbearer.method", "sasl.oauthbearer.config"];
 
+/// The delivery timeout when `SIDECAR_DELIVERY_TIMEOUT` is not set: 20 s, or, when the shutdown
+/// drain is shorter, the drain minus a second (at least half the drain).
+pub fn default_timeout(grace: std::time::Duration) -> std::time::Duration {
+    let drain = crate::shutdown::drain_deadline(grace);
+    let fitting = drain.saturating_sub(std::time::Duration::from_secs(1)).max(drain / 2);
+    fitting.min(std::time::Duration::from_secs(20))
+}
+
 /// Reads typed values, collecting every problem instead of stopping at the first.
 pub(crate) struct Reader<'a> {
     /// The merged raw values.
@@ -50,7 +58,8 @@ impl Reader<'_> {
     fn problem_with_value(&mut self, name: &str, value: &RawValue, message: String) {
         self.problems.push(Problem {
             variable: name.to_string(),
-            value: Some((value.text.clone(), value.origin.to_string())),
+            // Errors are printed: a secret in the value must not be.
+            value: Some((super::shown_value(name, &value.text), value.origin.to_string())),
             message,
         });
     }
@@ -101,7 +110,7 @@ impl Reader<'_> {
         });
         let max_in_flight = self.parse(keys::SIDECAR_MAX_IN_FLIGHT, |t| parse::bounded_int(t, 1, 65_536));
         let max_uncommitted =
-            self.parse(keys::SIDECAR_MAX_UNCOMMITTED, |t| parse::bounded_int(t, 100, 100_000_000));
+            self.parse(keys::SIDECAR_MAX_UNCOMMITTED, |t| parse::bounded_int(t, 100, 1_000_000));
         let trace_record_keys = self.parse(keys::SIDECAR_TRACE_RECORD_KEYS, parse::boolean);
         let retry = self.retry();
         let dlq = self.dlq(kafka.as_ref());
@@ -113,8 +122,14 @@ impl Reader<'_> {
             "text" => Ok(LogFormat::Text),
             _ => Err("expected json or text".to_string()),
         });
-        if let (Some(delivery), Some(grace)) = (&delivery, shutdown_grace) {
+        let mut delivery = delivery;
+        if let (Some(delivery), Some(grace)) = (&mut delivery, shutdown_grace) {
+            if self.raw.get(keys::SIDECAR_DELIVERY_TIMEOUT).is_none() {
+                // The default fits any drain: 20 s, or less when the grace is short.
+                delivery.timeout = default_timeout(grace);
+            }
             self.timeout_fits_the_drain(keys::SIDECAR_DELIVERY_TIMEOUT, delivery.timeout, grace);
+            self.timeout_fits_the_rebalance(delivery.timeout);
         }
         let config = Config {
             kafka: kafka?,
@@ -158,6 +173,26 @@ impl Reader<'_> {
                 .problem(variable, format!("{variable} ({}) {message}", humantime::format_duration(timeout))),
         }
         false
+    }
+
+    /// A revoke waits at most two thirds of `max.poll.interval.ms` (the group's rebalance
+    /// timeout) for attempts in progress: a delivery timeout must fit that too.
+    fn timeout_fits_the_rebalance(&mut self, timeout: std::time::Duration) {
+        let variable = format!("{}MAX_POLL_INTERVAL_MS", keys::LIBRDKAFKA_PREFIX);
+        let Some(value) = self.raw.get(&variable).cloned() else { return };
+        let Ok(ms) = value.text.trim().parse::<u64>() else { return };
+        let drain = std::time::Duration::from_millis(ms) * 2 / 3;
+        if timeout >= drain {
+            self.problem_with_value(
+                &variable,
+                &value,
+                format!(
+                    "a revoke waits two thirds of it ({}) for attempts in progress: it must be above 1.5 x SIDECAR_DELIVERY_TIMEOUT ({})",
+                    humantime::format_duration(drain),
+                    humantime::format_duration(timeout)
+                ),
+            );
+        }
     }
 
     fn telemetry(&mut self) -> Option<TelemetryConfig> {

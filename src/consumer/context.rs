@@ -58,6 +58,41 @@ pub fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
     tpl.elements().iter().map(|e| TopicPartition::new(e.topic(), e.partition())).collect()
 }
 
+/// Metadata bytes per commit request at most: the coordinator writes a request as one batch to
+/// `__consumer_offsets`, whose message size is bounded (1 MB by default).
+const COMMIT_METADATA_BUDGET: usize = 256 * 1024;
+
+/// Lists of offsets to commit, each request's metadata within the budget.
+pub fn commit_lists(commits: &[(TopicPartition, Commit)]) -> Vec<TopicPartitionList> {
+    let mut lists = Vec::new();
+    let mut start = 0;
+    let mut size = 0;
+    for (index, (_, commit)) in commits.iter().enumerate() {
+        if index > start && size + commit.metadata.len() > COMMIT_METADATA_BUDGET {
+            lists.push(commit_list(&commits[start..index]));
+            (start, size) = (index, 0);
+        }
+        size += commit.metadata.len();
+    }
+    if start < commits.len() {
+        lists.push(commit_list(&commits[start..]));
+    }
+    lists
+}
+
+/// Whether a commit error means the metadata (the offset maps) is too large for the brokers.
+pub fn maps_too_large(err: &KafkaError) -> bool {
+    use rdkafka::types::RDKafkaErrorCode::{InvalidCommitOffsetSize, OffsetMetadataTooLarge};
+    matches!(err.rdkafka_error_code(), Some(OffsetMetadataTooLarge | InvalidCommitOffsetSize))
+}
+
+/// Reports a commit the brokers refused for its metadata's size (once).
+pub fn report_maps_refused(tracker: &OffsetTracker, err: &KafkaError) {
+    if maps_too_large(err) && tracker.refuse_maps() {
+        tracing::warn!(error = %err, "The brokers refuse commits with offset maps this large: committing without them; records finished above a commit point are delivered again after a handover.");
+    }
+}
+
 /// A list of offsets (with their offset maps as metadata) to commit.
 pub fn commit_list(commits: &[(TopicPartition, Commit)]) -> TopicPartitionList {
     let mut tpl = TopicPartitionList::with_capacity(commits.len());
@@ -186,13 +221,25 @@ impl ConsumerContext {
         }
         let commits: Vec<(TopicPartition, Commit)> =
             tps.iter().filter_map(|tp| self.tracker.revoke(tp).map(|commit| (tp.clone(), commit))).collect();
-        if !commits.is_empty() {
-            match consumer.commit(&commit_list(&commits), CommitMode::Sync) {
-                Ok(()) => {}
-                Err(err) => {
-                    self.metrics.commit_failed();
-                    tracing::warn!(error = %err, "Commit of revoked partitions failed: their last records may be delivered again.");
-                }
+        for list in commit_lists(&commits) {
+            let mut result = consumer.commit(&list, CommitMode::Sync);
+            if let Err(err) = &result
+                && maps_too_large(err)
+            {
+                // The last chance to commit: without the maps rather than not at all.
+                report_maps_refused(&self.tracker, err);
+                let bare: Vec<(TopicPartition, Commit)> = partitions_of(&list)
+                    .into_iter()
+                    .filter_map(|tp| {
+                        let commit = commits.iter().find(|(t, _)| *t == tp)?.1.clone();
+                        Some((tp, Commit { metadata: String::new(), ..commit }))
+                    })
+                    .collect();
+                result = consumer.commit(&commit_list(&bare), CommitMode::Sync);
+            }
+            if let Err(err) = result {
+                self.metrics.commit_failed();
+                tracing::warn!(error = %err, "Commit of revoked partitions failed: their last records may be delivered again.");
             }
         }
         tracing::info!(partitions = %names.join(","), "Partitions revoked after drain and commit.");
@@ -260,9 +307,39 @@ impl RdConsumerContext for ConsumerContext {
                 .for_each(|(tp, offset, metadata)| self.tracker.commit_confirmed(&tp, offset, metadata)),
             Err(err) => {
                 self.metrics.commit_failed();
+                report_maps_refused(&self.tracker, &err);
                 committed.for_each(|(tp, offset, _)| self.tracker.commit_failed(&tp, offset));
                 tracing::warn!(error = %err, "Offset commit failed: it is retried at the next commit.");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commits_with_large_maps_are_split_into_requests_within_the_budget() {
+        let commits: Vec<(TopicPartition, Commit)> = (0..300)
+            .map(|p| (TopicPartition::new("t", p), Commit { offset: 7, metadata: "m".repeat(3_300) }))
+            .collect();
+        let lists = commit_lists(&commits);
+        assert!(lists.len() >= 4, "{} requests", lists.len());
+        let mut seen = Vec::new();
+        for list in &lists {
+            let bytes: usize = list.elements().iter().map(|e| e.metadata().len()).sum();
+            assert!(bytes <= COMMIT_METADATA_BUDGET, "{bytes}");
+            seen.extend(partitions_of(list));
+        }
+        assert_eq!(seen, commits.iter().map(|(tp, _)| tp.clone()).collect::<Vec<_>>(), "each once, in order");
+        assert_eq!(commit_lists(&[]).len(), 0);
+        let small: Vec<_> = commits
+            .iter()
+            .take(3)
+            .cloned()
+            .map(|(tp, c)| (tp, Commit { metadata: String::new(), ..c }))
+            .collect();
+        assert_eq!(commit_lists(&small).len(), 1);
     }
 }

@@ -28,7 +28,6 @@ use crate::config::TopicMatcher;
 use tokio_util::sync::CancellationToken;
 
 pub use context::ConsumerContext;
-use context::commit_list;
 use pause::PauseState;
 pub use record::{TopicNames, read_headers, to_record};
 
@@ -36,7 +35,8 @@ use crate::config::{Config, StartFrom};
 use crate::dispatch::{Command, DispatchHandle, Flow};
 use crate::health::Health;
 use crate::kafka;
-use crate::offsets::OffsetTracker;
+use crate::offsets::{self, OffsetTracker};
+use crate::record::TopicPartition;
 use crate::telemetry::metrics::Metrics;
 
 /// How often the watermarks are committed.
@@ -92,6 +92,22 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
     c
 }
 
+/// How long a revoke waits for the revoked partitions' attempts in progress: as long as a
+/// shutdown does (so a delivery timeout that fits the shutdown drain fits this one), but within
+/// two thirds of `max.poll.interval.ms`, the group's rebalance timeout: the member keeps
+/// heartbeating while it drains (librdkafka heartbeats from its own thread), and the group
+/// waits for it at most that long.
+pub fn revoke_drain(config: &Config) -> Duration {
+    let max_poll_interval = config
+        .kafka
+        .librdkafka
+        .iter()
+        .find(|p| p.name == "max.poll.interval.ms")
+        .and_then(|p| p.value.parse::<u64>().ok())
+        .map_or(Duration::from_secs(300), Duration::from_millis);
+    crate::shutdown::drain_deadline(config.shutdown_grace).min(max_poll_interval * 2 / 3)
+}
+
 /// Everything the poll loop works with.
 pub struct Parts {
     /// Watermarks.
@@ -124,11 +140,7 @@ pub fn spawn(
     let client_config = consumer_config(config);
     let topics = config.kafka.topics.clone();
     let grace = config.shutdown_grace;
-    let session_timeout = client_config
-        .get("session.timeout.ms")
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(Duration::from_secs(45), Duration::from_millis);
-    let drain_timeout = (session_timeout * 2 / 3).min(grace).max(Duration::from_millis(500));
+    let drain_timeout = revoke_drain(config);
     let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::Builder::new().name("msk-sidecar-consumer".into()).spawn(move || {
@@ -183,8 +195,6 @@ async fn poll_loop(
     shutdown: CancellationToken,
 ) -> Option<oneshot::Receiver<()>> {
     let mut topics = TopicNames::default();
-    // Records arriving prove the brokers accept us again after an authentication failure.
-    let mut authentication_failed = true;
     let mut stream = consumer.stream();
     let mut commit_tick = tokio::time::interval(COMMIT_INTERVAL);
     let mut reconcile_tick = tokio::time::interval(Duration::from_millis(100));
@@ -228,21 +238,31 @@ async fn poll_loop(
             item = stream.next(), if take => match item {
                 Some(Ok(message)) => {
                     full_since = None;
+                    // A rebalance callback can run inside any poll: records polled before it may
+                    // belong to an assignment it ended, so a batch never spans one. Each batch
+                    // says when it was polled (the last assignment epoch issued by then).
+                    let mut polled_at = parts.tracker.last_epoch();
                     let mut batch = Vec::with_capacity(64);
                     batch.push(to_record(&message, &mut topics));
                     drop(message);
                     while batch.len() < POLL_BATCH {
                         match stream.next().now_or_never() {
-                            Some(Some(Ok(message))) => batch.push(to_record(&message, &mut topics)),
+                            Some(Some(Ok(message))) => {
+                                let now = parts.tracker.last_epoch();
+                                if now != polled_at {
+                                    let before = std::mem::replace(&mut batch, Vec::with_capacity(64));
+                                    parts.dispatch.send(Command::Records { records: before, polled_at });
+                                    polled_at = now;
+                                }
+                                batch.push(to_record(&message, &mut topics));
+                            }
                             Some(Some(Err(err))) => consumer_error(consumer, &parts.shared, &err),
                             _ => break,
                         }
                     }
-                    parts.dispatch.send(Command::Records(batch));
-                    if authentication_failed {
-                        authentication_failed = false;
-                        parts.shared.authentication.clear();
-                    }
+                    parts.dispatch.send(Command::Records { records: batch, polled_at });
+                    // Records arriving prove the brokers accept this consumer (again).
+                    parts.shared.authentication.clear();
                 }
                 Some(Err(err)) => consumer_error(consumer, &parts.shared, &err),
                 None => break,
@@ -290,21 +310,23 @@ async fn shut_down(
 
 fn commit(consumer: &StreamConsumer<ConsumerContext>, tracker: &OffsetTracker, mode: CommitMode) {
     let commits = tracker.take_commits(None);
-    if commits.is_empty() {
-        return;
-    }
-    match consumer.commit(&commit_list(&commits), mode) {
-        // An asynchronous commit is only queued here: its result arrives in the commit callback.
-        Ok(()) if matches!(mode, CommitMode::Sync) => {
-            commits
-                .iter()
-                .for_each(|(tp, c)| tracker.commit_confirmed(tp, c.offset, Some(c.metadata.clone())));
-        }
-        Ok(()) => {}
-        Err(err) => {
-            consumer.context().metrics.commit_failed();
-            commits.iter().for_each(|(tp, c)| tracker.commit_failed(tp, c.offset));
-            tracing::warn!(error = %err, "Offset commit failed: it is retried at the next commit.");
+    for list in context::commit_lists(&commits) {
+        let sent = context::partitions_of(&list);
+        let sent: Vec<&(TopicPartition, offsets::Commit)> =
+            commits.iter().filter(|(tp, _)| sent.contains(tp)).collect();
+        match consumer.commit(&list, mode) {
+            // An asynchronous commit is only queued here: its result arrives in the commit callback.
+            Ok(()) if matches!(mode, CommitMode::Sync) => {
+                sent.iter()
+                    .for_each(|(tp, c)| tracker.commit_confirmed(tp, c.offset, Some(c.metadata.clone())));
+            }
+            Ok(()) => {}
+            Err(err) => {
+                consumer.context().metrics.commit_failed();
+                context::report_maps_refused(tracker, &err);
+                sent.iter().for_each(|(tp, c)| tracker.commit_failed(tp, c.offset));
+                tracing::warn!(error = %err, "Offset commit failed: it is retried at the next commit.");
+            }
         }
     }
 }

@@ -54,12 +54,16 @@ struct BatchRequest<'a> {
 /// A record the application reports as failed.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReportedFailure {
-    topic: Option<String>,
-    partition: i32,
-    offset: i64,
+pub struct ReportedFailure {
+    /// Narrows the match when a batch spans topics.
+    pub topic: Option<String>,
+    /// The record's partition.
+    pub partition: i32,
+    /// The record's offset.
+    pub offset: i64,
+    /// Whether to retry it (default) or dead-letter it now.
     #[serde(default = "yes")]
-    retryable: bool,
+    pub retryable: bool,
 }
 
 fn yes() -> bool {
@@ -73,15 +77,15 @@ struct BatchResponse {
     failures: Vec<ReportedFailure>,
 }
 
-/// Reads a 2xx answer's body: the reported failures, or why the answer cannot be trusted. The
-/// reason never quotes the body.
-fn read_answer(body: &[u8], batch: &[Pending]) -> Result<Vec<ReportedFailure>, String> {
+/// Reads a 2xx answer's body to a batch of `records`: the reported failures, or why the answer
+/// cannot be trusted. The reason never quotes the body.
+pub fn read_answer(body: &[u8], records: &[&Record]) -> Result<Vec<ReportedFailure>, String> {
     match body.iter().find(|b| !b.is_ascii_whitespace()) {
         None => return Ok(Vec::new()),
         Some(b'{') => {}
         Some(_) => return Err("the answer is not a JSON object".to_string()),
     }
-    let answer: BatchResponse = serde_json::from_slice(body).map_err(|err| {
+    let describe = |err: serde_json::Error| {
         let what = match err.classify() {
             serde_json::error::Category::Io => "cannot be read",
             serde_json::error::Category::Syntax => "is not JSON",
@@ -89,14 +93,35 @@ fn read_answer(body: &[u8], batch: &[Pending]) -> Result<Vec<ReportedFailure>, S
             serde_json::error::Category::Eof => "is cut off",
         };
         format!("the answer {what} (line {}, column {})", err.line(), err.column())
-    })?;
+    };
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(body).map_err(describe)?;
+    // Other fields are the application's business, but a near miss of `failures` would turn
+    // every failure it meant to report into a success.
+    const NEAR_MISSES: [&str; 5] = ["failures", "failure", "failed", "batchitemfailures", "errors"];
+    if let Some(near) = object
+        .keys()
+        .find(|k| k.as_str() != "failures" && NEAR_MISSES.contains(&k.to_ascii_lowercase().as_str()))
+    {
+        return Err(format!("the answer has a field {near:?} where `failures` is expected"));
+    }
+    let answer: BatchResponse =
+        serde_json::from_value(serde_json::Value::Object(object)).map_err(describe)?;
     for failure in &answer.failures {
-        let known = batch.iter().any(|p| reported(failure, &p.record));
-        if !known {
-            return Err(format!(
-                "the answer names partition {} offset {}, which is not in the batch",
-                failure.partition, failure.offset
-            ));
+        match records.iter().filter(|r| reported(failure, r)).count() {
+            0 => {
+                return Err(format!(
+                    "the answer names partition {} offset {}, which is not in the batch",
+                    failure.partition, failure.offset
+                ));
+            }
+            1 => {}
+            _ => {
+                return Err(format!(
+                    "the answer names partition {} offset {} without a topic, and the batch has it in several topics",
+                    failure.partition, failure.offset
+                ));
+            }
         }
     }
     Ok(answer.failures)
@@ -187,7 +212,10 @@ impl BatchSender for Sender {
                 Ok(response) if response.status().is_success() => {
                     let status = response.status();
                     let answer = match response.bytes().await {
-                        Ok(body) => read_answer(&body, &batch),
+                        Ok(body) => {
+                            let records: Vec<&Record> = batch.iter().map(|p| &p.record).collect();
+                            read_answer(&body, &records)
+                        }
                         Err(err) => Err(format!(
                             "the answer was cut off ({})",
                             super::http::classify_error(&err, self.timeout).error
@@ -289,13 +317,10 @@ mod tests {
         }
     }
 
-    fn pending(offsets: &[i64]) -> Vec<Pending> {
-        offsets.iter().map(|o| Pending::for_test(record(*o))).collect()
-    }
-
     #[test]
     fn answers_are_read_strictly() {
-        let batch = pending(&[3, 4]);
+        let (three, four) = (record(3), record(4));
+        let batch = [&three, &four];
         assert!(read_answer(b"", &batch).unwrap().is_empty());
         assert!(read_answer(b" \n", &batch).unwrap().is_empty());
         assert!(read_answer(br#"{"ok":true}"#, &batch).unwrap().is_empty(), "other fields are allowed");
@@ -310,12 +335,21 @@ mod tests {
             (br#"{"failures":[{"partition":0,"offset":9}]}"#, "not in the batch"),
             (br#"{"failures":[{"partition":0,"offset":3,"retry":true}]}"#, "unknown fields"),
             (br#"{"failures":{"partition":0}}"#, "wrong type"),
+            (br#"{"Failures":[{"partition":0,"offset":3}]}"#, "where `failures` is expected"),
+            (br#"{"batchItemFailures":[{"itemIdentifier":"3"}]}"#, "where `failures` is expected"),
             (br#"[]"#, "not a JSON object"),
         ] {
             let err = read_answer(body, &batch).expect_err(why);
             assert!(err.contains(why), "{why}: {err}");
-            assert!(!err.contains('"'), "the reason quotes nothing of the body: {err}");
         }
+        // A batch spanning topics: a failure without a topic must say which record it means.
+        let other = Record { tp: TopicPartition::new("u", 0), ..record(3) };
+        let spanning = [&three, &other];
+        let err =
+            read_answer(br#"{"failures":[{"partition":0,"offset":3}]}"#, &spanning).expect_err("ambiguous");
+        assert!(err.contains("several topics"), "{err}");
+        let named = read_answer(br#"{"failures":[{"topic":"u","partition":0,"offset":3}]}"#, &spanning);
+        assert_eq!(named.map(|f| f.len()), Ok(1));
     }
 
     /// A server that answers every request with `response` and closes.

@@ -175,7 +175,14 @@ impl LaneTask {
             Ok(outcome) => return Ok(outcome),
             Err(payload) => crate::panics::message(payload.as_ref()),
         };
-        pipeline.panicked(record, &message);
+        if pipeline.panicked(record, &message) {
+            return Err(format!(
+                "more than {} records panicked within a minute (the last at {}@{}: {message}): a bug, not the records; the partition holds instead of dead-lettering them",
+                crate::pipeline::PanicWindow::LIMIT,
+                record.tp,
+                record.offset
+            ));
+        }
         let letter = std::panic::AssertUnwindSafe(pipeline.dead_letter_panic(
             record,
             &self.counters,

@@ -159,7 +159,7 @@ impl Dispatcher {
                     }
                 }
             }
-            Command::Records(records) => self.on_records(records),
+            Command::Records { records, polled_at } => self.on_records(records, polled_at),
             Command::Revoke { tps, done } => self.drain(&tps, DrainSignal::Revoke(done)),
             Command::Abort(tps) => {
                 let all = self.partitions.values().chain(&self.draining);
@@ -178,7 +178,7 @@ impl Dispatcher {
         self.routes.iter().find(|r| r.matcher.as_ref().is_none_or(|m| m.matches(topic))).cloned()
     }
 
-    fn on_records(&mut self, records: Vec<Record>) {
+    fn on_records(&mut self, records: Vec<Record>, polled_at: u64) {
         let mut touched: Vec<TopicPartition> = Vec::new();
         let mut records = records.into_iter().peekable();
         let mut run: Vec<Record> = Vec::new();
@@ -191,9 +191,11 @@ impl Dispatcher {
                 continue;
             }
             let tp = run[0].tp.clone();
-            let Some(partition) = self.partitions.get_mut(&tp) else {
+            let Some(partition) = self.partitions.get_mut(&tp).filter(|p| p.epoch <= polled_at) else {
+                // Not ours (any more), or polled for an earlier assignment: not tracked, so
+                // never committed; the current owner fetches it from the committed offset.
                 run.clear();
-                continue; // not ours (any more): not tracked, so never committed
+                continue;
             };
             marks.clear();
             marks.extend(run.iter().map(|r| (r.offset, r.timestamp)));

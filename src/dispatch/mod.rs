@@ -44,7 +44,14 @@ pub enum Command {
     /// Partitions assigned, with the offset tracker's epoch of each assignment.
     Assigned(Vec<(TopicPartition, u64)>),
     /// Records in partition order, as polled.
-    Records(Vec<Record>),
+    Records {
+        /// The records.
+        records: Vec<Record>,
+        /// The newest assignment epoch when they were polled: a record polled before its
+        /// partition's current assignment began belongs to an earlier one and is dropped (the
+        /// current one fetches it again from the committed offset).
+        polled_at: u64,
+    },
     /// Stop these partitions: drop what has not started, let what runs finish, then signal.
     Revoke {
         /// The revoked partitions.

@@ -111,6 +111,7 @@ fn harness_with(
         jitter: backoff::full_jitter,
         tracing: crate::telemetry::spans::Tracing::disabled(),
         route: String::new(),
+        panics: Default::default(),
     });
     let tracker = Arc::new(OffsetTracker::new(max_uncommitted));
     let (flow_tx, flow) = mpsc::unbounded_channel();
@@ -162,6 +163,11 @@ fn record(tp: &TopicPartition, offset: i64, key: Option<&str>) -> Record {
     }
 }
 
+/// Records polled now (after every assignment so far).
+fn records_command(records: Vec<Record>) -> Command {
+    Command::Records { records, polled_at: u64::MAX }
+}
+
 fn big_limits() -> Limits {
     Limits {
         partition_records: 100_000,
@@ -177,7 +183,7 @@ async fn partition_mode_keeps_partition_order_and_runs_partitions_concurrently()
     let tps: Vec<_> = (0..3).map(|p| TopicPartition::new("t", p)).collect();
     h.assign(&tps);
     let records = (0..20).flat_map(|o| tps.iter().map(move |tp| record(tp, o, Some("k")))).collect();
-    h.handle.send(Command::Records(records));
+    h.handle.send(records_command(records));
     h.wait_for_deliveries(60).await;
     assert_eq!(
         h.recorder.max.load(AtomicOrdering::SeqCst),
@@ -202,7 +208,7 @@ async fn key_mode_keeps_key_order_with_concurrency_beyond_partitions() {
         let tp = &tps[usize::try_from(offset % 2).unwrap()];
         records.push(record(tp, offset, Some(&format!("key-{}", offset % 20))));
     }
-    h.handle.send(Command::Records(records));
+    h.handle.send(records_command(records));
     h.wait_for_deliveries(200).await;
     let max = h.recorder.max.load(AtomicOrdering::SeqCst);
     assert!(max > 2 && max <= 16, "concurrency {max} beyond 2 partitions, within the limit");
@@ -222,7 +228,7 @@ async fn none_mode_fills_the_in_flight_limit() {
     let h = harness(Ordering::None, 32, big_limits(), Duration::from_millis(10));
     let tp = TopicPartition::new("t", 0);
     h.assign(std::slice::from_ref(&tp));
-    h.handle.send(Command::Records((0..100).map(|o| record(&tp, o, None)).collect()));
+    h.handle.send(records_command((0..100).map(|o| record(&tp, o, None)).collect()));
     h.wait_for_deliveries(100).await;
     assert_eq!(h.recorder.max.load(AtomicOrdering::SeqCst), 32);
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -234,7 +240,7 @@ async fn revoke_lets_running_records_finish_and_drops_the_rest() {
     let h = harness(Ordering::Partition, 8, big_limits(), Duration::from_millis(100));
     let tp = TopicPartition::new("t", 0);
     h.assign(std::slice::from_ref(&tp));
-    h.handle.send(Command::Records((0..50).map(|o| record(&tp, o, None)).collect()));
+    h.handle.send(records_command((0..50).map(|o| record(&tp, o, None)).collect()));
     tokio::time::sleep(Duration::from_millis(250)).await; // offsets 0 and 1 done, 2 running
     let (done, drained) = std::sync::mpsc::sync_channel(1);
     h.handle.send(Command::Revoke { tps: vec![tp.clone()], done });
@@ -250,7 +256,7 @@ async fn finished_records_reach_the_watermark_while_a_later_one_still_runs() {
     let h = harness(Ordering::Partition, 8, big_limits(), Duration::from_millis(100));
     let tp = TopicPartition::new("t", 0);
     h.assign(std::slice::from_ref(&tp));
-    h.handle.send(Command::Records((0..50).map(|o| record(&tp, o, None)).collect()));
+    h.handle.send(records_command((0..50).map(|o| record(&tp, o, None)).collect()));
     tokio::time::sleep(Duration::from_millis(250)).await; // offsets 0 and 1 done, 2 running
     assert_eq!(h.tracker.watermark(&tp), Some(2), "the commit does not wait for the lane to end");
 }
@@ -260,9 +266,8 @@ async fn shutdown_drains_every_partition_and_stops() {
     let h = harness(Ordering::Partition, 8, big_limits(), Duration::from_millis(100));
     let tps: Vec<_> = (0..2).map(|p| TopicPartition::new("t", p)).collect();
     h.assign(&tps);
-    h.handle.send(Command::Records(
-        (0..10).flat_map(|o| tps.iter().map(move |tp| record(tp, o, None))).collect(),
-    ));
+    h.handle
+        .send(records_command((0..10).flat_map(|o| tps.iter().map(move |tp| record(tp, o, None))).collect()));
     tokio::time::sleep(Duration::from_millis(150)).await;
     let (done, drained) = oneshot::channel();
     h.handle.send(Command::Shutdown { done });
@@ -279,7 +284,7 @@ async fn buffer_bounds_pause_and_resume_partitions() {
     let mut h = harness(Ordering::Partition, 4, limits, Duration::from_millis(10));
     let tp = TopicPartition::new("t", 0);
     h.assign(std::slice::from_ref(&tp));
-    h.handle.send(Command::Records((0..12).map(|o| record(&tp, o, None)).collect()));
+    h.handle.send(records_command((0..12).map(|o| record(&tp, o, None)).collect()));
     let first = tokio::time::timeout(Duration::from_secs(1), h.flow.recv()).await.expect("flow");
     let epoch = h.tracker.epoch(&tp).expect("assigned");
     assert_eq!(first, Some(Flow::Pause(tp.clone(), epoch)));
@@ -295,7 +300,7 @@ async fn overall_bound_pauses_every_partition() {
     let tps: Vec<_> = (0..4).map(|p| TopicPartition::new("t", p)).collect();
     h.assign(&tps);
     h.handle
-        .send(Command::Records((0..6).flat_map(|o| tps.iter().map(move |tp| record(tp, o, None))).collect()));
+        .send(records_command((0..6).flat_map(|o| tps.iter().map(move |tp| record(tp, o, None))).collect()));
     let first = tokio::time::timeout(Duration::from_secs(1), h.flow.recv()).await.expect("flow");
     assert_eq!(first, Some(Flow::PauseAll));
     let second = tokio::time::timeout(Duration::from_secs(5), h.flow.recv()).await.expect("flow");
@@ -306,7 +311,7 @@ async fn overall_bound_pauses_every_partition() {
 async fn records_of_unassigned_partitions_are_ignored() {
     let h = harness(Ordering::Partition, 4, big_limits(), Duration::from_millis(1));
     let tp = TopicPartition::new("t", 9);
-    h.handle.send(Command::Records(vec![record(&tp, 0, None)]));
+    h.handle.send(records_command(vec![record(&tp, 0, None)]));
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(h.seen().is_empty());
     assert_eq!(h.tracker.watermark(&tp), None);
@@ -317,10 +322,10 @@ async fn idle_slots_are_reported_while_the_limit_has_room() {
     let h = harness(Ordering::Partition, 2, big_limits(), Duration::from_millis(100));
     let tps: Vec<_> = (0..3).map(|p| TopicPartition::new("t", p)).collect();
     h.assign(&tps);
-    h.handle.send(Command::Records(vec![record(&tps[0], 0, None), record(&tps[0], 1, None)]));
+    h.handle.send(records_command(vec![record(&tps[0], 0, None), record(&tps[0], 1, None)]));
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(h.backlog.has_idle_slots(), "one partition's lane runs, a second slot is free");
-    h.handle.send(Command::Records(vec![record(&tps[1], 0, None), record(&tps[2], 0, None)]));
+    h.handle.send(records_command(vec![record(&tps[1], 0, None), record(&tps[2], 0, None)]));
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(!h.backlog.has_idle_slots(), "two lanes run, a third waits");
     h.wait_for_deliveries(4).await;
@@ -333,7 +338,7 @@ async fn idle_slots_need_a_partition_that_more_records_could_start() {
     let h = harness(Ordering::Partition, 8, big_limits(), Duration::from_millis(100));
     let tps: Vec<_> = (0..2).map(|p| TopicPartition::new("t", p)).collect();
     h.assign(&tps);
-    h.handle.send(Command::Records(vec![record(&tps[0], 0, None), record(&tps[1], 0, None)]));
+    h.handle.send(records_command(vec![record(&tps[0], 0, None), record(&tps[1], 0, None)]));
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(
         !h.backlog.has_idle_slots(),
@@ -341,7 +346,7 @@ async fn idle_slots_need_a_partition_that_more_records_could_start() {
     );
     let k = harness(Ordering::Key, 8, big_limits(), Duration::from_millis(100));
     k.assign(std::slice::from_ref(&tps[0]));
-    k.handle.send(Command::Records(vec![record(&tps[0], 0, Some("a"))]));
+    k.handle.send(records_command(vec![record(&tps[0], 0, Some("a"))]));
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert!(k.backlog.has_idle_slots(), "in key order, records of new keys can start lanes");
 }
@@ -353,7 +358,7 @@ async fn a_panic_in_one_record_dead_letters_it_and_the_lane_goes_on() {
     h.assign(std::slice::from_ref(&tp));
     let mut records: Vec<Record> = (0..5).map(|o| record(&tp, o, None)).collect();
     records[2].value = Some(Bytes::from_static(b"panic"));
-    h.handle.send(Command::Records(records));
+    h.handle.send(records_command(records));
     h.wait_for_deliveries(4).await;
     tokio::time::sleep(Duration::from_millis(10)).await;
     let offsets: Vec<i64> = h.seen().iter().map(|(_, _, o)| *o).collect();
@@ -374,14 +379,14 @@ async fn a_lane_of_an_old_assignment_never_touches_the_new_one() {
     let h = harness(Ordering::Partition, 4, big_limits(), Duration::from_millis(1000));
     let tp = TopicPartition::new("t", 0);
     h.assign(std::slice::from_ref(&tp));
-    h.handle.send(Command::Records((0..3).map(|o| record(&tp, o, None)).collect()));
+    h.handle.send(records_command((0..3).map(|o| record(&tp, o, None)).collect()));
     tokio::time::sleep(Duration::from_millis(10)).await; // offset 0 runs (1 s)
     // The revoke gives up waiting (its deadline passed) and the partition comes straight back.
     let (done, _gave_up) = std::sync::mpsc::sync_channel(1);
     h.handle.send(Command::Revoke { tps: vec![tp.clone()], done });
     tokio::time::sleep(Duration::from_millis(10)).await;
     h.assign(std::slice::from_ref(&tp));
-    h.handle.send(Command::Records((0..3).map(|o| record(&tp, o, None)).collect()));
+    h.handle.send(records_command((0..3).map(|o| record(&tp, o, None)).collect()));
     // The old lane ends (offset 0), then the new assignment's records run.
     h.wait_for_deliveries(4).await;
     tokio::time::sleep(Duration::from_millis(3000)).await;
@@ -400,7 +405,7 @@ async fn a_partition_too_far_ahead_of_its_commit_pauses_until_the_stuck_record_f
     // Offset 0 takes long (a slow value); the rest finish quickly above it.
     let mut records: Vec<Record> = (0..250).map(|o| record(&tp, o, None)).collect();
     records[0].value = Some(Bytes::from_static(b"slow"));
-    h.handle.send(Command::Records(records));
+    h.handle.send(records_command(records));
     let first = tokio::time::timeout(Duration::from_secs(1), h.flow.recv()).await.expect("flow");
     assert_eq!(first, Some(Flow::Pause(tp.clone(), epoch)), "250 offsets ahead of a cap of 200");
     let second = tokio::time::timeout(Duration::from_secs(60), h.flow.recv()).await.expect("flow");
@@ -423,7 +428,7 @@ async fn records_an_earlier_owner_finished_are_not_delivered_again() {
     let inherited = crate::offsets::map::decode(handed_over.offset, &handed_over.metadata).expect("map");
     let epoch = h.tracker.assign(&tp, inherited);
     h.handle.send(Command::Assigned(vec![(tp.clone(), epoch)]));
-    h.handle.send(Command::Records((0..5).map(|o| record(&tp, o, Some(&format!("k{o}")))).collect()));
+    h.handle.send(records_command((0..5).map(|o| record(&tp, o, Some(&format!("k{o}")))).collect()));
     h.wait_for_deliveries(3).await;
     tokio::time::sleep(Duration::from_millis(10)).await;
     let mut offsets: Vec<i64> = h.seen().iter().map(|(_, _, o)| *o).collect();
@@ -431,4 +436,47 @@ async fn records_an_earlier_owner_finished_are_not_delivered_again() {
     assert_eq!(offsets, vec![0, 2, 4]);
     assert_eq!(h.tracker.watermark(&tp), Some(5));
     assert!(h.metrics.render_prometheus().contains("msk_sidecar_records_skipped_total 2"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_polled_before_their_partition_was_assigned_again_are_not_tracked() {
+    let h = harness(Ordering::Partition, 4, big_limits(), Duration::from_millis(1));
+    let tp = TopicPartition::new("t", 0);
+    h.assign(std::slice::from_ref(&tp));
+    let polled_at = h.tracker.last_epoch();
+    // Revoked and assigned again while a poll held records of the first assignment (150..160).
+    let (done, _drained) = std::sync::mpsc::sync_channel(1);
+    h.handle.send(Command::Revoke { tps: vec![tp.clone()], done });
+    h.assign(std::slice::from_ref(&tp));
+    h.handle
+        .send(Command::Records { records: (150..160).map(|o| record(&tp, o, None)).collect(), polled_at });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(h.seen().is_empty(), "stale records are dropped");
+    assert_eq!(h.tracker.watermark(&tp), None, "and not tracked: nothing can be committed past 140");
+    // The new assignment fetches from the committed offset.
+    h.handle.send(records_command((140..160).map(|o| record(&tp, o, None)).collect()));
+    h.wait_for_deliveries(20).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(h.tracker.watermark(&tp), Some(160));
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_every_record_panics_the_lane_holds_instead_of_dead_lettering_the_topic() {
+    let h = harness(Ordering::Partition, 4, big_limits(), Duration::from_millis(1));
+    let tp = TopicPartition::new("t", 0);
+    h.assign(std::slice::from_ref(&tp));
+    let records: Vec<Record> = (0..30)
+        .map(|o| Record { value: Some(Bytes::from_static(b"panic")), ..record(&tp, o, None) })
+        .collect();
+    h.handle.send(records_command(records));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let letters = h.letters.0.lock().unwrap().len();
+    assert_eq!(
+        letters,
+        crate::pipeline::PanicWindow::LIMIT,
+        "the first ones are dead-lettered, then it holds"
+    );
+    assert_eq!(h.tracker.watermark(&tp), Some(10), "nothing past the held record is committed");
+    let reasons = h.health.readiness().expect_err("unready while held");
+    assert!(reasons.iter().any(|r| r.contains("a bug, not the records")), "{reasons:?}");
 }

@@ -14,6 +14,7 @@
 pub mod archive;
 pub mod letter;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::error::KafkaError;
@@ -24,7 +25,7 @@ use rdkafka::types::RDKafkaErrorCode;
 pub use archive::{Archive, ArchiveError};
 pub use letter::{DeadLetter, ErrorClass};
 
-use crate::health::Component;
+use crate::health::{Component, Problem};
 use crate::kafka::KafkaContext;
 
 /// Bytes added to a record's key, value and headers to estimate its size on the wire.
@@ -133,12 +134,27 @@ pub struct DeadLetterWriter {
     archive: Option<Archive>,
     /// Records larger than this go the oversized path without trying the topic.
     max_message_bytes: usize,
+    /// The producer's authentication problem (set by its error callback), cleared when a dead
+    /// letter is acknowledged.
+    authentication: Arc<Problem>,
 }
 
 impl DeadLetterWriter {
-    /// A writer producing to `topic` with `producer`.
-    pub fn new(producer: FutureProducer<KafkaContext>, topic: String, archive: Option<Archive>) -> Self {
-        DeadLetterWriter { producer, topic, archive, max_message_bytes: crate::kafka::MESSAGE_MAX_BYTES }
+    /// A writer producing to `topic` with `producer`, whose context reports authentication
+    /// failures to `authentication`.
+    pub fn new(
+        producer: FutureProducer<KafkaContext>,
+        topic: String,
+        archive: Option<Archive>,
+        authentication: Arc<Problem>,
+    ) -> Self {
+        DeadLetterWriter {
+            producer,
+            topic,
+            archive,
+            max_message_bytes: crate::kafka::MESSAGE_MAX_BYTES,
+            authentication,
+        }
     }
 
     /// The same writer with another size limit (tests of the oversized path).
@@ -248,7 +264,10 @@ impl DeadLetterWriter {
         self.producer
             .send(message, Duration::from_secs(30))
             .await
-            .map(drop)
+            .map(|_| {
+                // An acknowledged dead letter proves the brokers accept this producer (again).
+                self.authentication.clear();
+            })
             .map_err(|(error, _)| DlqError::Produce { topic: self.topic.clone(), error })
     }
 

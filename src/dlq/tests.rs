@@ -17,9 +17,10 @@ use crate::telemetry::metrics::Metrics;
 
 fn writer(bootstrap: &str, archive: Option<Archive>) -> DeadLetterWriter {
     let health = Arc::new(Health::new());
+    let authentication = Arc::new(Problem::new(&health, crate::health::Component::Authentication, ""));
     let shared = Shared {
         auth: None,
-        authentication: Arc::new(Problem::new(&health, crate::health::Component::Authentication, "")),
+        authentication: authentication.clone(),
         fatal: Arc::new(Fatal::new(&health, tokio_util::sync::CancellationToken::new())),
         metrics: Metrics::new().expect("metrics"),
     };
@@ -29,7 +30,7 @@ fn writer(bootstrap: &str, archive: Option<Archive>) -> DeadLetterWriter {
         .set("enable.idempotence", "true")
         .create_with_context(KafkaContext { shared })
         .expect("producer");
-    DeadLetterWriter::new(producer, "dead".to_string(), archive).with_max_message_bytes(2_000)
+    DeadLetterWriter::new(producer, "dead".to_string(), archive, authentication).with_max_message_bytes(2_000)
 }
 
 fn record(key: usize, value: usize, header: usize) -> Record {

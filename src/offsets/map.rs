@@ -59,7 +59,11 @@ impl DoneRanges {
             let run = i64::try_from(run).map_err(|_| MapError::Damaged("run too long"))?;
             let end = at.checked_add(run).ok_or(MapError::Damaged("run past the last offset"))?;
             if index % 2 == 1 && run > 0 {
-                ranges.push_back((at, end));
+                // A not-done run of length 0 between two done runs joins them.
+                match ranges.back_mut() {
+                    Some((_, last_end)) if *last_end == at => *last_end = end,
+                    _ => ranges.push_back((at, end)),
+                }
             }
             at = end;
         }
@@ -311,6 +315,14 @@ mod tests {
         put_uvarint(&mut payload, 1);
         put_uvarint(&mut payload, u64::MAX >> 1);
         assert!(decode(3, &format!("ms1r{}", URL_SAFE_NO_PAD.encode(payload))).is_err());
+    }
+
+    #[test]
+    fn empty_runs_between_done_runs_join_them() {
+        let mut payload = Vec::new();
+        [7u64, 0, 3, 0, 2].iter().for_each(|v| put_uvarint(&mut payload, *v));
+        let ranges = decode(7, &format!("ms1r{}", URL_SAFE_NO_PAD.encode(payload))).unwrap().unwrap();
+        assert_eq!(ranges.from(i64::MIN).collect::<Vec<_>>(), vec![(7, 12)]);
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub struct OffsetTracker {
     epochs: AtomicU64,
     /// Offsets a partition may run ahead of its commit point before it pauses.
     max_uncommitted: u64,
+    /// Set once the brokers refused a commit for the size of its metadata: maps are left out.
+    maps_refused: std::sync::atomic::AtomicBool,
 }
 
 impl Default for OffsetTracker {
@@ -66,7 +68,12 @@ impl Default for OffsetTracker {
 impl OffsetTracker {
     /// An empty tracker whose partitions pause `max_uncommitted` offsets ahead of their commit.
     pub fn new(max_uncommitted: u64) -> Self {
-        OffsetTracker { partitions: Mutex::default(), epochs: AtomicU64::new(0), max_uncommitted }
+        OffsetTracker {
+            partitions: Mutex::default(),
+            epochs: AtomicU64::new(0),
+            max_uncommitted,
+            maps_refused: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<TopicPartition, Assigned>> {
@@ -78,9 +85,20 @@ impl OffsetTracker {
     /// Starts a new assignment of `tp` and returns its epoch. Any previous state is dropped.
     /// `inherited` is the offset map the previous owner committed, if any.
     pub fn assign(&self, tp: &TopicPartition, inherited: Option<DoneRanges>) -> u64 {
-        let epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
-        self.lock().insert(tp.clone(), Assigned { epoch, offsets: PartitionOffsets::inheriting(inherited) });
+        let mut partitions = self.lock();
+        let epoch = self.epochs.fetch_add(1, Ordering::AcqRel) + 1;
+        let mut offsets = PartitionOffsets::inheriting(inherited);
+        if self.maps_refused.load(Ordering::Acquire) {
+            offsets.drop_maps();
+        }
+        partitions.insert(tp.clone(), Assigned { epoch, offsets });
         epoch
+    }
+
+    /// The epoch of the newest assignment of any partition: records polled now belong to no
+    /// assignment newer than this.
+    pub fn last_epoch(&self) -> u64 {
+        self.epochs.load(Ordering::Acquire)
     }
 
     /// Ends the assignment of `tp`, returning its final commit unless the broker already
@@ -173,6 +191,16 @@ impl OffsetTracker {
         commits
     }
 
+    /// The brokers refused a commit for the size of its metadata (`OFFSET_METADATA_TOO_LARGE`,
+    /// `INVALID_COMMIT_OFFSET_SIZE`): from now on commits carry no offset maps. Records finished
+    /// above a commit point are then delivered again after a handover, never skipped. Returns
+    /// true the first time.
+    pub fn refuse_maps(&self) -> bool {
+        let first = !self.maps_refused.swap(true, Ordering::AcqRel);
+        self.lock().values_mut().for_each(|a| a.offsets.drop_maps());
+        first
+    }
+
     /// Forgets a failed commit so that it is retried.
     pub fn commit_failed(&self, tp: &TopicPartition, offset: i64) {
         if let Some(a) = self.lock().get_mut(tp) {
@@ -188,6 +216,9 @@ impl OffsetTracker {
         }
     }
 }
+
+#[cfg(test)]
+mod tracker_tests;
 
 #[cfg(test)]
 mod tests {
@@ -273,6 +304,24 @@ mod tests {
         assert!(!tracker.has_room(&tp, epoch));
         tracker.complete_many(&tp, epoch, &[0]);
         assert!(tracker.has_room(&tp, epoch));
+    }
+
+    #[test]
+    fn once_the_brokers_refuse_maps_commits_carry_none() {
+        let tracker = OffsetTracker::default();
+        let tp = TopicPartition::new("t", 0);
+        let epoch = tracker.assign(&tp, None);
+        tracker.track_many(&tp, epoch, &[(0, None), (1, None)]);
+        tracker.complete_many(&tp, epoch, &[1]);
+        assert!(!tracker.take_commits(None)[0].1.metadata.is_empty());
+        assert!(tracker.refuse_maps());
+        assert!(!tracker.refuse_maps(), "reported once");
+        let commits = tracker.take_commits(None);
+        assert_eq!((commits[0].1.offset, commits[0].1.metadata.as_str()), (0, ""));
+        let epoch = tracker.assign(&tp, None);
+        tracker.track_many(&tp, epoch, &[(0, None), (1, None)]);
+        tracker.complete_many(&tp, epoch, &[1]);
+        assert_eq!(tracker.revoke(&tp).map(|c| c.metadata), Some(String::new()), "new assignments too");
     }
 
     #[test]

@@ -72,6 +72,8 @@ pub struct PartitionOffsets {
     sent: Option<Commit>,
     /// The last commit of this assignment the broker acknowledged.
     acknowledged: Option<Commit>,
+    /// The brokers refuse commit metadata this large: commit without maps.
+    without_maps: bool,
 }
 
 impl PartitionOffsets {
@@ -197,7 +199,7 @@ impl PartitionOffsets {
         let watermark = self.watermark()?;
         let mut runs = Runs::default();
         let mut covered = watermark;
-        if self.outliers.is_empty() {
+        if self.outliers.is_empty() && !self.without_maps {
             if !self.window.is_empty() {
                 let mut run: Option<(bool, u64)> = None;
                 for slot in &self.window {
@@ -226,6 +228,11 @@ impl PartitionOffsets {
             }
         }
         Some(Commit { offset: watermark, metadata: runs.encode(watermark) })
+    }
+
+    /// From now on, commits carry no offset map (the brokers refuse the metadata).
+    pub fn drop_maps(&mut self) {
+        self.without_maps = true;
     }
 
     /// The commit to send if it differs from the last one handed out; marks it handed out.

@@ -115,6 +115,34 @@ pub struct Pipeline {
     pub tracing: Tracing,
     /// The route this pipeline serves (`default` or `routes[i]`), for readiness reasons.
     pub route: String,
+    /// Recent panics of this route: many in a short time are not one record's fault.
+    pub panics: PanicWindow,
+}
+
+/// The panics of the last minute. One record that panics is dead-lettered; when records keep
+/// panicking (more than [`PanicWindow::LIMIT`] a minute), the bug is not in the records, and
+/// dead-lettering them all would empty the topic into the dead-letter queue: the lanes hold
+/// instead, and `/ready` says why.
+#[derive(Debug, Default)]
+pub struct PanicWindow {
+    /// When the recent panics happened.
+    times: std::sync::Mutex<std::collections::VecDeque<std::time::Instant>>,
+}
+
+impl PanicWindow {
+    /// Panics a minute above which they are systemic.
+    pub const LIMIT: usize = 10;
+
+    /// Records a panic now; returns whether panics are now systemic.
+    fn record(&self) -> bool {
+        let now = std::time::Instant::now();
+        let mut times = self.times.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        while times.front().is_some_and(|t| now.duration_since(*t) > Duration::from_secs(60)) {
+            times.pop_front();
+        }
+        times.push_back(now);
+        times.len() > Self::LIMIT
+    }
 }
 
 /// What one record's processing works with.
@@ -381,9 +409,12 @@ impl Pipeline {
         }
     }
 
-    /// Counts and reports a panic in `record`'s processing (the lane contains it).
-    pub fn panicked(&self, record: &Record, message: &str) {
+    /// Counts and reports a panic in `record`'s processing (the lane contains it). Returns
+    /// whether panics have become systemic (see [`PanicWindow`]): the record must not be
+    /// dead-lettered then.
+    pub fn panicked(&self, record: &Record, message: &str) -> bool {
         let total = self.metrics.panicked();
+        let systemic = self.panics.record();
         self.health.warn(
             Component::Panic,
             &self.route,
@@ -392,6 +423,7 @@ impl Pipeline {
                 record.tp, record.offset
             ),
         );
+        systemic
     }
 
     /// Dead-letters a record whose processing panicked, as `panic`.

@@ -102,6 +102,7 @@ fn pipeline(delivery: Arc<Scripted>, sink: Arc<Sink>, max_attempts: u32) -> Pipe
         jitter: |bound| bound, // the bound itself, so delays are exact
         tracing: crate::telemetry::spans::Tracing::disabled(),
         route: String::new(),
+        panics: Default::default(),
     }
 }
 

@@ -403,3 +403,42 @@ async fn on_a_broker_that_keeps_no_commit_metadata_a_restart_delivers_again_and_
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(!log_text.contains("Resuming with the records finished"), "no map came back: {log_text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_that_refuse_large_commit_metadata_get_commits_without_maps_and_lose_nothing() {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let topic = common::random_name("nometa");
+    let kafka = common::mock::MockKafka::start(&[(&topic, 1), (&format!("{topic}.dlq"), 1)]);
+    let mut records = vec![(0, "stuck".to_string(), "first".to_string())];
+    records.extend((0..100).map(|i| (0, format!("free-{i}"), format!("v{i}"))));
+    kafka.produce(&topic, &records).await;
+    // The broker refuses the next commit as if its offset.metadata.max.bytes were tiny.
+    kafka.cluster.request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE],
+    );
+    let app = TestApp::start().await;
+    app.behave(|r| if r.text() == "first" { Reply::Status(503) } else { Reply::Status(200) });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("sidecar.log");
+    let group = common::random_name("g");
+    let mut env = sidecar::env(&topic, &group, &app.url());
+    env.insert("KAFKA_BROKERS".into(), kafka.bootstrap.clone());
+    env.insert("SIDECAR_ORDERING".into(), "key".into());
+    env.insert("SIDECAR_RETRY_MAX_ATTEMPTS".into(), "1000".into());
+    env.insert("SIDECAR_SHUTDOWN_GRACE".into(), "5s".into());
+    env.insert("SIDECAR_LIBRDKAFKA_SESSION_TIMEOUT_MS".into(), "6000".into());
+    env.insert("SIDECAR_LIBRDKAFKA_HEARTBEAT_INTERVAL_MS".into(), "1000".into());
+    key_mode_run_until(&env, &log, &app, 100).await;
+    let committed = kafka.committed(&group, &topic, 1);
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(committed[0], (0, String::new()), "committed, without a map; log:\n{log_text}");
+    app.behave(|_| Reply::Status(200));
+    let mut second = process::spawn(&env, &log);
+    kafka.wait_committed(&group, &topic, &[101]).await;
+    process::signal(&second, "TERM");
+    process::wait(&mut second, Duration::from_secs(15)).await;
+    assert_eq!(counts(&app).len(), 101, "every record delivered");
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(log_text.contains("refuse commits with offset maps"), "{log_text}");
+}

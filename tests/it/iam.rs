@@ -264,8 +264,9 @@ async fn a_wrong_region_is_a_clear_readiness_error_and_the_process_stays_up() {
             let admin = admin.clone();
             async move {
                 let (status, body) = ready(&admin).await;
-                (status == 503 && body.contains("authentication: the brokers rejected authentication"))
-                    .then_some(body)
+                (status == 503
+                    && body.contains("authentication (consumer): the brokers rejected authentication"))
+                .then_some(body)
             }
         })
         .await;

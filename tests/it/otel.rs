@@ -45,7 +45,9 @@ async fn traced_run(
     common::produce(&topic, vec![traced(0, "ok"), traced(0, "bad")]).await;
     let app = TestApp::start().await;
     app.behave(|r| if r.text() == "bad" { Reply::Status(400) } else { Reply::Status(200) });
-    let mut env = sidecar::env(&topic, &common::random_name("g"), &app.url());
+    // A secret in the delivery URL's query must not reach any span.
+    let url = format!("{}?api_key=s3cret-token", app.url());
+    let mut env = sidecar::env(&topic, &common::random_name("g"), &url);
     env.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), endpoint);
     env.insert("OTEL_EXPORTER_OTLP_PROTOCOL".into(), protocol.into());
     env.insert("OTEL_SERVICE_NAME".into(), "orders-sidecar".into());
@@ -82,6 +84,7 @@ async fn a_record_trace_continues_from_its_producer_through_attempts_to_the_dead
         assert!(process.attribute("messaging.kafka.offset").is_some());
         assert_eq!(process.resource.get("service.name").map(String::as_str), Some("orders-sidecar"));
         assert!(process.resource.contains_key("service.version"));
+        assert_eq!(process.attribute("messaging.kafka.message.key"), None, "keys only when asked for");
     }
     let ok_process =
         processes.iter().find(|s| s.attribute("messaging.kafka.offset") == Some("0")).expect("offset 0");
@@ -92,6 +95,9 @@ async fn a_record_trace_continues_from_its_producer_through_attempts_to_the_dead
     assert_eq!(attempt.kind, 3, "client");
     assert_eq!(attempt.attribute("http.request.method"), Some("POST"));
     assert_eq!(attempt.attribute("msk_sidecar.attempt"), Some("1"));
+    let url = attempt.attribute("url.full").expect("url.full");
+    assert!(url.ends_with("/events?api_key=redacted"), "{url}");
+    assert!(!format!("{spans:?}").contains("s3cret"), "no span holds the secret");
     let delivered = app.received().into_iter().find(|r| r.text() == "ok").expect("delivered");
     let (trace, parent) = parse_traceparent(delivered.header("traceparent").expect("traceparent sent"));
     assert_eq!(trace, TRACE_ID);
