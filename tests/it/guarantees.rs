@@ -161,6 +161,15 @@ async fn a_member_frozen_past_its_session_loses_its_partitions_and_commits_nothi
     println!("frozen member: {lost} lost rebalance(s)");
 }
 
+/// `env` in key order, retrying a failing record (almost) forever every 200 ms.
+fn stuck_key(mut env: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    env.insert("SIDECAR_ORDERING".into(), "key".into());
+    env.insert("SIDECAR_RETRY_MAX_ATTEMPTS".into(), "1000".into());
+    env.insert("SIDECAR_RETRY_INITIAL_BACKOFF".into(), "200ms".into());
+    env.insert("SIDECAR_RETRY_MAX_BACKOFF".into(), "200ms".into());
+    env
+}
+
 /// Starts a child sidecar against the mock cluster in key order, waits for `progress`
 /// deliveries, sends SIGTERM and checks that it exits cleanly within its grace.
 async fn key_mode_run_until(
@@ -199,16 +208,8 @@ async fn sigterm_while_a_key_is_stuck_in_retries_delivers_nothing_twice_after_th
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("sidecar.log");
     let group = common::random_name("g");
-    let mut env = sidecar::env(&topic, &group, &app.url());
-    env.insert("KAFKA_BROKERS".into(), kafka.bootstrap.clone());
-    env.insert("SIDECAR_ORDERING".into(), "key".into());
-    env.insert("SIDECAR_RETRY_MAX_ATTEMPTS".into(), "1000".into());
-    env.insert("SIDECAR_RETRY_INITIAL_BACKOFF".into(), "200ms".into());
-    env.insert("SIDECAR_RETRY_MAX_BACKOFF".into(), "200ms".into());
+    let mut env = stuck_key(kafka.sidecar_env(&topic, &group, &app.url()));
     env.insert("SIDECAR_SHUTDOWN_GRACE".into(), "5s".into());
-    // The mock cluster refuses sessions shorter than 6 s (Kafka's group.min.session.timeout.ms).
-    env.insert("SIDECAR_LIBRDKAFKA_SESSION_TIMEOUT_MS".into(), "6000".into());
-    env.insert("SIDECAR_LIBRDKAFKA_HEARTBEAT_INTERVAL_MS".into(), "1000".into());
 
     // Every other key is delivered while the first record retries; then SIGTERM.
     key_mode_run_until(&env, &log, &app, 300).await;
@@ -297,9 +298,7 @@ async fn a_fatal_client_error_makes_the_sidecar_stop_and_exit_non_zero() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("sidecar.log");
     let group = common::random_name("g");
-    let mut env = sidecar::env(&topic, &group, &app.url());
-    env.insert("KAFKA_BROKERS".into(), kafka.bootstrap.clone());
-    env.insert("SIDECAR_LIBRDKAFKA_SESSION_TIMEOUT_MS".into(), "6000".into());
+    let mut env = kafka.sidecar_env(&topic, &group, &app.url());
     env.insert("SIDECAR_LIBRDKAFKA_HEARTBEAT_INTERVAL_MS".into(), "500".into());
     // Static membership: a broker that says another instance took this id fences this one.
     env.insert("SIDECAR_LIBRDKAFKA_GROUP_INSTANCE_ID".into(), "sidecar-1".into());
@@ -331,14 +330,7 @@ async fn a_graceful_rebalance_while_keys_are_stuck_delivers_nothing_twice() {
     let app = TestApp::start().await;
     app.behave(|r| if r.text() == "first" { Reply::Status(503) } else { Reply::Status(200) });
     let group = common::random_name("g");
-    let mut env = sidecar::env(&topic, &group, &app.url());
-    env.insert("KAFKA_BROKERS".into(), kafka.bootstrap.clone());
-    env.insert("SIDECAR_ORDERING".into(), "key".into());
-    env.insert("SIDECAR_RETRY_MAX_ATTEMPTS".into(), "1000".into());
-    env.insert("SIDECAR_RETRY_INITIAL_BACKOFF".into(), "200ms".into());
-    env.insert("SIDECAR_RETRY_MAX_BACKOFF".into(), "200ms".into());
-    env.insert("SIDECAR_LIBRDKAFKA_SESSION_TIMEOUT_MS".into(), "6000".into());
-    env.insert("SIDECAR_LIBRDKAFKA_HEARTBEAT_INTERVAL_MS".into(), "1000".into());
+    let env = stuck_key(kafka.sidecar_env(&topic, &group, &app.url()));
     let dir = tempfile::tempdir().expect("tempdir");
     let (first_log, second_log) = (dir.path().join("first.log"), dir.path().join("second.log"));
 
@@ -388,9 +380,7 @@ async fn on_a_broker_that_keeps_no_commit_metadata_a_restart_delivers_again_and_
     app.behave(|r| if r.text() == "first" { Reply::Status(503) } else { Reply::Status(200) });
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("sidecar.log");
-    let mut env = sidecar::env(&topic, &group, &app.url());
-    env.insert("SIDECAR_ORDERING".into(), "key".into());
-    env.insert("SIDECAR_RETRY_MAX_ATTEMPTS".into(), "1000".into());
+    let mut env = stuck_key(sidecar::env(&topic, &group, &app.url()));
     env.insert("SIDECAR_SHUTDOWN_GRACE".into(), "5s".into());
     key_mode_run_until(&env, &log, &app, 100).await;
     app.behave(|_| Reply::Status(200));
@@ -422,13 +412,8 @@ async fn brokers_that_refuse_large_commit_metadata_get_commits_without_maps_and_
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("sidecar.log");
     let group = common::random_name("g");
-    let mut env = sidecar::env(&topic, &group, &app.url());
-    env.insert("KAFKA_BROKERS".into(), kafka.bootstrap.clone());
-    env.insert("SIDECAR_ORDERING".into(), "key".into());
-    env.insert("SIDECAR_RETRY_MAX_ATTEMPTS".into(), "1000".into());
+    let mut env = stuck_key(kafka.sidecar_env(&topic, &group, &app.url()));
     env.insert("SIDECAR_SHUTDOWN_GRACE".into(), "5s".into());
-    env.insert("SIDECAR_LIBRDKAFKA_SESSION_TIMEOUT_MS".into(), "6000".into());
-    env.insert("SIDECAR_LIBRDKAFKA_HEARTBEAT_INTERVAL_MS".into(), "1000".into());
     key_mode_run_until(&env, &log, &app, 100).await;
     let committed = kafka.committed(&group, &topic, 1);
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();

@@ -11,6 +11,20 @@ use crate::common::app::{Reply, TestApp};
 use crate::common::sidecar::{self, Sidecar};
 use crate::common::{self, Produce};
 
+/// Produces one record with key `big` and `value` (over librdkafka's default 1 MB limit) to
+/// partition 0 of `topic`.
+async fn produce_big(topic: &str, value: &[u8]) {
+    let producer: rdkafka::producer::FutureProducer =
+        common::kafka_config().set("message.max.bytes", "5000000").create().expect("producer");
+    producer
+        .send(
+            FutureRecord::<[u8], [u8]>::to(topic).partition(0).key(b"big").payload(value),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|(err, _)| panic!("produce big record: {err}"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unusual_records_are_delivered_faithfully_and_oversized_ones_take_the_archive_path() {
     let topic = common::random_name("odd");
@@ -43,15 +57,7 @@ async fn unusual_records_are_delivered_faithfully_and_oversized_ones_take_the_ar
     .await;
     // A record larger than the dead-letter producer accepts (1 MB), which the source topic took.
     let big = vec![b'z'; 1_200_000];
-    let producer: rdkafka::producer::FutureProducer =
-        common::kafka_config().set("message.max.bytes", "5000000").create().expect("producer");
-    producer
-        .send(
-            FutureRecord::<[u8], [u8]>::to(&topic).partition(0).key(b"big").payload(&big),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap_or_else(|(err, _)| panic!("produce big record: {err}"));
+    produce_big(&topic, &big).await;
     common::produce(&topic, vec![Produce::text(0, "after", "after")]).await;
 
     let mut env = sidecar::env(&topic, &group, &app.url());
@@ -142,15 +148,7 @@ async fn an_oversized_dead_letter_without_an_archive_holds_its_partition_and_say
     let app = TestApp::start().await;
     app.behave(|r| if r.body.len() > 1_000_000 { Reply::Status(413) } else { Reply::Status(200) });
     let big = vec![b'z'; 1_200_000];
-    let producer: rdkafka::producer::FutureProducer =
-        common::kafka_config().set("message.max.bytes", "5000000").create().expect("producer");
-    producer
-        .send(
-            FutureRecord::<[u8], [u8]>::to(&topic).partition(0).key(b"big").payload(&big),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap_or_else(|(err, _)| panic!("produce big record: {err}"));
+    produce_big(&topic, &big).await;
     common::produce(&topic, vec![Produce::text(0, "after", "after")]).await;
 
     let sidecar = Sidecar::start(&sidecar::env(&topic, &group, &app.url())).await;

@@ -30,6 +30,21 @@ impl MockKafka {
         MockKafka { cluster, bootstrap }
     }
 
+    /// The environment of a test sidecar against this cluster: its sessions at the 6 s the mock
+    /// cluster allows at least (Kafka's `group.min.session.timeout.ms`).
+    pub fn sidecar_env(
+        &self,
+        topic: &str,
+        group: &str,
+        url: &str,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut env = super::sidecar::env(topic, group, url);
+        env.insert("KAFKA_BROKERS".into(), self.bootstrap.clone());
+        env.insert("SIDECAR_LIBRDKAFKA_SESSION_TIMEOUT_MS".into(), "6000".into());
+        env.insert("SIDECAR_LIBRDKAFKA_HEARTBEAT_INTERVAL_MS".into(), "1000".into());
+        env
+    }
+
     /// Client settings for this cluster.
     pub fn config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
