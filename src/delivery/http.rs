@@ -4,7 +4,8 @@
 //! `x-kafka-*` headers (binary values base64). A pooled keep-alive client is shared by every
 //! attempt; each attempt has its own timeout. Responses are classified: 2xx delivered; 408,
 //! 429, 5xx retryable (429/503 with `Retry-After` carry the delay); other 4xx permanent;
-//! refused, reset or timed-out connections mean the application is unreachable.
+//! refused, reset or timed-out connections mean the application is unreachable. The circuit
+//! breaker's probe is a `HEAD` that must get an answer.
 
 use std::error::Error as _;
 use std::time::{Duration, SystemTime};
@@ -22,6 +23,9 @@ use crate::record::Record;
 
 /// Response body bytes kept for the dead letter's error text.
 const DETAIL_BYTES: usize = 512;
+
+/// How long the circuit breaker's probe waits for an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the HTTP target could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -75,8 +79,17 @@ impl Delivery for HttpDelivery {
         self.attempt(record, attempt).boxed()
     }
 
+    /// Any HTTP answer to a `HEAD` of the URL, within two seconds, means the application is
+    /// reachable again. A TCP connect alone is not enough: a proxy or a hung application
+    /// accepts connections and answers nothing.
     fn probe(&self) -> BoxFuture<'_, Result<(), String>> {
-        super::probe_tcp(&self.url, "the delivery URL").boxed()
+        async move {
+            match self.client.head(self.url.clone()).timeout(PROBE_TIMEOUT).send().await {
+                Ok(_) => Ok(()),
+                Err(err) => Err(classify_error(&err, PROBE_TIMEOUT).error),
+            }
+        }
+        .boxed()
     }
 
     fn describe(&self) -> String {

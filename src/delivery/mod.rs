@@ -104,8 +104,8 @@ pub trait Delivery: Send + Sync + 'static {
 }
 
 /// Whether a TCP connection to the URL's host and port opens within two seconds: the probe of
-/// targets whose reachability is a socket (the application, the SQS endpoint). `what` names the
-/// URL in the error ("the delivery URL").
+/// targets whose reachability is a socket (the SQS endpoint; the HTTP target asks for an
+/// answer). `what` names the URL in the error ("the queue URL").
 pub async fn probe_tcp(url: &url::Url, what: &str) -> Result<(), String> {
     let host = url.host_str().ok_or_else(|| format!("{what} has no host"))?;
     let port = url.port_or_known_default().ok_or_else(|| format!("{what} has no port"))?;

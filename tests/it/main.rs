@@ -3,12 +3,14 @@
 //! which starts it and exports its environment, or start it with `localstack/testbed.sh up`
 //! and `set -a; . .testbed/env; set +a` before `cargo test`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+// The fault suite prints the oracle's tables from its helpers, not only from test functions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod auth;
 mod cli;
 mod common;
 mod concurrency;
+mod faults;
 mod gateway;
 mod guarantees;
 mod iam;

@@ -66,25 +66,7 @@ impl MockKafka {
 
     /// The committed offsets (-1: none) and metadata of `group` for partitions `0..partitions`.
     pub fn committed(&self, group: &str, topic: &str, partitions: i32) -> Vec<(i64, String)> {
-        let consumer: BaseConsumer = self.config().set("group.id", group).create().expect("consumer");
-        let mut wanted = rdkafka::TopicPartitionList::new();
-        for p in 0..partitions {
-            wanted.add_partition(topic, p);
-        }
-        let list = consumer.committed_offsets(wanted, Duration::from_secs(10)).expect("committed offsets");
-        let offsets = list
-            .elements()
-            .iter()
-            .map(|e| {
-                let offset = match e.offset() {
-                    rdkafka::Offset::Offset(o) => o,
-                    _ => -1,
-                };
-                (offset, e.metadata().to_string())
-            })
-            .collect();
-        drop(list);
-        offsets
+        committed_at(&self.bootstrap, group, topic, partitions)
     }
 
     /// Waits until `group` has committed `expected` offsets for `topic`.
@@ -100,4 +82,64 @@ impl MockKafka {
         }
         panic!("committed offsets of {group} on {topic}: {last:?}, expected {expected:?}");
     }
+}
+
+impl MockKafka {
+    /// Every record of `topic` (partitions `0..partitions`), read by assignment (no group) until
+    /// nothing new arrives for `quiet`.
+    pub async fn read_available(
+        &self,
+        topic: &str,
+        partitions: i32,
+        quiet: Duration,
+    ) -> Vec<rdkafka::message::OwnedMessage> {
+        use rdkafka::Message as _;
+        let consumer: rdkafka::consumer::StreamConsumer = self
+            .config()
+            .set("group.id", super::random_name("reader"))
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("reader");
+        let mut list = rdkafka::TopicPartitionList::new();
+        for p in 0..partitions {
+            list.add_partition_offset(topic, p, rdkafka::Offset::Beginning).expect("offset");
+        }
+        consumer.assign(&list).expect("assign");
+        let mut out = Vec::new();
+        while let Ok(Ok(message)) = tokio::time::timeout(quiet, consumer.recv()).await {
+            out.push(message.detach());
+        }
+        out.sort_by_key(|m| (m.partition(), m.offset()));
+        out
+    }
+}
+
+/// The committed offsets (-1: none) and metadata of `group` on the mock cluster at `bootstrap`
+/// (for callers that do not own the cluster value, such as blocking closures).
+pub fn committed_at(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<(i64, String)> {
+    let consumer: BaseConsumer =
+        super::kafka_config_at(bootstrap).set("group.id", group).create().expect("consumer");
+    let mut wanted = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        wanted.add_partition(topic, p);
+    }
+    let list = consumer.committed_offsets(wanted, Duration::from_secs(10)).expect("committed offsets");
+    let offsets = list
+        .elements()
+        .iter()
+        .map(|e| {
+            let offset = match e.offset() {
+                rdkafka::Offset::Offset(o) => o,
+                _ => -1,
+            };
+            (offset, e.metadata().to_string())
+        })
+        .collect();
+    drop(list);
+    offsets
+}
+
+/// Only the offsets of [`committed_at`].
+pub fn offsets_at(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    committed_at(bootstrap, group, topic, partitions).into_iter().map(|(o, _)| o).collect()
 }

@@ -8,8 +8,10 @@ pub mod app;
 pub mod credentials_endpoint;
 pub mod kafka_wire;
 pub mod mock;
+pub mod oracle;
 pub mod otlp;
 pub mod process;
+pub mod proxy;
 pub mod raw_produce;
 pub mod sasl_gateway;
 pub mod sidecar;
@@ -80,15 +82,25 @@ where
 
 /// Client settings shared by test producers and consumers.
 pub fn kafka_config() -> ClientConfig {
+    kafka_config_at(&bootstrap())
+}
+
+/// Client settings for the broker at `bootstrap`.
+pub fn kafka_config_at(bootstrap: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", bootstrap());
+    config.set("bootstrap.servers", bootstrap);
     config
 }
 
 /// Creates a topic with `partitions` partitions and waits until the broker confirms it.
 pub async fn create_topic(name: &str, partitions: i32) {
-    require_tcp("the Kafka broker", &bootstrap()).await;
-    let admin: AdminClient<DefaultClientContext> = kafka_config().create().expect("admin client");
+    create_topic_at(&bootstrap(), name, partitions).await;
+}
+
+/// Creates a topic on the broker at `bootstrap`.
+pub async fn create_topic_at(bootstrap: &str, name: &str, partitions: i32) {
+    require_tcp("the Kafka broker", bootstrap).await;
+    let admin: AdminClient<DefaultClientContext> = kafka_config_at(bootstrap).create().expect("admin client");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
     let results = within(Duration::from_secs(30), "CreateTopics", admin.create_topics([&topic], &options))
@@ -113,7 +125,12 @@ pub fn producer() -> FutureProducer {
 /// A consumer in `group` with the short session timeout the test bed needs (joins take about
 /// half of it on tansu) and manual commits.
 pub fn consumer(group: &str) -> StreamConsumer {
-    kafka_config()
+    consumer_at(&bootstrap(), group)
+}
+
+/// The same on the broker at `bootstrap`.
+pub fn consumer_at(bootstrap: &str, group: &str) -> StreamConsumer {
+    kafka_config_at(bootstrap)
         .set("group.id", group)
         .set("session.timeout.ms", "2000")
         .set("heartbeat.interval.ms", "500")
@@ -204,8 +221,13 @@ pub async fn consume(topic: &str, count: usize) -> Vec<rdkafka::message::OwnedMe
 
 /// The committed offsets of `group` for partitions `0..partitions` of `topic` (-1: none).
 pub fn committed(group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    committed_at(&bootstrap(), group, topic, partitions)
+}
+
+/// The same on the broker at `bootstrap`.
+pub fn committed_at(bootstrap: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
     use rdkafka::consumer::Consumer as _;
-    let consumer = consumer(group);
+    let consumer = consumer_at(bootstrap, group);
     let mut wanted = rdkafka::TopicPartitionList::new();
     for p in 0..partitions {
         wanted.add_partition(topic, p);
@@ -252,9 +274,18 @@ pub fn header_text(message: &rdkafka::message::OwnedMessage, name: &str) -> Opti
 
 /// Reads whatever `topic` holds until nothing new arrives for `quiet`.
 pub async fn consume_available(topic: &str, quiet: Duration) -> Vec<rdkafka::message::OwnedMessage> {
+    consume_available_at(&bootstrap(), topic, quiet).await
+}
+
+/// The same on the broker at `bootstrap`.
+pub async fn consume_available_at(
+    bootstrap: &str,
+    topic: &str,
+    quiet: Duration,
+) -> Vec<rdkafka::message::OwnedMessage> {
     use rdkafka::Message as _;
     use rdkafka::consumer::Consumer as _;
-    let consumer = consumer(&random_name("reader"));
+    let consumer = consumer_at(bootstrap, &random_name("reader"));
     consumer.subscribe(&[topic]).expect("subscribe");
     // The first records can only come after the group join (about a second on tansu).
     let mut out = Vec::new();
@@ -270,6 +301,13 @@ pub async fn consume_available(topic: &str, quiet: Duration) -> Vec<rdkafka::mes
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// `GET url`, returning the status and body; `None` while nothing answers (a child starting).
+pub async fn try_get(url: &str) -> Option<(u16, String)> {
+    let response = reqwest::get(url).await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.unwrap_or_default()))
 }
 
 /// `GET url`, returning the status and body.

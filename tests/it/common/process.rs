@@ -95,3 +95,12 @@ pub async fn wait_logged(child: &mut Child, limit: Duration, log: &Path) -> Exit
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The peak resident set of a running child (`VmHWM`, KiB); 0 when it cannot be read.
+pub fn peak_rss_kib(child: &Child) -> u64 {
+    std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or(0)
+}
