@@ -14,6 +14,10 @@ use super::map::{DoneRanges, Runs};
 /// Gaps longer than this (compaction, transaction markers) are not stored slot by slot.
 const MAX_GAP: i64 = 4096;
 
+/// A commit with no answer (acknowledged or failed) after this long is sent again: its request
+/// can be lost with a broker that went away, and librdkafka does not always report that.
+pub const RESEND_AFTER: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One offset of the window, in eight bytes: a record's timestamp while it is pending, or one of
 /// the markers below the smallest timestamp kept.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -70,6 +74,9 @@ pub struct PartitionOffsets {
     inherited: Option<DoneRanges>,
     /// The last commit handed out.
     sent: Option<Commit>,
+    /// When it was handed out: a commit neither acknowledged nor failed by then (its request
+    /// lost with a broker that went away) is sent again.
+    sent_at: Option<std::time::Instant>,
     /// The last commit of this assignment the broker acknowledged.
     acknowledged: Option<Commit>,
     /// The brokers refuse commit metadata this large: commit without maps.
@@ -235,13 +242,17 @@ impl PartitionOffsets {
         self.without_maps = true;
     }
 
-    /// The commit to send if it differs from the last one handed out; marks it handed out.
+    /// The commit to send if it differs from the last one handed out, or if that one has had
+    /// no answer for [`RESEND_AFTER`]; marks it handed out.
     pub fn take_commit(&mut self) -> Option<Commit> {
         let current = self.current()?;
-        if self.sent.as_ref() == Some(&current) {
+        let unanswered = self.acknowledged.as_ref() != Some(&current)
+            && self.sent_at.is_some_and(|at| at.elapsed() >= RESEND_AFTER);
+        if self.sent.as_ref() == Some(&current) && !unanswered {
             return None;
         }
         self.sent = Some(current.clone());
+        self.sent_at = Some(std::time::Instant::now());
         Some(current)
     }
 
@@ -250,6 +261,7 @@ impl PartitionOffsets {
     pub fn commit_failed(&mut self, offset: i64) {
         if self.sent.as_ref().is_some_and(|s| s.offset == offset) {
             self.sent = None;
+            self.sent_at = None;
         }
     }
 

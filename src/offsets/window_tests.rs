@@ -113,6 +113,20 @@ fn commits_are_taken_once_per_change_and_retried_after_failure() {
 }
 
 #[test]
+fn a_commit_without_an_answer_is_sent_again() {
+    let mut p = PartitionOffsets::default();
+    p.track(0, None);
+    p.complete(0);
+    let first = p.take_commit().expect("commit");
+    assert_eq!(p.take_commit(), None, "sent, waiting for its answer");
+    p.sent_at = p.sent_at.map(|at| at - RESEND_AFTER);
+    assert_eq!(p.take_commit(), Some(first.clone()), "no answer for a while: again");
+    p.commit_confirmed(first.offset, Some(first.metadata.clone()));
+    p.sent_at = p.sent_at.map(|at| at - RESEND_AFTER);
+    assert_eq!(p.take_commit(), None, "acknowledged: nothing to send");
+}
+
+#[test]
 fn a_seek_back_with_an_outstanding_outlier_above_never_passes_the_new_record() {
     let mut p = PartitionOffsets::default();
     p.track(10, None);

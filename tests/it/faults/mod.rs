@@ -144,6 +144,17 @@ pub fn lost_an_assignment(log: &Path) -> bool {
     std::fs::read_to_string(log).unwrap_or_default().contains("Partitions lost")
 }
 
+/// The warnings and errors of a child sidecar's log, when `FAULTS_DEBUG` is set (to see why a
+/// run went wrong).
+pub fn debug_log(log: &Path) {
+    if std::env::var("FAULTS_DEBUG").is_ok() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        for line in text.lines().filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("INFO")) {
+            println!("{}: {line}", log.display());
+        }
+    }
+}
+
 /// Whether a child sidecar's log says the broker refused one of its commits.
 pub fn refused_a_commit(log: &Path) -> bool {
     let text = std::fs::read_to_string(log).unwrap_or_default();

@@ -224,3 +224,72 @@ pub async fn panics(permille: u32) -> Report {
 async fn records_whose_delivery_panics() {
     panics(3).await.check();
 }
+
+/// What a TCP proxy cannot do, on the mock cluster: commits answered `REBALANCE_IN_PROGRESS` and
+/// `NOT_COORDINATOR`, then the (only) broker down for `down` and up again, while records flow.
+pub async fn coordinator_errors_and_a_broker_restart(down: Duration) -> Report {
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+    let topic = common::random_name("coord");
+    let dlq = format!("{topic}.dlq");
+    let kafka = MockKafka::start(&[(&topic, 3), (&dlq, 1)]);
+    let mut oracle = Oracle::default();
+    super::produce(&kafka.bootstrap, &topic, 3, 300, 30, 0, &mut oracle).await;
+    let app = TestApp::start().await;
+    app.behave(|_| Reply::Slow(Duration::from_millis(10), 200));
+    let group = common::random_name("g");
+    let env = kafka.sidecar_env(&topic, &group, &app.url());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("sidecar.log");
+    let mut child = process::spawn(&env, &log);
+    common::eventually(Duration::from_secs(60), "the run to start", || {
+        std::future::ready((app.accepted().len() >= 20).then_some(()))
+    })
+    .await;
+    let mut errors = vec![RDKafkaRespErr::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS; 2];
+    errors.extend([RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_COORDINATOR; 2]);
+    kafka.cluster.request_errors(RDKafkaApiKey::OffsetCommit, &errors);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    kafka.cluster.broker_down(1).expect("broker down");
+    tokio::time::sleep(down).await;
+    kafka.cluster.broker_up(1).expect("broker up");
+    let (g, t, b) = (group.clone(), topic.clone(), kafka.bootstrap.clone());
+    let settled = super::settle(
+        move || mock::offsets_at(&b, &g, &t, 3),
+        &super::ends(&oracle, 3),
+        Duration::from_secs(90),
+    )
+    .await;
+    let peak_rss_kib = process::peak_rss_kib(&child);
+    process::signal(&child, "TERM");
+    process::wait(&mut child, Duration::from_secs(20)).await;
+    super::debug_log(&log);
+    let letters = kafka.read_available(&dlq, 1, Duration::from_secs(2)).await;
+    let committed = mock::offsets_at(&kafka.bootstrap, &group, &topic, 3);
+    let verdict = oracle.judge(&super::evidence(Some(&app), &letters, None, committed), Lanes::Partition);
+    let mut causes = Vec::new();
+    if super::lost_an_assignment(&log) {
+        causes.push(crate::common::oracle::Cause::LostAssignment);
+    }
+    if super::refused_a_commit(&log) {
+        causes.push(crate::common::oracle::Cause::CommitRefused);
+    }
+    Report {
+        name: format!("coordinator errors and a broker down {down:?}"),
+        verdict,
+        causes,
+        faults: vec![("commit errors", errors.len() as u64), ("broker down", 1)],
+        settled,
+        peak_rss_kib,
+        failed_checks: if letters.is_empty() {
+            vec![]
+        } else {
+            vec![format!("{} dead letters", letters.len())]
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinator_errors_and_a_broker_restart_mid_run() {
+    // Shorter than the 6 s session: the member keeps its assignment, so nothing comes twice.
+    coordinator_errors_and_a_broker_restart(Duration::from_secs(3)).await.check();
+}
