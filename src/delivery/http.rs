@@ -24,8 +24,9 @@ use crate::record::Record;
 /// Response body bytes kept for the dead letter's error text.
 const DETAIL_BYTES: usize = 512;
 
-/// How long the circuit breaker's probe waits for an answer.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The least the circuit breaker's probe waits for an answer; it waits as long as a delivery
+/// attempt when that is longer, so a slow but healthy application is not judged down.
+const MIN_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why the HTTP target could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -79,14 +80,20 @@ impl Delivery for HttpDelivery {
         self.attempt(record, attempt).boxed()
     }
 
-    /// Any HTTP answer to a `HEAD` of the URL, within two seconds, means the application is
-    /// reachable again. A TCP connect alone is not enough: a proxy or a hung application
-    /// accepts connections and answers nothing.
+    /// An HTTP answer to a `HEAD` of the URL, within the attempt timeout (at least two
+    /// seconds), means the application is reachable again, whatever its status (a 404 or 405
+    /// still comes from the application), except 502, 503 and 504: those come from a proxy or
+    /// mesh in front of it saying it is not there. A TCP connect alone is not enough: a proxy
+    /// or a hung application accepts connections and answers nothing.
     fn probe(&self) -> BoxFuture<'_, Result<(), String>> {
         async move {
-            match self.client.head(self.url.clone()).timeout(PROBE_TIMEOUT).send().await {
+            let timeout = self.timeout.max(MIN_PROBE_TIMEOUT);
+            match self.client.head(self.url.clone()).timeout(timeout).send().await {
+                Ok(answer) if is_gateway_error(answer.status()) => {
+                    Err(format!("probe answered {}", answer.status()))
+                }
                 Ok(_) => Ok(()),
-                Err(err) => Err(classify_error(&err, PROBE_TIMEOUT).error),
+                Err(err) => Err(classify_error(&err, timeout).error),
             }
         }
         .boxed()
@@ -95,6 +102,11 @@ impl Delivery for HttpDelivery {
     fn describe(&self) -> String {
         crate::config::redact_url(&self.url)
     }
+}
+
+/// A status a proxy in front of the application answers when the application is not there.
+fn is_gateway_error(status: StatusCode) -> bool {
+    matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT)
 }
 
 /// The request headers of the contract.
@@ -350,5 +362,54 @@ mod tests {
         assert_eq!(encode_name("Content-Type"), "content-type");
         assert_eq!(encode_name("a b%c"), "a%20b%25c");
         assert_eq!(encode_name("é"), "%C3%A9");
+    }
+
+    /// A loopback server answering every connection with `answer` (or nothing, when `None`),
+    /// and counting connections.
+    async fn server(answer: Option<&'static str>) -> Url {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = Url::parse(&format!("http://{}/events", listener.local_addr().unwrap())).unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = socket.read(&mut buf).await;
+                    match answer {
+                        Some(status) => {
+                            let reply = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                            let _ = socket.write_all(reply.as_bytes()).await;
+                        }
+                        None => tokio::time::sleep(Duration::from_secs(30)).await,
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn the_probe_needs_an_answer_from_the_application_itself() {
+        let probe =
+            |url| async move { HttpDelivery::new(url, Duration::from_millis(100), 4).unwrap().probe().await };
+        assert_eq!(
+            probe(server(Some("405 Method Not Allowed")).await).await,
+            Ok(()),
+            "any answer of its own"
+        );
+        assert_eq!(probe(server(Some("500 Internal Server Error")).await).await, Ok(()));
+        for gateway in ["502 Bad Gateway", "503 Service Unavailable", "504 Gateway Timeout"] {
+            assert!(
+                probe(server(Some(gateway)).await).await.is_err(),
+                "{gateway} is a proxy saying it is not there"
+            );
+        }
+        let started = std::time::Instant::now();
+        let silent = probe(server(None).await).await;
+        assert!(silent.is_err(), "an accepted connection that never answers is not reachable");
+        assert!(
+            started.elapsed() >= MIN_PROBE_TIMEOUT,
+            "waits at least the minimum, not the 100 ms attempt timeout"
+        );
     }
 }

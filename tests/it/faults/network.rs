@@ -41,10 +41,12 @@ impl ProxiedBroker {
 }
 
 /// A sidecar consuming a 3-partition topic on a proxied broker into `app`, with `fault` injected
-/// once records flow; judged when every record is done (at most 90 s after the fault).
+/// once records flow and `during` more records produced (through the proxy) while it lasts;
+/// judged when every record is done (at most 90 s after the fault).
 pub async fn broker_run(
     name: &str,
     app: &TestApp,
+    during: usize,
     fault: impl AsyncFnOnce(&ProxiedBroker) -> Vec<(&'static str, u64)>,
 ) -> Report {
     let topic = common::random_name("netfault");
@@ -61,8 +63,19 @@ pub async fn broker_run(
         std::future::ready((app.accepted().len() >= before + 30).then_some(()))
     })
     .await;
+    let background = (during > 0).then(|| {
+        let (bootstrap, topic) = (broker.bootstrap(), topic.clone());
+        tokio::spawn(async move {
+            let mut more = Oracle::default();
+            super::produce(&bootstrap, &topic, 3, during, 30, 450, &mut more).await;
+            more
+        })
+    });
     let faults = fault(&broker).await;
     broker.proxy.heal();
+    if let Some(background) = background {
+        oracle.produced.extend(background.await.expect("the producer during the fault").produced);
+    }
     let bootstrap = broker.bootstrap();
     let (g, t) = (group.clone(), topic.clone());
     let settled = super::settle(
@@ -84,14 +97,17 @@ pub async fn broker_run(
         settled,
         peak_rss_kib: 0,
         failed_checks: vec![],
+        // A lost assignment redelivers what was in flight since the last commit: not bounded
+        // by anything the test controls, but only with that cause.
+        duplicate_bound: None,
     }
 }
 
 /// The broker black-holed for `length` while records flow.
 pub async fn broker_black_hole(length: Duration) -> Report {
     let app = TestApp::start().await;
-    app.behave(|_| Reply::Slow(Duration::from_millis(10), 200));
-    broker_run(&format!("broker black-holed {length:?}"), &app, async |broker| {
+    app.behave(|_| Reply::Slow(Duration::from_millis(30), 200));
+    broker_run(&format!("broker black-holed {length:?}"), &app, 150, async |broker| {
         broker.proxy.set(Mode::BlackHole);
         tokio::time::sleep(length).await;
         vec![("broker black hole", 1)]
@@ -103,7 +119,9 @@ pub async fn broker_black_hole(length: Duration) -> Report {
 pub async fn broker_resets(times: usize) -> Report {
     let app = TestApp::start().await;
     app.behave(|_| Reply::Slow(Duration::from_millis(10), 200));
-    broker_run("broker connections reset at random", &app, async |broker| {
+    // Nothing produced during the resets: a producer retrying through a reset may write a record
+    // twice, at an offset the oracle does not know.
+    broker_run("broker connections reset at random", &app, 0, async |broker| {
         for _ in 0..times {
             tokio::time::sleep(Duration::from_millis(rand::random_range(200..1500))).await;
             broker.proxy.reset_all();
@@ -125,13 +143,17 @@ async fn broker_connections_reset_at_random() {
     report.check();
 }
 
+/// How many requests the sidecar has in flight at once in these runs: one per partition.
+const LANES: usize = 3;
+
 /// A sidecar delivering through a proxy in front of the application answering `reply`; `fault`
-/// breaks the proxy while records flow. `AnswerLost` is the only cause for a duplicate, and an
-/// application fault must make no dead letter.
+/// breaks the proxy while records flow and returns the faults and how many extra deliveries they
+/// can explain. `AnswerLost` is the only cause for a duplicate, and an application fault must
+/// make no dead letter.
 pub async fn application_run(
     name: &str,
     reply: Reply,
-    fault: impl AsyncFnOnce(&FaultProxy) -> Vec<(&'static str, u64)>,
+    fault: impl AsyncFnOnce(&FaultProxy) -> (Vec<(&'static str, u64)>, usize),
 ) -> Report {
     let topic = common::random_name("appfault");
     let dlq = format!("{topic}.dlq");
@@ -149,7 +171,7 @@ pub async fn application_run(
         std::future::ready((app.accepted().len() >= 20).then_some(()))
     })
     .await;
-    let faults = fault(&proxy).await;
+    let (faults, duplicate_bound) = fault(&proxy).await;
     proxy.heal();
     let (g, t) = (group.clone(), topic.clone());
     let settled = super::settle(
@@ -158,19 +180,22 @@ pub async fn application_run(
         Duration::from_secs(90),
     )
     .await;
+    let retried = sidecar.running().metrics.total(|c| c.retried.load(std::sync::atomic::Ordering::Relaxed));
     sidecar.stop().await;
     let letters = common::consume_available(&dlq, Duration::from_secs(1)).await;
     let committed = common::committed(&group, &topic, 3);
     let verdict = oracle.judge(&super::evidence(Some(&app), &letters, None, committed), Lanes::Partition);
-    let failed_checks = if letters.is_empty() {
-        vec![]
-    } else {
-        vec![format!(
+    let mut failed_checks = vec![];
+    if !letters.is_empty() {
+        failed_checks.push(format!(
             "an application fault made {} dead letters: {:?}",
             letters.len(),
             super::by_class(&letters)
-        )]
-    };
+        ));
+    }
+    if retried == 0 {
+        failed_checks.push("no delivery attempt failed: the fault never hit a request".to_string());
+    }
     Report {
         name: name.to_string(),
         verdict,
@@ -179,20 +204,27 @@ pub async fn application_run(
         settled,
         peak_rss_kib: 0,
         failed_checks,
+        duplicate_bound: Some(duplicate_bound),
     }
 }
 
-/// The application's connections reset `times` times at random, mid-body.
+/// The application's connections reset `times` times at random, mid-body: the application
+/// takes 100 ms per record, so a reset almost always lands on a request in flight. Each reset
+/// can lose at most the answers in flight, one per lane.
 pub async fn application_resets(times: usize) -> Report {
     application_run(
         "application resets connections mid-body",
-        Reply::Slow(Duration::from_millis(30), 200),
+        Reply::Slow(Duration::from_millis(100), 200),
         async |proxy| {
             for _ in 0..times {
                 tokio::time::sleep(Duration::from_millis(rand::random_range(100..700))).await;
                 proxy.reset_all();
             }
-            vec![("application connection resets", proxy.resets())]
+            let resets = proxy.resets();
+            (
+                vec![("application connection resets", resets)],
+                usize::try_from(resets).unwrap_or(usize::MAX) * LANES,
+            )
         },
     )
     .await
@@ -206,7 +238,11 @@ pub async fn application_black_hole(length: Duration) -> Report {
         async |proxy| {
             proxy.set(Mode::BlackHole);
             tokio::time::sleep(length).await;
-            vec![("application black hole", 1)]
+            // Held requests reach the application when the hole heals, after the sidecar gave
+            // up on them: at most one per lane per attempt timeout (2.5 s by default), plus the
+            // ones in flight when it opened.
+            let attempts = usize::try_from(length.as_millis() / 2500).unwrap_or(usize::MAX) + 1;
+            (vec![("application black hole", 1)], attempts * LANES)
         },
     )
     .await

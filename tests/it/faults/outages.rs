@@ -108,6 +108,7 @@ pub async fn s3_down(length: Duration) -> Report {
         settled,
         peak_rss_kib,
         failed_checks,
+        duplicate_bound: None,
     }
 }
 
@@ -165,6 +166,7 @@ pub async fn dlq_refusing(errors: usize) -> Report {
         settled,
         peak_rss_kib,
         failed_checks,
+        duplicate_bound: None,
     }
 }
 
@@ -217,6 +219,7 @@ pub async fn panics(permille: u32) -> Report {
         settled,
         peak_rss_kib: 0,
         failed_checks,
+        duplicate_bound: None,
     }
 }
 
@@ -285,6 +288,7 @@ pub async fn coordinator_errors_and_a_broker_restart(down: Duration) -> Report {
         } else {
             vec![format!("{} dead letters", letters.len())]
         },
+        duplicate_bound: None,
     }
 }
 

@@ -14,10 +14,27 @@ fn seconds(low: u64, high: u64) -> Duration {
     Duration::from_secs(rand::random_range(low..=high))
 }
 
-/// One scenario with random parameters (shorter ones when `short`).
-async fn random_round(short: bool) -> Report {
+/// The scenarios `random_round` picks from, in its order.
+const SCENARIOS: [&str; 10] = [
+    "broker black hole",
+    "broker resets",
+    "application resets",
+    "application black hole",
+    "S3 down",
+    "dead-letter topic refusing",
+    "panics",
+    "rebalance storm",
+    "coordinator errors and a broker restart",
+    "SIGKILL in key order",
+];
+
+/// Run `run`: one scenario with random parameters (shorter ones when `short`), announced before
+/// it starts so a hang shows which one.
+async fn random_round(run: usize, short: bool) -> Report {
     let scale = if short { 2 } else { 1 };
-    match rand::random_range(0..10) {
+    let scenario = rand::random_range(0..SCENARIOS.len());
+    println!("soak run {run}: starting {}", SCENARIOS[scenario]);
+    match scenario {
         0 => network::broker_black_hole(seconds(3, 20 / scale)).await,
         1 => network::broker_resets(rand::random_range(3..12)).await,
         2 => network::application_resets(rand::random_range(4..16)).await,
@@ -108,7 +125,7 @@ async fn random_fault_schedules() {
     let deadline = Duration::from_secs_f64(minutes * 60.0);
     let mut reports = Vec::new();
     loop {
-        let report = random_round(minutes == 0.0).await;
+        let report = random_round(reports.len() + 1, minutes == 0.0).await;
         println!("soak run {}: {} ({:?})", reports.len() + 1, report.name, report.settled);
         reports.push(report);
         if started.elapsed() >= deadline {

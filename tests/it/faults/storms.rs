@@ -131,6 +131,9 @@ pub async fn rebalance_storm(length: Duration, outage: Duration, seed_records: u
         settled,
         peak_rss_kib,
         failed_checks,
+        // A storm redelivers what each handover could not commit: bounded by nothing the
+        // test controls, but only with the causes the log shows.
+        duplicate_bound: None,
     }
 }
 
@@ -196,12 +199,6 @@ pub async fn sigkill_in_key_order(kills: usize) -> Report {
     let verdict = oracle.judge(&super::evidence(Some(&app), &letters, None, committed), Lanes::Key);
     // Per kill at most what finished since the last commit (a second at ~300/s) plus what ran
     // (six lanes).
-    let bound = killed * (300 + 100);
-    let failed_checks = if verdict.extra_deliveries() <= bound {
-        vec![]
-    } else {
-        vec![format!("{} extra deliveries over {killed} kills (bound {bound})", verdict.extra_deliveries())]
-    };
     Report {
         name: format!("SIGKILL at random points in key order ({killed} kills)"),
         verdict,
@@ -209,7 +206,8 @@ pub async fn sigkill_in_key_order(kills: usize) -> Report {
         faults: vec![("SIGKILL", killed as u64)],
         settled,
         peak_rss_kib,
-        failed_checks,
+        failed_checks: vec![],
+        duplicate_bound: Some(killed * (300 + 100)),
     }
 }
 
