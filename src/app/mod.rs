@@ -6,8 +6,8 @@
 //! parameter: cancelling the token drains in-flight records, commits and stops.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureProducer;
 use tokio::sync::{mpsc, oneshot};
@@ -26,6 +26,7 @@ use crate::telemetry::metrics::{Metrics, MetricsError};
 use crate::telemetry::otlp::{self, OtlpError};
 use crate::telemetry::spans::{TargetInfo, Tracing};
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
 mod routes;
@@ -107,6 +108,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let auth = crate::auth::start(&config, &health, &metrics, background.clone()).await;
     // A fatal client error stops the sidecar as SIGTERM would, then it exits with an error.
     let stop = shutdown.child_token();
+    // When the stop began: the whole shutdown, telemetry flush included, fits in the grace.
+    let stopped_at = Arc::new(OnceLock::new());
+    tokio::spawn({
+        let (stop, stopped_at) = (stop.clone(), stopped_at.clone());
+        async move {
+            stop.cancelled().await;
+            // Set once: the first stop is when the grace began.
+            let _ = stopped_at.set(Instant::now());
+        }
+    });
     let fatal = Arc::new(kafka::Fatal::new(&health, stop.clone()));
     // Each client reports its own authentication problem; what proves it fixed is that
     // client's own success (records arriving, a dead letter acknowledged).
@@ -172,21 +183,17 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
 
     let (done_tx, done) = oneshot::channel();
     let admin_addr = admin.addr;
-    let flush_metrics = metrics.clone();
+    let telemetry = Telemetry {
+        tracer: tracer_provider,
+        meter: metrics.provider().clone(),
+        stopped_at,
+        grace: config.shutdown_grace,
+    };
     tokio::spawn(async move {
         let stopped = Stopped { consumer: consumer_done, dispatcher, lane_tasks };
-        let result = finish(stopped, writers, admin, background, probers, tracer_provider)
+        let result = finish(stopped, writers, admin, background, probers, telemetry)
             .await
             .and_then(|()| fatal.reason().map_or(Ok(()), |reason| Err(AppError::Fatal(reason.to_string()))));
-        // Push the final counts to an OTLP metrics collector, if one is configured.
-        let provider = flush_metrics.provider().clone();
-        drop(
-            tokio::time::timeout(
-                Duration::from_secs(5),
-                tokio::task::spawn_blocking(move || provider.force_flush()),
-            )
-            .await,
-        );
         drop(done_tx.send(result));
     });
     Ok(Running { metrics, health, admin_addr, done })
@@ -202,6 +209,53 @@ struct Stopped {
     lane_tasks: tokio_util::task::TaskTracker,
 }
 
+/// What is flushed to the OTLP collector last, and the time it may take.
+struct Telemetry {
+    /// Spans still queued (when tracing is on).
+    tracer: Option<SdkTracerProvider>,
+    /// The final counts (exported when an OTLP metrics endpoint is configured).
+    meter: SdkMeterProvider,
+    /// When the stop began (unset: it has not; the consumer ended by itself).
+    stopped_at: Arc<OnceLock<Instant>>,
+    /// `SIDECAR_SHUTDOWN_GRACE`.
+    grace: Duration,
+}
+
+/// Kept for the process to exit after the last flush.
+const EXIT_MARGIN: Duration = Duration::from_millis(300);
+/// The longest a telemetry flush may take, whatever is left of the grace.
+const MAX_FLUSH: Duration = Duration::from_secs(5);
+
+impl Telemetry {
+    /// Flushes spans and metrics at once, within what is left of the grace (at most five
+    /// seconds): a collector that answers nothing costs telemetry, never the grace.
+    async fn flush(self) {
+        let started = Instant::now();
+        let deadline = self.stopped_at.get().copied().unwrap_or(started) + self.grace;
+        let budget = deadline.saturating_duration_since(started + EXIT_MARGIN).min(MAX_FLUSH);
+        let meter = self.meter;
+        let metrics = tokio::time::timeout(budget, tokio::task::spawn_blocking(move || meter.force_flush()));
+        let spans = async {
+            match self.tracer {
+                Some(tracer) => {
+                    let flushed =
+                        tokio::time::timeout(budget, tokio::task::spawn_blocking(move || tracer.shutdown()))
+                            .await;
+                    matches!(flushed, Ok(Ok(Ok(()))))
+                }
+                None => true,
+            }
+        };
+        let (_, spans_flushed) = tokio::join!(metrics, spans);
+        if !spans_flushed {
+            tracing::warn!(
+                budget_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX),
+                "Spans still queued at shutdown could not all be exported."
+            );
+        }
+    }
+}
+
 /// Waits for the consumer to drain and close, then stops the rest in order.
 async fn finish(
     stopped: Stopped,
@@ -209,7 +263,7 @@ async fn finish(
     admin: AdminServer,
     background: CancellationToken,
     probers: Vec<tokio::task::JoinHandle<()>>,
-    tracer_provider: Option<SdkTracerProvider>,
+    telemetry: Telemetry,
 ) -> Result<(), AppError> {
     let result = stopped.consumer.await.unwrap_or(Err(ConsumerError::Vanished));
     drop(stopped.dispatcher.await);
@@ -226,18 +280,8 @@ async fn finish(
     if let Some(flushing) = writers.first().cloned() {
         drop(tokio::task::spawn_blocking(move || flushing.flush(Duration::from_secs(5))).await);
     }
-    if let Some(provider) = tracer_provider {
-        // Flush the spans still queued, within a bound: a dead collector must not hold shutdown.
-        let flushed = tokio::time::timeout(
-            Duration::from_secs(5),
-            tokio::task::spawn_blocking(move || provider.shutdown()),
-        )
-        .await;
-        if !matches!(flushed, Ok(Ok(Ok(())))) {
-            tracing::warn!("Spans still queued at shutdown could not all be exported.");
-        }
-    }
     drop(tokio::task::spawn_blocking(move || admin.stop()).await);
+    telemetry.flush().await;
     tracing::info!("msk-sidecar stopped.");
     result.map_err(AppError::from)
 }

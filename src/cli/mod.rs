@@ -13,6 +13,7 @@ mod token;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -121,6 +122,10 @@ fn run(env: &BTreeMap<String, String>, file: Option<&std::path::Path>) -> ExitCo
         let shutdown = crate::shutdown::on_signals()?;
         crate::app::run(config, shutdown).await.map_err(anyhow::Error::from)
     });
+    // Everything is committed and flushed (or gave up) by now: a blocking export still waiting
+    // on a collector that answers nothing must not hold the exit (dropping the runtime would
+    // wait for it).
+    runtime.shutdown_timeout(Duration::from_millis(100));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -5,65 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::QueueAttributeName;
 
 use crate::common::sidecar::{self, Sidecar};
+use crate::common::sqs::{create_queue, receive};
 use crate::common::{self, Produce, process};
-
-/// A received message: body and string attributes.
-#[derive(Debug, Clone)]
-struct Message {
-    body: String,
-    attributes: BTreeMap<String, String>,
-    group: Option<String>,
-}
-
-async fn create_queue(sqs: &aws_sdk_sqs::Client, fifo: bool) -> (String, String) {
-    let name = common::random_name("q") + if fifo { ".fifo" } else { "" };
-    let mut request = sqs.create_queue().queue_name(&name);
-    if fifo {
-        request = request.attributes(QueueAttributeName::FifoQueue, "true");
-    }
-    let url = request.send().await.expect("create queue").queue_url().expect("url").to_string();
-    (name, url)
-}
-
-/// Receives until `count` messages arrived (or nothing more comes for a while), deleting them.
-async fn receive(sqs: &aws_sdk_sqs::Client, url: &str, count: usize, patience: Duration) -> Vec<Message> {
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + patience;
-    while out.len() < count && tokio::time::Instant::now() < deadline {
-        let received = sqs
-            .receive_message()
-            .queue_url(url)
-            .max_number_of_messages(10)
-            .wait_time_seconds(1)
-            .message_attribute_names("All")
-            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-            .send()
-            .await
-            .expect("receive");
-        for message in received.messages() {
-            let attributes = message
-                .message_attributes()
-                .map(|a| {
-                    a.iter()
-                        .map(|(k, v)| (k.clone(), v.string_value().unwrap_or_default().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            let group = message
-                .attributes()
-                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
-                .cloned();
-            out.push(Message { body: message.body().unwrap_or_default().to_string(), attributes, group });
-            if let Some(handle) = message.receipt_handle() {
-                sqs.delete_message().queue_url(url).receipt_handle(handle).send().await.expect("delete");
-            }
-        }
-    }
-    out
-}
 
 fn sqs_env(topic: &str, group: &str, queue_url: &str) -> BTreeMap<String, String> {
     let mut env = sidecar::env(topic, group, "http://unused");

@@ -16,6 +16,7 @@ pub mod raw_produce;
 pub mod sasl_gateway;
 pub mod sidecar;
 pub mod sigv4_check;
+pub mod sqs;
 pub mod tansu;
 
 use std::future::Future;

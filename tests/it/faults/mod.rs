@@ -7,6 +7,7 @@
 
 mod network;
 mod outages;
+mod peers;
 mod soak;
 mod storms;
 

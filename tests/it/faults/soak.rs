@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use super::{Report, network, outages, storms};
+use super::{Report, network, outages, peers, storms};
 use crate::common::oracle::Cause;
 
 /// A random duration between `low` and `high` seconds.
@@ -15,7 +15,7 @@ fn seconds(low: u64, high: u64) -> Duration {
 }
 
 /// The scenarios `random_round` picks from, in its order.
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 12] = [
     "broker black hole",
     "broker resets",
     "application resets",
@@ -26,6 +26,8 @@ const SCENARIOS: [&str; 10] = [
     "rebalance storm",
     "coordinator errors and a broker restart",
     "SIGKILL in key order",
+    "SQS target black hole",
+    "OTLP collector black hole",
 ];
 
 /// Run `run`: one scenario with random parameters (shorter ones when `short`), announced before
@@ -48,7 +50,9 @@ async fn random_round(run: usize, short: bool) -> Report {
             storms::rebalance_storm(length, length / 2, 200).await
         }
         8 => outages::coordinator_errors_and_a_broker_restart(seconds(1, 8 / scale)).await,
-        _ => storms::sigkill_in_key_order(rand::random_range(2..7)).await,
+        9 => storms::sigkill_in_key_order(rand::random_range(2..7)).await,
+        10 => peers::sqs_black_hole(seconds(2, 12 / scale)).await,
+        _ => peers::otlp_black_hole(seconds(2, 10 / scale)).await,
     }
 }
 

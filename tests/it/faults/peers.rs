@@ -1,0 +1,171 @@
+//! The other peers the sidecar talks to, black-holed through the fault proxy: the SQS queue it
+//! delivers to (LocalStack), and the OTLP collector it exports to, still black-holed when the
+//! sidecar is told to stop. Neither may lose, dead-letter or stall a record, and a collector
+//! that answers nothing may not hold the shutdown past its grace.
+
+use std::time::Duration;
+
+use super::Report;
+use crate::common::app::{Reply, TestApp};
+use crate::common::oracle::{Cause, Lanes, Oracle};
+use crate::common::otlp::OtlpReceiver;
+use crate::common::proxy::{FaultProxy, Mode};
+use crate::common::sidecar::{self, Sidecar};
+use crate::common::{self, process};
+
+/// The attempt timeout of the SQS run: short, so a black hole costs several attempts.
+const SQS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// (partition, offset) of every message in `queue`, drained (at most `patience` of quiet).
+async fn drained(sqs: &aws_sdk_sqs::Client, queue: &str, expected: usize) -> Vec<(i32, i64)> {
+    let messages = common::sqs::receive(sqs, queue, expected + 1000, Duration::from_secs(8)).await;
+    messages
+        .iter()
+        .filter_map(|m| {
+            let partition = m.attributes.get("kafka.partition")?.parse().ok()?;
+            let offset = m.attributes.get("kafka.offset")?.parse().ok()?;
+            Some((partition, offset))
+        })
+        .collect()
+}
+
+/// The SQS target (a standard queue) black-holed for `length` from the start, while 300 records
+/// wait to be sent (its probe must not take an accepted connection for an answer). No dead
+/// letter: the queue being unreachable is an outage, not the records' fault.
+pub async fn sqs_black_hole(length: Duration) -> Report {
+    let sqs = common::sqs().await;
+    let (_, queue) = common::sqs::create_queue(&sqs, false).await;
+    let topic = common::random_name("sqsfault");
+    let dlq = format!("{topic}.dlq");
+    common::create_topic(&topic, 3).await;
+    common::create_topic(&dlq, 1).await;
+    let mut oracle = Oracle::default();
+    super::produce(&common::bootstrap(), &topic, 3, 300, 30, 0, &mut oracle).await;
+    let localstack =
+        common::aws_endpoint().trim_start_matches("http://").parse().expect("LocalStack address");
+    let proxy = FaultProxy::start(localstack).await;
+    // Everything the sidecar sends to SQS (the API and the queue URL's host) goes through the
+    // proxy; LocalStack finds the queue by the URL's path.
+    let mut through_proxy = url::Url::parse(&queue).expect("queue URL");
+    through_proxy.set_host(Some("127.0.0.1")).expect("host");
+    through_proxy.set_port(Some(proxy.addr.port())).expect("port");
+    let group = common::random_name("g");
+    let mut env = sidecar::env(&topic, &group, "http://unused");
+    env.remove("SIDECAR_DELIVERY_URL");
+    env.insert("SIDECAR_DELIVERY_SQS_QUEUE_URL".into(), through_proxy.to_string());
+    env.extend(process::testbed_aws());
+    env.insert("AWS_ENDPOINT_URL".into(), format!("http://{}", proxy.address()));
+    env.insert("SIDECAR_DELIVERY_TIMEOUT".into(), format!("{}s", SQS_TIMEOUT.as_secs()));
+    env.insert("SIDECAR_RETRY_MAX_ATTEMPTS".into(), "3".into());
+    proxy.set(Mode::BlackHole);
+    let sidecar = Sidecar::start(&env).await;
+    tokio::time::sleep(length).await;
+    proxy.heal();
+    let (g, t) = (group.clone(), topic.clone());
+    let settled = super::settle(
+        move || common::committed(&g, &t, 3),
+        &super::ends(&oracle, 3),
+        Duration::from_secs(90),
+    )
+    .await;
+    sidecar.stop().await;
+    let letters = common::consume_available(&dlq, Duration::from_secs(1)).await;
+    let committed = common::committed(&group, &topic, 3);
+    let mut evidence = super::evidence(None, &letters, None, committed);
+    evidence.accepted = drained(&sqs, &queue, oracle.produced.len()).await;
+    evidence.null_target = false;
+    let verdict = oracle.judge(&evidence, Lanes::None);
+    let failed_checks = if letters.is_empty() {
+        vec![]
+    } else {
+        vec![format!("an SQS outage made {} dead letters: {:?}", letters.len(), super::by_class(&letters))]
+    };
+    // Held requests reach SQS when the hole heals, after the sidecar gave up on them: at most a
+    // batch of 10 per lane (3) per attempt timeout.
+    let attempts = usize::try_from(length.as_millis() / SQS_TIMEOUT.as_millis()).unwrap_or(usize::MAX) + 1;
+    Report {
+        name: format!("SQS target black-holed {length:?}"),
+        verdict,
+        causes: vec![Cause::AnswerLost],
+        faults: vec![("SQS black hole", 1)],
+        settled,
+        peak_rss_kib: 0,
+        failed_checks,
+        duplicate_bound: Some(attempts * 3 * 10),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sqs_target_black_holed_makes_no_dead_letters_and_loses_nothing() {
+    sqs_black_hole(Duration::from_secs(12)).await.check();
+}
+
+/// The OTLP collector black-holed for `length` while records flow, and still black-holed when
+/// the sidecar (a real process) is told to stop: every record delivered and committed, and the
+/// process out within its grace.
+pub async fn otlp_black_hole(length: Duration) -> Report {
+    let receiver = OtlpReceiver::start().await;
+    let proxy = FaultProxy::start(receiver.grpc).await;
+    let topic = common::random_name("otlpfault");
+    let dlq = format!("{topic}.dlq");
+    common::create_topic(&topic, 2).await;
+    common::create_topic(&dlq, 1).await;
+    let mut oracle = Oracle::default();
+    super::produce(&common::bootstrap(), &topic, 2, 400, 20, 0, &mut oracle).await;
+    let app = TestApp::start().await;
+    app.behave(|_| Reply::Slow(Duration::from_millis(10), 200));
+    let group = common::random_name("g");
+    let grace = Duration::from_secs(10);
+    let mut env = sidecar::env(&topic, &group, &app.url());
+    env.insert("OTEL_EXPORTER_OTLP_ENDPOINT".into(), format!("http://{}", proxy.address()));
+    env.insert("OTEL_EXPORTER_OTLP_PROTOCOL".into(), "grpc".into());
+    env.insert("SIDECAR_SHUTDOWN_GRACE".into(), format!("{}s", grace.as_secs()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("sidecar.log");
+    let mut child = process::spawn(&env, &log);
+    common::eventually(Duration::from_secs(60), "spans at the collector", || {
+        std::future::ready((!receiver.spans().is_empty()).then_some(()))
+    })
+    .await;
+    proxy.set(Mode::BlackHole);
+    tokio::time::sleep(length).await;
+    let (g, t) = (group.clone(), topic.clone());
+    let settled = super::settle(
+        move || common::committed(&g, &t, 2),
+        &super::ends(&oracle, 2),
+        Duration::from_secs(60),
+    )
+    .await;
+    let peak_rss_kib = process::peak_rss_kib(&child);
+    process::signal(&child, "TERM");
+    let mut failed_checks = vec![];
+    let limit = grace + Duration::from_secs(20);
+    let (status, took) = process::wait(&mut child, limit).await;
+    if took > grace {
+        failed_checks
+            .push(format!("a black-holed collector held the shutdown {took:?}, past the {grace:?} grace"));
+    }
+    if !status.success() {
+        failed_checks.push(format!("the sidecar exited with {status}"));
+    }
+    super::debug_log(&log);
+    proxy.heal();
+    let letters = common::consume_available(&dlq, Duration::from_secs(1)).await;
+    let committed = common::committed(&group, &topic, 2);
+    let verdict = oracle.judge(&super::evidence(Some(&app), &letters, None, committed), Lanes::Partition);
+    Report {
+        name: format!("OTLP collector black-holed {length:?} and through the shutdown"),
+        verdict,
+        causes: vec![],
+        faults: vec![("OTLP collector black hole", 1)],
+        settled,
+        peak_rss_kib,
+        failed_checks,
+        duplicate_bound: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_collector_neither_slows_deliveries_nor_holds_the_shutdown() {
+    otlp_black_hole(Duration::from_secs(8)).await.check();
+}
