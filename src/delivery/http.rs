@@ -82,16 +82,12 @@ impl Delivery for HttpDelivery {
 
     /// An HTTP answer to a `HEAD` of the URL, within the attempt timeout (at least two
     /// seconds), means the application is reachable again, whatever its status (a 404 or 405
-    /// still comes from the application), except 502, 503 and 504: those come from a proxy or
-    /// mesh in front of it saying it is not there. A TCP connect alone is not enough: a proxy
-    /// or a hung application accepts connections and answers nothing.
+    /// still comes from the application), as any answer to a delivery does. A TCP connect alone
+    /// is not enough: a proxy or a hung application accepts connections and answers nothing.
     fn probe(&self) -> BoxFuture<'_, Result<(), String>> {
         async move {
             let timeout = self.timeout.max(MIN_PROBE_TIMEOUT);
             match self.client.head(self.url.clone()).timeout(timeout).send().await {
-                Ok(answer) if is_gateway_error(answer.status()) => {
-                    Err(format!("probe answered {}", answer.status()))
-                }
                 Ok(_) => Ok(()),
                 Err(err) => Err(classify_error(&err, timeout).error),
             }
@@ -102,11 +98,6 @@ impl Delivery for HttpDelivery {
     fn describe(&self) -> String {
         crate::config::redact_url(&self.url)
     }
-}
-
-/// A status a proxy in front of the application answers when the application is not there.
-fn is_gateway_error(status: StatusCode) -> bool {
-    matches!(status, StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT)
 }
 
 /// The request headers of the contract.
@@ -389,7 +380,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_probe_needs_an_answer_from_the_application_itself() {
+    async fn the_probe_needs_an_answer_within_the_attempt_timeout() {
         let probe =
             |url| async move { HttpDelivery::new(url, Duration::from_millis(100), 4).unwrap().probe().await };
         assert_eq!(
@@ -397,13 +388,11 @@ mod tests {
             Ok(()),
             "any answer of its own"
         );
-        assert_eq!(probe(server(Some("500 Internal Server Error")).await).await, Ok(()));
-        for gateway in ["502 Bad Gateway", "503 Service Unavailable", "504 Gateway Timeout"] {
-            assert!(
-                probe(server(Some(gateway)).await).await.is_err(),
-                "{gateway} is a proxy saying it is not there"
-            );
-        }
+        assert_eq!(
+            probe(server(Some("503 Service Unavailable")).await).await,
+            Ok(()),
+            "as a delivery's answer"
+        );
         let started = std::time::Instant::now();
         let silent = probe(server(None).await).await;
         assert!(silent.is_err(), "an accepted connection that never answers is not reachable");

@@ -102,18 +102,3 @@ pub trait Delivery: Send + Sync + 'static {
     /// Where records go, for logs and readiness reasons (no secrets).
     fn describe(&self) -> String;
 }
-
-/// Whether a TCP connection to the URL's host and port opens within two seconds: the probe of
-/// targets whose reachability is a socket (the SQS endpoint; the HTTP target asks for an
-/// answer). `what` names the URL in the error ("the queue URL").
-pub async fn probe_tcp(url: &url::Url, what: &str) -> Result<(), String> {
-    let host = url.host_str().ok_or_else(|| format!("{what} has no host"))?;
-    let port = url.port_or_known_default().ok_or_else(|| format!("{what} has no port"))?;
-    // IPv6 hosts come bracketed from the URL; the resolver wants them bare.
-    let connect = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port));
-    match tokio::time::timeout(Duration::from_secs(2), connect).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(err)) => Err(err.to_string()),
-        Err(_) => Err("connect timed out".to_string()),
-    }
-}

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::error::{ProvideErrorMetadata as _, SdkError};
+use aws_sdk_sqs::operation::get_queue_attributes::GetQueueAttributesError;
 use aws_sdk_sqs::operation::send_message_batch::SendMessageBatchError;
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use base64::Engine as _;
@@ -39,6 +40,8 @@ const MAX_ENTRIES: usize = 10;
 pub struct SqsDelivery {
     batcher: Batcher,
     url: Url,
+    /// The client, for the circuit breaker's probe.
+    client: aws_sdk_sqs::Client,
 }
 
 impl SqsDelivery {
@@ -57,10 +60,14 @@ impl SqsDelivery {
             aws_sdk_sqs::config::Builder::from(&config).timeout_config(timeouts).build(),
         );
         let claim_checks = claim_checks.filter(|a| matches!(a, Archive::S3 { .. }));
-        let sender =
-            Arc::new(Sender { client, fifo: is_fifo(&url), queue_url: url.to_string(), claim_checks });
+        let sender = Arc::new(Sender {
+            client: client.clone(),
+            fifo: is_fifo(&url),
+            queue_url: url.to_string(),
+            claim_checks,
+        });
         let limits = Limits { max_records: MAX_ENTRIES, max_bytes: MAX_MESSAGE_BYTES, linger, ordering };
-        SqsDelivery { batcher: Batcher::start(sender, limits), url }
+        SqsDelivery { batcher: Batcher::start(sender, limits), url, client }
     }
 }
 
@@ -83,8 +90,21 @@ impl Delivery for SqsDelivery {
         self.batcher.submit(record, attempt).boxed()
     }
 
+    /// A `GetQueueAttributes` call within the attempt timeout: any answer of the service, an
+    /// error included (access denied, the queue missing), means SQS is reachable again; a
+    /// connection that opens and answers nothing (a black hole, a hung proxy) does not.
     fn probe(&self) -> BoxFuture<'_, Result<(), String>> {
-        super::probe_tcp(&self.url, "the queue URL").boxed()
+        async move {
+            let asked = self
+                .client
+                .get_queue_attributes()
+                .queue_url(self.url.as_str())
+                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+                .send()
+                .await;
+            probe_answer(asked.map(|_| ()))
+        }
+        .boxed()
     }
 
     fn describe(&self) -> String {
@@ -223,6 +243,14 @@ fn classify_entry(code: &str, sender_fault: bool) -> FailureKind {
         FailureKind::Permanent
     } else {
         FailureKind::Retryable
+    }
+}
+
+/// Whether a probe call got an answer from SQS (see [`SqsDelivery::probe`]).
+fn probe_answer(asked: Result<(), SdkError<GetQueueAttributesError>>) -> Result<(), String> {
+    match asked {
+        Ok(()) | Err(SdkError::ServiceError(_) | SdkError::ResponseError(_)) => Ok(()),
+        Err(err) => Err(format!("SQS did not answer: {}", crate::dlq::archive::describe_sdk_error(&err))),
     }
 }
 

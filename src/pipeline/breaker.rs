@@ -144,7 +144,12 @@ pub async fn run_prober(
                 () = tokio::time::sleep(interval) => {}
                 () = cancel.cancelled() => return,
             }
-            match delivery.probe().await {
+            // A probe waits up to the attempt timeout: a stop must not wait for it.
+            let probed = tokio::select! {
+                probed = delivery.probe() => probed,
+                () = cancel.cancelled() => return,
+            };
+            match probed {
                 Ok(()) => breaker.close(),
                 Err(err) => {
                     latch.update(format!("unreachable at {target}: {err}"));
@@ -190,5 +195,48 @@ mod tests {
         assert!(breaker.on_unreachable("refused"));
         cancel.cancel();
         assert!(!breaker.wait_closed(&cancel).await);
+    }
+
+    /// A target whose probe never answers (a black-holed application).
+    struct Silent;
+
+    impl Delivery for Silent {
+        fn deliver<'a>(
+            &'a self,
+            _record: &'a crate::record::Record,
+            _attempt: &'a crate::delivery::Attempt,
+        ) -> futures::future::BoxFuture<'a, crate::delivery::AttemptOutcome> {
+            Box::pin(std::future::pending())
+        }
+
+        fn probe(&self) -> futures::future::BoxFuture<'_, Result<(), String>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn describe(&self) -> String {
+            "silent".to_string()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stop_does_not_wait_for_a_probe_that_never_answers() {
+        let breaker = std::sync::Arc::new(Breaker::new(1));
+        assert!(breaker.on_unreachable("timed out"));
+        let cancel = CancellationToken::new();
+        let metrics = Metrics::new().expect("metrics");
+        let prober = tokio::spawn(run_prober(
+            breaker,
+            std::sync::Arc::new(Silent),
+            std::sync::Arc::new(Health::new()),
+            metrics,
+            Duration::from_millis(1),
+            cancel.clone(),
+            "default".to_string(),
+        ));
+        // Let the prober start its probe, then stop.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        cancel.cancel();
+        let stopped = tokio::time::timeout(Duration::from_secs(5), prober).await;
+        assert!(stopped.is_ok(), "the prober is still waiting for its probe after the stop");
     }
 }

@@ -129,6 +129,11 @@ impl TestApp {
         self.received().iter().filter(|r| (200..300).contains(&r.status)).map(Received::coordinates).collect()
     }
 
+    /// Requests being handled right now (not answered yet).
+    pub fn in_flight(&self) -> usize {
+        self.state.current.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// The most requests the application handled at once.
     pub fn peak_concurrency(&self) -> usize {
         self.state.peak.load(std::sync::atomic::Ordering::SeqCst)

@@ -210,7 +210,7 @@ pub async fn application_run(
 
 /// The application's connections reset `times` times at random, mid-body: the application
 /// takes 100 ms per record, so a reset almost always lands on a request in flight. Each reset
-/// can lose at most the answers in flight, one per lane.
+/// connection carries at most one request (HTTP/1.1, no pipelining), so at most one lost answer.
 pub async fn application_resets(times: usize) -> Report {
     application_run(
         "application resets connections mid-body",
@@ -221,10 +221,7 @@ pub async fn application_resets(times: usize) -> Report {
                 proxy.reset_all();
             }
             let resets = proxy.resets();
-            (
-                vec![("application connection resets", resets)],
-                usize::try_from(resets).unwrap_or(usize::MAX) * LANES,
-            )
+            (vec![("application connection resets", resets)], usize::try_from(resets).unwrap_or(usize::MAX))
         },
     )
     .await
@@ -239,10 +236,10 @@ pub async fn application_black_hole(length: Duration) -> Report {
             proxy.set(Mode::BlackHole);
             tokio::time::sleep(length).await;
             // Held requests reach the application when the hole heals, after the sidecar gave
-            // up on them: at most one per lane per attempt timeout (2.5 s by default), plus the
-            // ones in flight when it opened.
-            let attempts = usize::try_from(length.as_millis() / 2500).unwrap_or(usize::MAX) + 1;
-            (vec![("application black hole", 1)], attempts * LANES)
+            // up on them. Once the breaker is open nothing but probes goes out, and it opens
+            // after three unreachable attempts: at most that many per lane.
+            let threshold = usize::try_from(msk_sidecar::pipeline::breaker::DEFAULT_THRESHOLD).unwrap_or(3);
+            (vec![("application black hole", 1)], threshold * LANES)
         },
     )
     .await
