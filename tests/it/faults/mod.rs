@@ -74,6 +74,16 @@ impl Report {
     }
 }
 
+/// A topic with a random name starting with `prefix` and `partitions` partitions, and its
+/// dead-letter topic, on the test bed's broker.
+pub async fn topics(prefix: &str, partitions: i32) -> (String, String) {
+    let topic = common::random_name(prefix);
+    let dlq = format!("{topic}.dlq");
+    common::create_topic(&topic, partitions).await;
+    common::create_topic(&dlq, 1).await;
+    (topic, dlq)
+}
+
 /// Produces `count` records, record `i` to partition `i mod partitions` with key `k<i mod keys>`
 /// and value `v<first + i>`, one per batch (tansu's watermarks count batches), and tells the
 /// oracle where each landed.
@@ -131,6 +141,19 @@ pub async fn settle(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     None
+}
+
+/// [`settle`] on the test bed's broker: until `group` has committed every record of `oracle` on
+/// the `partitions` of `topic`.
+pub async fn settle_group(
+    group: &str,
+    topic: &str,
+    oracle: &Oracle,
+    partitions: i32,
+    bound: Duration,
+) -> Option<Duration> {
+    let (g, t) = (group.to_string(), topic.to_string());
+    settle(move || common::committed(&g, &t, partitions), &ends(oracle, partitions), bound).await
 }
 
 /// What the run left behind, read from the application, the dead letters, the archive and the

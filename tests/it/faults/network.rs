@@ -155,10 +155,7 @@ pub async fn application_run(
     reply: Reply,
     fault: impl AsyncFnOnce(&FaultProxy) -> (Vec<(&'static str, u64)>, usize),
 ) -> Report {
-    let topic = common::random_name("appfault");
-    let dlq = format!("{topic}.dlq");
-    common::create_topic(&topic, 3).await;
-    common::create_topic(&dlq, 1).await;
+    let (topic, dlq) = super::topics("appfault", 3).await;
     let mut oracle = Oracle::default();
     super::produce(&common::bootstrap(), &topic, 3, 300, 30, 0, &mut oracle).await;
     let app = TestApp::start().await;
@@ -173,13 +170,7 @@ pub async fn application_run(
     .await;
     let (faults, duplicate_bound) = fault(&proxy).await;
     proxy.heal();
-    let (g, t) = (group.clone(), topic.clone());
-    let settled = super::settle(
-        move || common::committed(&g, &t, 3),
-        &super::ends(&oracle, 3),
-        Duration::from_secs(90),
-    )
-    .await;
+    let settled = super::settle_group(&group, &topic, &oracle, 3, Duration::from_secs(90)).await;
     let retried = sidecar.running().metrics.total(|c| c.retried.load(std::sync::atomic::Ordering::Relaxed));
     sidecar.stop().await;
     let letters = common::consume_available(&dlq, Duration::from_secs(1)).await;

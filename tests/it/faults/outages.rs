@@ -40,10 +40,7 @@ pub async fn s3_down(length: Duration) -> Report {
     let s3 = common::s3().await;
     let bucket = common::random_name("s3fault");
     s3.create_bucket().bucket(&bucket).send().await.expect("bucket");
-    let topic = common::random_name("s3down");
-    let dlq = format!("{topic}.dlq");
-    common::create_topic(&topic, 2).await;
-    common::create_topic(&dlq, 1).await;
+    let (topic, dlq) = super::topics("s3down", 2).await;
     let mut oracle = Oracle::default();
     super::produce(&common::bootstrap(), &topic, 2, 200, 20, 0, &mut oracle).await;
     let app = TestApp::start().await;
@@ -77,13 +74,7 @@ pub async fn s3_down(length: Duration) -> Report {
     .is_ok();
     tokio::time::sleep(length.saturating_sub(Duration::from_secs(1))).await;
     proxy.heal();
-    let (g, t) = (group.clone(), topic.clone());
-    let settled = super::settle(
-        move || common::committed(&g, &t, 2),
-        &super::ends(&oracle, 2),
-        Duration::from_secs(90),
-    )
-    .await;
+    let settled = super::settle_group(&group, &topic, &oracle, 2, Duration::from_secs(90)).await;
     let peak_rss_kib = process::peak_rss_kib(&child);
     process::signal(&child, "TERM");
     process::wait(&mut child, Duration::from_secs(20)).await;
@@ -177,10 +168,7 @@ async fn the_dead_letter_topic_refusing_writes() {
 
 /// Records whose delivery panics (the null target's test hook), `permille` of them.
 pub async fn panics(permille: u32) -> Report {
-    let topic = common::random_name("panicking");
-    let dlq = format!("{topic}.dlq");
-    common::create_topic(&topic, 2).await;
-    common::create_topic(&dlq, 1).await;
+    let (topic, dlq) = super::topics("panicking", 2).await;
     let mut oracle = Oracle::default();
     super::produce(&common::bootstrap(), &topic, 2, 200, 20, 0, &mut oracle).await;
     let archive = tempfile::tempdir().expect("tempdir");
@@ -189,13 +177,7 @@ pub async fn panics(permille: u32) -> Report {
     let mut env = sidecar::env(&topic, &group, &format!("null://?panic_permille={permille}"));
     env.insert("SIDECAR_DLQ_ARCHIVE".into(), format!("file://{}", archive.path().display()));
     let sidecar = Sidecar::start(&env).await;
-    let (g, t) = (group.clone(), topic.clone());
-    let settled = super::settle(
-        move || common::committed(&g, &t, 2),
-        &super::ends(&oracle, 2),
-        Duration::from_secs(60),
-    )
-    .await;
+    let settled = super::settle_group(&group, &topic, &oracle, 2, Duration::from_secs(60)).await;
     sidecar.stop().await;
     let letters = common::consume_available(&dlq, Duration::from_secs(1)).await;
     let committed = common::committed(&group, &topic, 2);

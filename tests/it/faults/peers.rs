@@ -37,10 +37,7 @@ async fn drained(sqs: &aws_sdk_sqs::Client, queue: &str, expected: usize) -> Vec
 pub async fn sqs_black_hole(length: Duration) -> Report {
     let sqs = common::sqs().await;
     let (_, queue) = common::sqs::create_queue(&sqs, true).await;
-    let topic = common::random_name("sqsfault");
-    let dlq = format!("{topic}.dlq");
-    common::create_topic(&topic, 1).await;
-    common::create_topic(&dlq, 1).await;
+    let (topic, dlq) = super::topics("sqsfault", 1).await;
     let mut oracle = Oracle::default();
     super::produce(&common::bootstrap(), &topic, 1, 100, 1, 0, &mut oracle).await;
     let localstack =
@@ -67,13 +64,7 @@ pub async fn sqs_black_hole(length: Duration) -> Report {
     tokio::time::sleep(length).await;
     let sent_during_the_hole = proxy.counters.bytes.load(std::sync::atomic::Ordering::Relaxed);
     proxy.heal();
-    let (g, t) = (group.clone(), topic.clone());
-    let settled = super::settle(
-        move || common::committed(&g, &t, 1),
-        &super::ends(&oracle, 1),
-        Duration::from_secs(90),
-    )
-    .await;
+    let settled = super::settle_group(&group, &topic, &oracle, 1, Duration::from_secs(90)).await;
     let peak_rss_kib = process::peak_rss_kib(&child);
     process::signal(&child, "TERM");
     process::wait(&mut child, Duration::from_secs(30)).await;
@@ -120,10 +111,7 @@ async fn the_sqs_target_black_holed_makes_no_dead_letters_and_loses_nothing() {
 pub async fn otlp_black_hole(length: Duration) -> Report {
     let receiver = OtlpReceiver::start().await;
     let proxy = FaultProxy::start(receiver.grpc).await;
-    let topic = common::random_name("otlpfault");
-    let dlq = format!("{topic}.dlq");
-    common::create_topic(&topic, 2).await;
-    common::create_topic(&dlq, 1).await;
+    let (topic, dlq) = super::topics("otlpfault", 2).await;
     let mut oracle = Oracle::default();
     super::produce(&common::bootstrap(), &topic, 2, 400, 20, 0, &mut oracle).await;
     let app = TestApp::start().await;
@@ -148,13 +136,7 @@ pub async fn otlp_black_hole(length: Duration) -> Report {
     .await;
     proxy.set(Mode::BlackHole);
     tokio::time::sleep(length).await;
-    let (g, t) = (group.clone(), topic.clone());
-    let settled = super::settle(
-        move || common::committed(&g, &t, 2),
-        &super::ends(&oracle, 2),
-        Duration::from_secs(60),
-    )
-    .await;
+    let settled = super::settle_group(&group, &topic, &oracle, 2, Duration::from_secs(60)).await;
     super::produce(&common::bootstrap(), &topic, 2, 2, 2, 400, &mut oracle).await;
     common::eventually(Duration::from_secs(30), "the slow deliveries to start", || {
         std::future::ready((app.in_flight() >= 2).then_some(()))

@@ -145,10 +145,7 @@ async fn a_rebalance_storm_with_an_application_outage_in_the_middle() {
 /// SIGKILL `kills` times at random points in key order; duplicates are allowed (bounded by what
 /// finished since the last commit), losses and reorders are not.
 pub async fn sigkill_in_key_order(kills: usize) -> Report {
-    let topic = common::random_name("killkey");
-    let dlq = format!("{topic}.dlq");
-    common::create_topic(&topic, 3).await;
-    common::create_topic(&dlq, 1).await;
+    let (topic, dlq) = super::topics("killkey", 3).await;
     let mut oracle = Oracle::default();
     // Six keys, 20 ms each: about 300 records a second, so a run spans several commits.
     super::produce(&common::bootstrap(), &topic, 3, 600, 6, 0, &mut oracle).await;
@@ -185,13 +182,7 @@ pub async fn sigkill_in_key_order(kills: usize) -> Report {
         process::wait(&mut child, Duration::from_secs(10)).await;
     }
     let mut last = process::spawn(&env, &log);
-    let (g, t) = (group.clone(), topic.clone());
-    let settled = super::settle(
-        move || common::committed(&g, &t, 3),
-        &super::ends(&oracle, 3),
-        Duration::from_secs(90),
-    )
-    .await;
+    let settled = super::settle_group(&group, &topic, &oracle, 3, Duration::from_secs(90)).await;
     process::signal(&last, "TERM");
     process::wait(&mut last, Duration::from_secs(15)).await;
     let letters = common::consume_available(&dlq, Duration::from_secs(1)).await;
