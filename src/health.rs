@@ -35,6 +35,8 @@ pub enum Component {
     Consumer,
     /// A record's processing panicked.
     Panic,
+    /// A source other than Kafka cannot be read (an SQS queue that does not answer).
+    Source,
 }
 
 impl Component {
@@ -49,6 +51,7 @@ impl Component {
             Component::Delivery => "delivery",
             Component::Consumer => "consumer",
             Component::Panic => "panic",
+            Component::Source => "source",
         }
     }
 }

@@ -6,24 +6,33 @@
 //! - [`config`]: typed, validated configuration from the environment and a TOML file.
 //! - [`auth`]: MSK IAM tokens (SigV4 OAUTHBEARER), credentials refresh, the IAM policy.
 //! - [`kafka`]: librdkafka settings and context shared by consumer and DLQ producer.
-//! - [`consumer`]: the group consumer and its poll loop (pause/resume, rebalance, commits).
+//! - [`consumer`]: the Kafka source: the group consumer and its poll loop (pause/resume,
+//!   rebalance, commits).
+//! - [`sqs_source`]: the SQS source: receivers, message leases (extended, deleted, released),
+//!   its own dispatcher, dead letters to the queue's dead-letter queue.
+//! - [`offsets`]: the Kafka source's ledger: per-partition contiguous watermark of finished
+//!   records, and the offset map of records finished above it that travels in the commit.
+//! - [`source`]: the boundary every source meets: records handed over, tracked and completed
+//!   in the source's ledger.
 //! - [`dispatch`]: ordering lanes, the in-flight bound, back-pressure, drains.
 //! - [`pipeline`]: one record from first attempt to terminal outcome (retries, breaker).
-//! - [`delivery`]: one attempt to the application (HTTP).
-//! - [`dlq`]: dead-letter topic record and archive object.
-//! - [`offsets`]: per-partition contiguous watermark of finished records, and the offset map of
-//!   records finished above it that travels in the commit's metadata.
-//! - [`record`]: the record type every stage shares.
-//! - [`health`], [`admin`]: readiness state and the `/live` `/ready` `/metrics` server.
-//! - [`telemetry`]: logs and metrics.
-//! - [`app`]: wires it all; [`shutdown`]: the SIGTERM/SIGINT token; [`cli`]: subcommands.
-//! - [`panics`]: the panic hook and the containment of panics in libraries reading hostile bytes.
+//! - [`delivery`]: one attempt to the application (HTTP, SQS).
+//! - [`dlq`]: dead-letter topic record and archive document.
+//! - [`archive`]: objects in S3 or a directory, for dead letters and SQS claim checks.
+//!
+//! Shared below all of them: [`record`] (the record every stage shares), [`attempt`] (one
+//! attempt and its outcome), [`health`] (readiness latches), [`telemetry`] (logs, metrics,
+//! traces), [`panics`] (the panic hook and containment of panics in libraries reading hostile
+//! bytes), [`shutdown`] (the SIGTERM/SIGINT token). At the edge: [`app`] wires it all,
+//! [`admin`] serves `/live` `/ready` `/metrics`, [`cli`] parses the subcommands.
 
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod admin;
 pub mod app;
+pub mod archive;
+pub mod attempt;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -38,4 +47,6 @@ pub mod panics;
 pub mod pipeline;
 pub mod record;
 pub mod shutdown;
+pub mod source;
+pub mod sqs_source;
 pub mod telemetry;

@@ -1,13 +1,19 @@
 //! The record as it flows from the consumer to delivery and dead letters.
 //!
-//! A [`Record`] is an owned copy of one Kafka message: the poll loop copies it out of
-//! librdkafka's buffer once, and every later stage shares it by reference. Sizes are tracked so
+//! A [`Record`] is an owned copy of one message: the Kafka poll loop copies it out of
+//! librdkafka's buffer once (an SQS receiver out of the answer), and every later stage shares it
+//! by reference. Its [`Origin`] says which kind of source it came from, which decides only the
+//! headers the application sees and where its dead letter goes. Sizes are tracked so
 //! the dispatcher can bound buffered memory.
 
 use std::fmt;
+use std::hash::BuildHasher as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use rustc_hash::FxBuildHasher;
+
+use crate::config::Ordering;
 
 /// A topic and partition, cheap to clone and hash.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -46,6 +52,20 @@ pub struct Header {
     pub value: Option<Bytes>,
 }
 
+/// Which kind of source a record came from.
+///
+/// A Kafka record's coordinates are its topic, partition and offset. An SQS message's are its
+/// queue (as the topic, partition 0) and a sequence number the receiver gives it (as the
+/// offset, unique within the receiver's run); its SQS facts travel as `x-sqs-*` headers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Origin {
+    /// A Kafka topic partition.
+    #[default]
+    Kafka,
+    /// An SQS queue.
+    Sqs,
+}
+
 /// One consumed record.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Record {
@@ -64,6 +84,8 @@ pub struct Record {
     /// What of the record could not be read (a header name that is not UTF-8): such a record
     /// is dead-lettered as `malformed`, never delivered.
     pub malformed: Option<Box<str>>,
+    /// The kind of source.
+    pub origin: Origin,
 }
 
 impl Record {
@@ -74,9 +96,26 @@ impl Record {
         64 + self.key.as_ref().map_or(0, Bytes::len) + self.value.as_ref().map_or(0, Bytes::len) + headers
     }
 
+    /// The record's lane within its partition under `ordering`: the whole partition, its key
+    /// (records without a key share one lane), or, with no order, the record alone. The
+    /// dispatcher runs a lane's records one at a time; the batcher never splits a lane over two
+    /// batches in flight.
+    pub fn lane_in_partition(&self, ordering: Ordering) -> u64 {
+        match ordering {
+            Ordering::Partition => 0,
+            Ordering::Key => self.key.as_ref().map_or(0, |key| FxBuildHasher.hash_one(key.as_ref()) | 1),
+            Ordering::None => u64::try_from(self.offset).unwrap_or(0),
+        }
+    }
+
     /// The first header with `name` (exact match).
     pub fn header(&self, name: &str) -> Option<&Header> {
         self.headers.iter().find(|h| h.name == name)
+    }
+
+    /// The value of the first header `name` as text, if it is there and UTF-8.
+    pub fn header_text(&self, name: &str) -> Option<&str> {
+        std::str::from_utf8(self.header(name)?.value.as_deref()?).ok()
     }
 }
 
@@ -101,6 +140,7 @@ mod tests {
             value: Some(Bytes::from_static(b"secret-value")),
             headers: vec![Header { name: "h".into(), value: Some(Bytes::from_static(b"secret-header")) }],
             malformed: None,
+            origin: crate::record::Origin::Kafka,
         };
         let shown = format!("{record:?}");
         assert_eq!(shown, "Record(orders/3@42)");

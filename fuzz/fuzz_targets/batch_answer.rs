@@ -18,6 +18,7 @@ fuzz_target!(|body: &[u8]| {
             value: Some(Bytes::from_static(b"v")),
             headers: vec![],
             malformed: None,
+            origin: msk_sidecar::record::Origin::Kafka,
         })
         .collect();
     let batch: Vec<&Record> = records.iter().collect();

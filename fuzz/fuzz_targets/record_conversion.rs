@@ -53,6 +53,7 @@ fuzz_target!(|input: Input| {
         value: input.value.map(Bytes::from),
         headers: input.headers.iter().map(|(n, v)| Header { name: n.clone(), value: v.clone().map(Bytes::from) }).collect(),
         malformed: None,
+        origin: msk_sidecar::record::Origin::Kafka,
     };
     let headers = request_headers(&record, &Attempt { number: 1, ..Attempt::default() });
     for header in &record.headers {

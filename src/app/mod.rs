@@ -14,11 +14,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminError, AdminServer};
+use crate::archive::Archive;
 use crate::config::Config;
 use crate::consumer::{self, ConsumerError};
 use crate::delivery::http::HttpError;
 use crate::dispatch::{self, Limits};
-use crate::dlq::{Archive, DeadLetterWriter};
+use crate::dlq::DeadLetterWriter;
 use crate::health::Health;
 use crate::kafka::{self, KafkaContext};
 use crate::offsets::OffsetTracker;
@@ -52,6 +53,9 @@ pub enum AppError {
     /// An OTLP exporter could not be built.
     #[error(transparent)]
     Otlp(#[from] OtlpError),
+    /// The SQS source could not start.
+    #[error(transparent)]
+    SqsSource(#[from] crate::sqs_source::SqsSourceError),
     /// A Kafka client failed fatally: the sidecar stopped and must be restarted.
     #[error("fatal Kafka client error: {0}")]
     Fatal(String),
@@ -149,6 +153,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
     let built = routes::build(&common).await?;
 
+    // The SQS source delivers to the default route's application, with its own dead letters.
+    let sqs = match (&config.sqs_source, built.routes.last()) {
+        (Some(sqs_config), Some(default_route)) => {
+            let setup = crate::sqs_source::Setup {
+                config: sqs_config.clone(),
+                max_in_flight: config.max_in_flight,
+                grace: config.shutdown_grace,
+                route: default_route.clone(),
+                archive: archive.clone(),
+                health: health.clone(),
+                metrics: metrics.clone(),
+            };
+            Some(crate::sqs_source::start(setup, stop.clone()).await?)
+        }
+        _ => None,
+    };
     let tracker = Arc::new(OffsetTracker::new(config.max_uncommitted));
     let oldest = tracker.clone();
     metrics.set_oldest_source(Box::new(move || oldest.oldest_timestamps()));
@@ -162,7 +182,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         max_in_flight: config.max_in_flight,
         limits,
         backlog: backlog.clone(),
-        tracker: tracker.clone(),
+        ledger: tracker.clone(),
         metrics: metrics.clone(),
         flow: flow_tx,
     });
@@ -177,6 +197,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         backlog,
         soft_limit: limits.soft_records(),
     };
+    let sqs_stop = stop.clone();
     let consumer_done = consumer::spawn(&config, parts, stop)?;
     let writers = built.writers;
     let probers = built.probers;
@@ -190,7 +211,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         grace: config.shutdown_grace,
     };
     tokio::spawn(async move {
-        let stopped = Stopped { consumer: consumer_done, dispatcher, lane_tasks };
+        let stopped = Stopped { consumer: consumer_done, dispatcher, lane_tasks, sqs, stop: sqs_stop };
         let result = finish(stopped, writers, admin, background, probers, telemetry)
             .await
             .and_then(|()| fatal.reason().map_or(Ok(()), |reason| Err(AppError::Fatal(reason.to_string()))));
@@ -207,6 +228,10 @@ struct Stopped {
     dispatcher: tokio::task::JoinHandle<()>,
     /// Every lane task (closed by the dispatcher when it stops).
     lane_tasks: tokio_util::task::TaskTracker,
+    /// The SQS source, which stops with the same token.
+    sqs: Option<crate::sqs_source::SqsSource>,
+    /// That token: cancelled when the consumer ends by itself, so the SQS source stops too.
+    stop: CancellationToken,
 }
 
 /// What is flushed to the OTLP collector last, and the time it may take.
@@ -266,6 +291,10 @@ async fn finish(
     telemetry: Telemetry,
 ) -> Result<(), AppError> {
     let result = stopped.consumer.await.unwrap_or(Err(ConsumerError::Vanished));
+    if let Some(sqs) = stopped.sqs {
+        stopped.stop.cancel();
+        sqs.wait().await;
+    }
     drop(stopped.dispatcher.await);
     // Lane tasks abandoned at the end of the grace period stop at their next await.
     stopped.lane_tasks.close();

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::AppError;
+use crate::archive::Archive;
 use crate::config::{Config, DeliveryTarget, Route, TopicMatcher};
 use crate::delivery::Delivery;
 use crate::delivery::batcher::Limits as BatchLimits;
@@ -17,7 +18,7 @@ use crate::delivery::http_batch::HttpBatchDelivery;
 use crate::delivery::null::NullDelivery;
 use crate::delivery::sqs::{self, SqsDelivery};
 use crate::dispatch::RouteEntry;
-use crate::dlq::{Archive, DeadLetterWriter};
+use crate::dlq::DeadLetterWriter;
 use crate::health::Health;
 use crate::kafka::KafkaContext;
 use crate::pipeline::breaker::{self, Breaker};

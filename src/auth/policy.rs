@@ -2,9 +2,11 @@
 //!
 //! `kafka-cluster:Connect` on the cluster, `DescribeTopic` + `ReadData` on the source topics,
 //! `DescribeTopic` + `WriteData` on the dead-letter topic, `DescribeGroup` + `AlterGroup` on the
-//! group, `s3:PutObject` on the archive prefix, `sqs:SendMessage` on a delivery queue and, for a
-//! queue encrypted with a KMS key, `kms:GenerateDataKey` + `kms:Decrypt` on the keys of the
-//! queue's account, only through SQS. The Terraform modules in `infra/` render the same document
+//! group, `s3:PutObject` on the archive prefix, `sqs:SendMessage` on a delivery queue, the
+//! consumer actions on the SQS source's queues and `sqs:SendMessage` on their dead-letter queues
+//! (named by placeholders: only their RedrivePolicy knows them) and, for a queue encrypted with
+//! a KMS key, `kms:GenerateDataKey` + `kms:Decrypt` on the keys of the queues' accounts, only
+//! through SQS. The Terraform modules in `infra/` render the same document
 //! from the same inputs.
 
 use serde::Serialize;
@@ -155,11 +157,39 @@ pub fn iam_policy(config: &Config) -> Policy {
             vec![format!("arn:{partition}:s3:::{objects}")],
         ));
     }
+    let region = config.kafka.region.as_deref().unwrap_or("REGION");
+    let mut keyed: Vec<String> = Vec::new();
     if !queues.is_empty() {
-        let region = config.kafka.region.as_deref().unwrap_or("REGION");
         let arns: Vec<String> = queues.iter().map(|url| queue_arn(url, &partition, region)).collect();
         statement.push(allow("DeliverToQueue", &["sqs:SendMessage"], arns.clone()));
-        statement.push(queue_keys(&arns));
+        keyed.extend(arns);
+    }
+    if let Some(source) = &config.sqs_source {
+        let arns: Vec<String> = source.queues.iter().map(|url| queue_arn(url, &partition, region)).collect();
+        statement.push(allow(
+            "ConsumeQueues",
+            &[
+                "sqs:ChangeMessageVisibility",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:ReceiveMessage",
+            ],
+            arns.clone(),
+        ));
+        // Each queue's dead-letter queue is named by its RedrivePolicy, which only AWS knows.
+        let dead: Vec<String> = arns
+            .iter()
+            .map(|arn| match arn.rsplit_once(':') {
+                Some((account, name)) => format!("{account}:DEAD_LETTER_QUEUE_OF_{name}"),
+                None => arn.clone(),
+            })
+            .collect();
+        statement.push(allow("SendToDeadLetterQueues", &["sqs:SendMessage"], dead.clone()));
+        keyed.extend(arns);
+        keyed.extend(dead);
+    }
+    if !keyed.is_empty() {
+        statement.push(queue_keys(&keyed));
     }
     Policy { version: "2012-10-17", statement }
 }
@@ -185,6 +215,39 @@ mod tests {
             env.insert(k.to_string(), v.to_string());
         }
         Config::from_sources(&env, None).expect("valid")
+    }
+
+    #[test]
+    fn an_sqs_source_needs_the_consumer_actions_and_its_dead_letter_queues() {
+        let config = config(&[(
+            "SQS_QUEUE_URLS",
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/tasks,https://sqs.eu-west-1.amazonaws.com/123456789012/jobs.fifo",
+        )]);
+        let policy = iam_policy(&config);
+        let find = |sid: &str| policy.statement.iter().find(|s| s.sid == sid).expect(sid);
+        let consume = find("ConsumeQueues");
+        assert_eq!(
+            consume.action,
+            vec![
+                "sqs:ChangeMessageVisibility",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "sqs:ReceiveMessage"
+            ]
+        );
+        assert_eq!(
+            consume.resource,
+            vec!["arn:aws:sqs:eu-west-1:123456789012:tasks", "arn:aws:sqs:eu-west-1:123456789012:jobs.fifo"]
+        );
+        assert_eq!(
+            find("SendToDeadLetterQueues").resource,
+            vec![
+                "arn:aws:sqs:eu-west-1:123456789012:DEAD_LETTER_QUEUE_OF_tasks",
+                "arn:aws:sqs:eu-west-1:123456789012:DEAD_LETTER_QUEUE_OF_jobs.fifo"
+            ]
+        );
+        assert_eq!(find("UseQueueKmsKey").resource, vec!["arn:aws:kms:eu-west-1:123456789012:key/*"]);
+        assert!(policy.statement.iter().all(|s| s.sid != "DeliverToQueue"), "no delivery queue configured");
     }
 
     #[test]

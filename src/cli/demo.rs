@@ -3,7 +3,8 @@
 //! Starts librdkafka's in-process mock cluster, a small demo application (HTTP on loopback)
 //! that fails some records transiently and some for good, produces sample orders, runs the real
 //! sidecar against them with a directory archive, prints a live summary and a final report that
-//! shows where every record went, and checks the counts add up.
+//! shows where every record went, and checks the counts add up. With `--sqs` an SQS queue on
+//! LocalStack is consumed next to the topic ([`super::demo_sqs`]).
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -40,11 +41,14 @@ pub struct DemoArgs {
     /// Make the demo application accept every record (for throughput measurements).
     #[arg(long)]
     pub no_failures: bool,
+    /// Also consume an SQS queue of as many sample tasks (needs LocalStack: `AWS_ENDPOINT_URL`).
+    #[arg(long)]
+    pub sqs: bool,
 }
 
 /// What the demo application does with an order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
+pub(super) enum Kind {
     /// Accepted at once.
     Ok,
     /// 503 on the first two attempts, then accepted.
@@ -56,7 +60,7 @@ enum Kind {
 }
 
 impl Kind {
-    fn of(order: u32, failures: bool) -> Kind {
+    pub(super) fn of(order: u32, failures: bool) -> Kind {
         match order {
             _ if !failures => Kind::Ok,
             n if n % 75 == 42 => Kind::Broken,
@@ -66,7 +70,7 @@ impl Kind {
         }
     }
 
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Kind::Ok => "ok",
             Kind::Flaky => "flaky",
@@ -158,6 +162,13 @@ async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         args.records, expected[0], expected[1], expected[2], expected[3]
     ));
 
+    let sqs = if args.sqs { Some(super::demo_sqs::prepare(args.records, failures).await?) } else { None };
+    if let Some(sqs) = &sqs {
+        output::line(&format!(
+            "sent {} tasks to SQS queue {}: {} ok, {} flaky, {} invalid, {} broken (dead letters to the archive)",
+            args.records, sqs.name, sqs.expected[0], sqs.expected[1], sqs.expected[2], sqs.expected[3]
+        ));
+    }
     let env: std::collections::BTreeMap<String, String> = [
         ("KAFKA_BROKERS", bootstrap.as_str()),
         ("KAFKA_TOPICS", TOPIC),
@@ -178,11 +189,15 @@ async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     .collect();
     let mut env = env;
     env.insert("SIDECAR_DLQ_ARCHIVE".into(), format!("file://{}", archive.display()));
+    if let Some(sqs) = &sqs {
+        env.insert("SQS_QUEUE_URLS".into(), sqs.url.clone());
+        env.insert("SQS_WAIT_TIME".into(), "1s".into());
+    }
     let config = Config::from_sources(&env, None).map_err(|err| anyhow::anyhow!("{err}"))?;
     let shutdown = CancellationToken::new();
     let running = crate::app::start(config, shutdown.clone()).await?;
     let metrics = running.metrics.clone();
-    let total = u64::from(args.records);
+    let total = u64::from(args.records) * if sqs.is_some() { 2 } else { 1 };
     let live = std::io::stdout().is_terminal();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -206,7 +221,8 @@ async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     shutdown.cancel();
     running.wait().await?;
-    report(&metrics, &bootstrap, &archive, expected, total, elapsed).await
+    let sqs_expected = sqs.as_ref().map(|s| (s.name.clone(), s.expected));
+    report(&metrics, &bootstrap, &archive, expected, sqs_expected, total, elapsed).await
 }
 
 fn summary(metrics: &Metrics, total: u64) -> (String, bool) {
@@ -225,12 +241,30 @@ async fn report(
     bootstrap: &str,
     archive: &PathBuf,
     expected: [u32; 4],
+    sqs: Option<(String, [u32; 4])>,
     total: u64,
     elapsed: Duration,
 ) -> anyhow::Result<()> {
     let delivered = metrics.total(|c| c.delivered.load(Ordering::Relaxed));
     let dead = metrics.total(|c| c.dead_lettered_total());
-    let letters = read_topic(bootstrap, DLQ, dead).await?;
+    let sqs_dead = sqs
+        .as_ref()
+        .map_or(0, |(name, _)| metrics.topic(&std::sync::Arc::from(name.as_str())).dead_lettered_total());
+    let letters = read_topic(bootstrap, DLQ, dead - sqs_dead).await?;
+    let mut expected = expected;
+    if let Some((name, tasks)) = &sqs {
+        let counters = metrics.topic(&std::sync::Arc::from(name.as_str()));
+        output::line(&format!(
+            "from SQS queue {name}: delivered {} (expected {}), dead-lettered {} to the archive (expected {})",
+            counters.delivered.load(Ordering::Relaxed),
+            tasks[0] + tasks[1],
+            sqs_dead,
+            tasks[2] + tasks[3]
+        ));
+        for (sum, add) in expected.iter_mut().zip(tasks) {
+            *sum += add;
+        }
+    }
     let mut files = Vec::new();
     collect_files(archive, &mut files);
     files.sort();
@@ -253,7 +287,7 @@ async fn report(
     let expected_dead = u64::from(expected[2] + expected[3]);
     if delivered != expected_delivered
         || dead != expected_dead
-        || letters.len() as u64 != dead
+        || letters.len() as u64 != dead - sqs_dead
         || files.len() as u64 != dead
     {
         bail!("the counts do not add up (see above)");

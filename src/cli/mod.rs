@@ -6,6 +6,7 @@
 
 mod check_config;
 mod demo;
+mod demo_sqs;
 mod healthcheck;
 pub mod output;
 mod token;

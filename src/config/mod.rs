@@ -11,6 +11,7 @@ pub mod parse;
 pub mod raw;
 mod render;
 mod routes;
+mod sources;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -126,6 +127,31 @@ pub struct KafkaConfig {
     pub cluster_arn: Option<String>,
     /// Extra librdkafka properties from `SIDECAR_LIBRDKAFKA_*`.
     pub librdkafka: Vec<LibrdkafkaProperty>,
+}
+
+/// The SQS source (`SQS_QUEUE_URLS`): queues whose messages are delivered like records.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SqsSourceConfig {
+    /// The queues, standard or FIFO (`.fifo`).
+    pub queues: Vec<Url>,
+    /// Messages per `ReceiveMessage` (1-10).
+    pub max_messages: i32,
+    /// Long-poll wait of a receive (0-20 s).
+    pub wait_time: Duration,
+    /// The lease kept on a message in flight, extended before it lapses.
+    pub visibility_timeout: Duration,
+}
+
+impl fmt::Debug for SqsSourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let queues: Vec<String> = self.queues.iter().map(redact_url).collect();
+        f.debug_struct("SqsSourceConfig")
+            .field("queues", &queues)
+            .field("max_messages", &self.max_messages)
+            .field("wait_time", &self.wait_time)
+            .field("visibility_timeout", &self.visibility_timeout)
+            .finish()
+    }
 }
 
 /// Where records are delivered.
@@ -333,6 +359,8 @@ pub struct Config {
     pub trace_record_keys: bool,
     /// Per-topic routes from the TOML file, in file order (the first match wins).
     pub routes: Vec<Route>,
+    /// SQS queues consumed next to the Kafka topics, if any.
+    pub sqs_source: Option<SqsSourceConfig>,
 }
 
 /// One configuration problem, printed as one line.

@@ -8,13 +8,16 @@ use super::{
     StartFrom, TelemetryConfig, keys, redact_text_url, redact_url,
 };
 
-fn duration(d: std::time::Duration) -> String {
+use std::time::Duration;
+
+fn duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
 /// Every variable with its effective value.
 pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
     let kafka = &config.kafka;
+    let sqs_source = config.sqs_source.as_ref();
     let (http, sqs) = match &config.delivery.target {
         DeliveryTarget::Http(url) => (redact_url(url), String::new()),
         DeliveryTarget::Sqs(url) => (String::new(), redact_url(url)),
@@ -81,6 +84,18 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
             .to_string(),
         ),
         (keys::SIDECAR_TRACE_RECORD_KEYS, config.trace_record_keys.to_string()),
+        (
+            keys::SQS_QUEUE_URLS,
+            sqs_source
+                .map(|s| s.queues.iter().map(redact_url).collect::<Vec<_>>().join(","))
+                .unwrap_or_default(),
+        ),
+        (keys::SQS_MAX_MESSAGES, sqs_source.map_or(10, |s| s.max_messages).to_string()),
+        (keys::SQS_WAIT_TIME, duration(sqs_source.map_or(Duration::from_secs(20), |s| s.wait_time))),
+        (
+            keys::SQS_VISIBILITY_TIMEOUT,
+            duration(sqs_source.map_or(Duration::from_secs(30), |s| s.visibility_timeout)),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

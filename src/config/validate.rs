@@ -55,7 +55,7 @@ pub(crate) struct Reader<'a> {
 }
 
 impl Reader<'_> {
-    fn problem_with_value(&mut self, name: &str, value: &RawValue, message: String) {
+    pub(super) fn problem_with_value(&mut self, name: &str, value: &RawValue, message: String) {
         self.problems.push(Problem {
             variable: name.to_string(),
             // Errors are printed: a secret in the value must not be.
@@ -70,7 +70,7 @@ impl Reader<'_> {
 
     /// Parses a variable, falling back to its documented default; `None` if unset without
     /// default or invalid (the problem is recorded).
-    fn parse<T>(&mut self, name: &str, parser: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+    pub(super) fn parse<T>(&mut self, name: &str, parser: impl Fn(&str) -> Result<T, String>) -> Option<T> {
         match self.raw.get(name) {
             Some(value) => match parser(&value.text) {
                 Ok(parsed) => Some(parsed),
@@ -117,6 +117,7 @@ impl Reader<'_> {
         let admin_addr = self.parse(keys::SIDECAR_ADMIN_ADDR, parse::socket_addr);
         let shutdown_grace = self.parse(keys::SIDECAR_SHUTDOWN_GRACE, parse::duration);
         let telemetry = self.telemetry();
+        let sqs_source = self.sqs_source();
         let log_format = self.parse(keys::SIDECAR_LOG_FORMAT, |t| match t.trim() {
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
@@ -145,6 +146,7 @@ impl Reader<'_> {
             log_format: log_format?,
             telemetry: telemetry?,
             routes: Vec::new(),
+            sqs_source: sqs_source?,
         };
         let routes = super::routes::parse(self, &config);
         Some(Config { routes, ..config })

@@ -104,7 +104,7 @@ impl Batcher {
     pub async fn submit(&self, record: &Record, attempt: &Attempt) -> AttemptOutcome {
         let (reply, outcome) = oneshot::channel();
         let lane = (self.ordering != Ordering::None).then(|| {
-            let in_partition = crate::dispatch::lane_in_partition(self.ordering, record);
+            let in_partition = record.lane_in_partition(self.ordering);
             FxBuildHasher.hash_one((&*record.tp.topic, record.tp.partition, in_partition))
         });
         let pending = Pending { record: record.clone(), attempt: attempt.clone(), reply, lane, held: false };
@@ -311,6 +311,7 @@ mod tests {
             value: Some(Bytes::from(vec![b'x'; size])),
             headers: vec![],
             malformed: None,
+            origin: crate::record::Origin::Kafka,
         }
     }
 

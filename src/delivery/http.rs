@@ -1,7 +1,8 @@
 //! HTTP delivery: one POST per record to the application, as the contract in `DESIGN.md` says.
 //!
 //! The body is the record value unchanged; coordinates, key, timestamp and headers travel as
-//! `x-kafka-*` headers (binary values base64). A pooled keep-alive client is shared by every
+//! `x-kafka-*` headers (binary values base64); an SQS message's facts as its `x-sqs-*` headers,
+//! with `x-delivery-attempt` counting SQS's earlier receives too. A pooled keep-alive client is shared by every
 //! attempt; each attempt has its own timeout. Responses are classified: 2xx delivered; 408,
 //! 429, 5xx retryable (429/503 with `Retry-After` carry the delay); other 4xx permanent;
 //! refused, reset or timed-out connections mean the application is unreachable. The circuit
@@ -19,7 +20,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 use super::{Attempt, AttemptOutcome, Delivery, Failure, FailureKind};
-use crate::record::Record;
+use crate::record::{Origin, Record};
 
 /// Response body bytes kept for the dead letter's error text.
 const DETAIL_BYTES: usize = 512;
@@ -102,6 +103,9 @@ impl Delivery for HttpDelivery {
 
 /// The request headers of the contract.
 pub fn request_headers(record: &Record, attempt: &Attempt) -> HeaderMap {
+    if record.origin == Origin::Sqs {
+        return sqs_request_headers(record, attempt);
+    }
     let mut headers = HeaderMap::with_capacity(8 + record.headers.len());
     let content_type = record
         .headers
@@ -139,6 +143,52 @@ pub fn request_headers(record: &Record, attempt: &Attempt) -> HeaderMap {
         headers.insert("tracestate", tracestate);
     }
     headers
+}
+
+/// The headers of an SQS message: its `x-sqs-*` facts as the receiver wrote them, the content
+/// type from a `content-type` message attribute (text otherwise: SQS bodies are text), and the
+/// attempt counted over every receive (the third receive's first attempt is attempt 3).
+fn sqs_request_headers(record: &Record, attempt: &Attempt) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(4 + record.headers.len());
+    let content_type = record
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("x-sqs-attribute-content-type"))
+        .and_then(|h| h.value.as_ref())
+        .and_then(|v| HeaderValue::from_bytes(v).ok())
+        .unwrap_or(HeaderValue::from_static("text/plain; charset=utf-8"));
+    headers.insert(reqwest::header::CONTENT_TYPE, content_type);
+    for header in record.headers.iter().filter(|h| h.name.starts_with("x-sqs-")) {
+        let Ok(name) = HeaderName::from_bytes(encode_name(&header.name).as_bytes()) else { continue };
+        let value = header.value.as_deref().unwrap_or_default();
+        let value = HeaderValue::from_bytes(value).unwrap_or_else(|_| text_value(&percent_encode(value)));
+        headers.append(name, value);
+    }
+    let earlier = record
+        .header_text("x-sqs-receive-count")
+        .and_then(|count| count.parse::<u32>().ok())
+        .map_or(0, |count| count.saturating_sub(1));
+    headers.insert("x-delivery-attempt", HeaderValue::from(attempt.number.saturating_add(earlier)));
+    if let Some(traceparent) = attempt.traceparent.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert("traceparent", traceparent);
+    }
+    if let Some(tracestate) = attempt.tracestate.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
+        headers.insert("tracestate", tracestate);
+    }
+    headers
+}
+
+/// Bytes an HTTP header value cannot hold (control characters), and `%`, percent-encoded.
+fn percent_encode(value: &[u8]) -> String {
+    let mut out = String::with_capacity(value.len());
+    for &byte in value {
+        if (0x20..0x7f).contains(&byte) && byte != b'%' {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// A header value from text we produced (base64, decimal, topic names): always visible ASCII.
@@ -273,7 +323,38 @@ mod tests {
                 Header { name: "dup".into(), value: Some(Bytes::from_static(b"2")) },
             ],
             malformed: None,
+            origin: crate::record::Origin::Kafka,
         }
+    }
+
+    #[test]
+    fn an_sqs_message_gets_its_own_headers_and_an_attempt_over_every_receive() {
+        let header = |name: &str, value: &[u8]| Header {
+            name: name.into(),
+            value: Some(Bytes::copy_from_slice(value)),
+        };
+        let record = Record {
+            tp: TopicPartition::new("tasks", 0),
+            offset: 9,
+            timestamp: Some(1),
+            key: Some(Bytes::from_static(b"group")),
+            value: Some(Bytes::from_static(b"body")),
+            headers: vec![
+                header("x-sqs-queue", b"tasks"),
+                header("x-sqs-receive-count", b"3"),
+                header("x-sqs-attribute-note", b"line\nbreak"),
+                header("x-sqs-attribute-content-type", b"application/json"),
+            ],
+            malformed: None,
+            origin: crate::record::Origin::Sqs,
+        };
+        let h = request_headers(&record, &Attempt { number: 2, ..Attempt::default() });
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+        assert_eq!(get("x-sqs-queue").as_deref(), Some("tasks"));
+        assert_eq!(get("x-delivery-attempt").as_deref(), Some("4"), "two earlier receives");
+        assert_eq!(get("x-sqs-attribute-note").as_deref(), Some("line%0Abreak"));
+        assert_eq!(get("content-type").as_deref(), Some("application/json"));
+        assert!(get("x-kafka-topic").is_none() && get("x-kafka-offset").is_none());
     }
 
     #[test]

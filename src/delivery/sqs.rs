@@ -27,8 +27,8 @@ use url::Url;
 
 use super::batcher::{BatchSender, Batcher, Limits, Pending};
 use super::{Attempt, AttemptOutcome, Delivery, Failure, FailureKind};
+use crate::archive::Archive;
 use crate::config::Ordering;
-use crate::dlq::Archive;
 use crate::record::Record;
 
 /// SQS's message size limit (body and attributes).
@@ -250,7 +250,7 @@ fn classify_entry(code: &str, sender_fault: bool) -> FailureKind {
 fn probe_answer(asked: Result<(), SdkError<GetQueueAttributesError>>) -> Result<(), String> {
     match asked {
         Ok(()) | Err(SdkError::ServiceError(_) | SdkError::ResponseError(_)) => Ok(()),
-        Err(err) => Err(format!("SQS did not answer: {}", crate::dlq::archive::describe_sdk_error(&err))),
+        Err(err) => Err(format!("SQS did not answer: {}", crate::archive::describe_sdk_error(&err))),
     }
 }
 
@@ -258,7 +258,7 @@ fn classify_call(err: &SdkError<SendMessageBatchError>) -> Failure {
     let text = match (err.code(), err.message()) {
         (Some(code), Some(message)) => format!("SQS {code}: {message}"),
         (Some(code), None) => format!("SQS {code}"),
-        _ => format!("SQS request failed: {}", crate::dlq::archive::describe_sdk_error(err)),
+        _ => format!("SQS request failed: {}", crate::archive::describe_sdk_error(err)),
     };
     let kind = match err {
         SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => FailureKind::Unreachable,
@@ -392,6 +392,7 @@ mod tests {
             value: value.map(Bytes::copy_from_slice),
             headers: vec![],
             malformed: None,
+            origin: crate::record::Origin::Kafka,
         }
     }
 

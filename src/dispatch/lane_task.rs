@@ -1,5 +1,5 @@
 //! One lane task: runs a lane's batch of records through the pipeline in order, stops at the
-//! first record that does not finish (order), and hands finished offsets to the offset tracker in
+//! first record that does not finish (order), and hands finished records to the source's ledger in
 //! small groups, never holding them back behind a record that has to wait.
 //!
 //! A panic in one record's work is contained here: the record is dead-lettered as `panic` and
@@ -16,9 +16,9 @@ use tokio::sync::mpsc;
 
 use super::RouteEntry;
 use super::lanes::LaneKey;
-use crate::offsets::OffsetTracker;
 use crate::pipeline::{Cancel, Outcome};
 use crate::record::{Record, TopicPartition};
+use crate::source::Ledger;
 use crate::telemetry::metrics::TopicCounters;
 
 /// Reported by a lane task when it stops.
@@ -49,10 +49,10 @@ impl Drop for Report {
     }
 }
 
-/// Finished offsets of a lane task, handed to the tracker in small groups (one lock each) while
+/// Finished records of a lane task, handed to the ledger in small groups (one lock each) while
 /// records finish at once, and before any record that has to wait.
 struct Completed<'a> {
-    tracker: &'a OffsetTracker,
+    ledger: &'a dyn Ledger,
     tp: &'a TopicPartition,
     epoch: u64,
     offsets: Vec<i64>,
@@ -64,8 +64,8 @@ impl<'a> Completed<'a> {
     const MAX: usize = 64;
     const AGE: Duration = Duration::from_millis(100);
 
-    fn new(tracker: &'a OffsetTracker, tp: &'a TopicPartition, epoch: u64) -> Self {
-        Completed { tracker, tp, epoch, offsets: Vec::with_capacity(Self::MAX), since: Instant::now() }
+    fn new(ledger: &'a dyn Ledger, tp: &'a TopicPartition, epoch: u64) -> Self {
+        Completed { ledger, tp, epoch, offsets: Vec::with_capacity(Self::MAX), since: Instant::now() }
     }
 
     fn push(&mut self, offset: i64) {
@@ -83,7 +83,7 @@ impl<'a> Completed<'a> {
 
     /// Runs the next record's work. Work that does not finish at once (a network call, a
     /// backoff, a dead letter waiting for its archive) may take any time, so the completions held
-    /// so far go to the tracker first: a record still running never holds back the commit of
+    /// so far go to the ledger first: a record still running never holds back the commit of
     /// records that finished before it.
     async fn settle<F: Future>(&mut self, work: F) -> F::Output {
         let mut work = std::pin::pin!(work);
@@ -96,7 +96,7 @@ impl<'a> Completed<'a> {
 
     fn flush(&mut self) {
         if !self.offsets.is_empty() {
-            self.tracker.complete_many(self.tp, self.epoch, &self.offsets);
+            self.ledger.complete(self.tp, self.epoch, &self.offsets);
             self.offsets.clear();
         }
     }
@@ -110,7 +110,7 @@ pub(super) struct LaneTask {
     pub(super) stopped: Arc<AtomicBool>,
     pub(super) counters: Arc<TopicCounters>,
     pub(super) route: Arc<RouteEntry>,
-    pub(super) tracker: Arc<OffsetTracker>,
+    pub(super) ledger: Arc<dyn Ledger>,
     pub(super) done: mpsc::UnboundedSender<LaneDone>,
 }
 
@@ -122,7 +122,7 @@ impl LaneTask {
             done: self.done.clone(),
             report: Some(LaneDone { key: self.key.clone(), records, bytes, held: None }),
         };
-        let mut done = Completed::new(&self.tracker, &self.key.0, self.key.1);
+        let mut done = Completed::new(&*self.ledger, &self.key.0, self.key.1);
         'lane: for chunk in self.batch.chunks(self.route.chunk.max(1)) {
             if self.stopped.load(std::sync::atomic::Ordering::Acquire) {
                 break; // not started: left for the next owner
@@ -161,7 +161,7 @@ impl LaneTask {
                 break 'lane;
             }
         }
-        // Completions must reach the tracker before the dispatcher hears the lane is done.
+        // Completions must reach the ledger before the dispatcher hears the lane is done.
         done.flush();
         drop(report);
     }

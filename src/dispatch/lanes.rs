@@ -1,21 +1,19 @@
 //! The dispatcher task's state: assignments, lanes, the ready queue, drains and back-pressure.
 
+use rustc_hash::FxHashMap;
 use std::collections::VecDeque;
-use std::hash::BuildHasher as _;
-
-use rustc_hash::{FxBuildHasher, FxHashMap};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 use super::lane_task::{LaneDone, LaneTask};
-use super::partition::Partition;
+use super::partition::{Draining, Partition};
 use super::{Command, DoneReceiver, DrainDone, Flow, Limits, RouteEntry};
 use crate::config::Ordering;
-use crate::offsets::OffsetTracker;
 use crate::pipeline::Cancel;
 use crate::record::{Record, TopicPartition};
+use crate::source::Ledger;
 use crate::telemetry::metrics::Metrics;
 
 /// Records handed to one lane task at most.
@@ -23,16 +21,6 @@ const BATCH: usize = 128;
 
 /// A lane: the partition, the epoch of its assignment, and a lane number within it.
 pub(super) type LaneKey = (TopicPartition, u64, u64);
-
-/// The lane of `record` within its partition under `ordering`: the whole partition, its key
-/// (records without a key share one lane), or, with no order, the record alone.
-pub fn lane_in_partition(ordering: Ordering, record: &Record) -> u64 {
-    match ordering {
-        Ordering::Partition => 0,
-        Ordering::Key => record.key.as_ref().map_or(0, |key| FxBuildHasher.hash_one(key.as_ref()) | 1),
-        Ordering::None => u64::try_from(record.offset).unwrap_or(0),
-    }
-}
 
 /// A queue of records processed one at a time.
 #[derive(Default)]
@@ -66,7 +54,7 @@ pub(super) struct Dispatcher {
     routes: Vec<Arc<RouteEntry>>,
     max_in_flight: usize,
     limits: Limits,
-    tracker: Arc<OffsetTracker>,
+    ledger: Arc<dyn Ledger>,
     metrics: Metrics,
     flow: mpsc::UnboundedSender<Flow>,
     backlog: Arc<super::Backlog>,
@@ -78,7 +66,7 @@ pub(super) struct Dispatcher {
     /// The consuming assignment of each partition.
     partitions: FxHashMap<TopicPartition, Partition>,
     /// Assignments being drained (revoked, or shutting down) until their lanes end.
-    draining: Vec<Partition>,
+    draining: Vec<Draining>,
     lanes: FxHashMap<LaneKey, Lane>,
     /// Lanes with queued records waiting for a free slot, oldest first.
     ready: VecDeque<LaneKey>,
@@ -99,7 +87,7 @@ impl Dispatcher {
             routes: setup.routes,
             max_in_flight: setup.max_in_flight.max(1),
             limits: setup.limits,
-            tracker: setup.tracker,
+            ledger: setup.ledger,
             metrics: setup.metrics,
             flow: setup.flow,
             backlog: setup.backlog,
@@ -153,8 +141,7 @@ impl Dispatcher {
                     let partition = Partition::new(tp.clone(), epoch, self.root.child(), counters, route);
                     // A consuming assignment it replaces (a revoke librdkafka never reported)
                     // drains like a revoked one.
-                    if let Some(mut old) = self.partitions.insert(tp, partition) {
-                        old.start_draining();
+                    if let Some(old) = self.partitions.insert(tp, partition) {
                         self.retire(old);
                     }
                 }
@@ -162,7 +149,7 @@ impl Dispatcher {
             Command::Records { records, polled_at } => self.on_records(records, polled_at),
             Command::Revoke { tps, done } => self.drain(&tps, DrainSignal::Revoke(done)),
             Command::Abort(tps) => {
-                let all = self.partitions.values().chain(&self.draining);
+                let all = self.partitions.values().chain(self.draining.iter().map(|d| &d.0));
                 all.filter(|p| tps.contains(&p.tp)).for_each(|p| p.cancel.hard.cancel());
             }
             Command::Shutdown { done } => {
@@ -199,7 +186,7 @@ impl Dispatcher {
             };
             marks.clear();
             marks.extend(run.iter().map(|r| (r.offset, r.timestamp)));
-            let Some(tracked) = self.tracker.track_many(&tp, partition.epoch, &marks) else {
+            let Some(tracked) = self.ledger.track(&tp, partition.epoch, &marks) else {
                 run.clear();
                 continue;
             };
@@ -236,7 +223,7 @@ impl Dispatcher {
                 continue;
             }
             for record in run.drain(..) {
-                let key = (tp.clone(), epoch, lane_in_partition(ordering, &record));
+                let key = (tp.clone(), epoch, record.lane_in_partition(ordering));
                 let lane = self.lanes.entry(key.clone()).or_default();
                 lane.queue.push_back(record);
                 if !lane.running && !lane.ready && !lane.held {
@@ -277,7 +264,7 @@ impl Dispatcher {
                 stopped: partition.stopped.clone(),
                 counters: partition.counters.clone(),
                 route: partition.route.clone(),
-                tracker: self.tracker.clone(),
+                ledger: self.ledger.clone(),
                 done: self.done_tx.clone(),
             };
             self.tasks.spawn(task.run());
@@ -294,7 +281,7 @@ impl Dispatcher {
     fn assignment_mut(&mut self, tp: &TopicPartition, epoch: u64) -> Option<&mut Partition> {
         match self.partitions.get_mut(tp) {
             Some(p) if p.epoch == epoch => Some(p),
-            _ => self.draining.iter_mut().find(|p| p.tp == *tp && p.epoch == epoch),
+            _ => self.draining.iter_mut().map(|d| &mut d.0).find(|p| p.tp == *tp && p.epoch == epoch),
         }
     }
 
@@ -305,13 +292,13 @@ impl Dispatcher {
         self.backlog.remove(done.records);
         self.total_bytes -= done.bytes;
         let (tp, epoch) = (done.key.0.clone(), done.key.1);
-        let tracker = self.tracker.clone();
+        let ledger = self.ledger.clone();
         let consuming = self.partitions.get(&tp).is_some_and(|p| p.epoch == epoch);
         if let Some(partition) = self.assignment_mut(&tp, epoch) {
             partition.active -= 1;
             partition.buffered -= done.records;
             partition.bytes -= done.bytes;
-            if partition.over_window && tracker.has_room(&tp, epoch) {
+            if partition.over_window && ledger.has_room(&tp, epoch) {
                 partition.over_window = false;
             }
             if let Some(reason) = &done.held
@@ -336,9 +323,10 @@ impl Dispatcher {
         self.check_drains();
     }
 
-    /// Moves an assignment to the draining set, dropping what has not started: it is tracked
-    /// but not done, so the committed watermark stays below it and the next owner delivers it.
+    /// Starts draining an assignment, dropping what has not started: it is tracked but not
+    /// done, so the source acknowledges none of it and the next owner delivers it.
     fn retire(&mut self, partition: Partition) {
+        let Draining(mut partition) = partition.start_draining();
         let (tp, epoch) = (partition.tp.clone(), partition.epoch);
         let mut records = 0;
         let mut bytes = 0;
@@ -351,20 +339,18 @@ impl Dispatcher {
             lane.queue.clear();
             lane.running
         });
-        let mut partition = partition;
         partition.buffered -= records;
         partition.bytes -= bytes;
         self.total_records -= records;
         self.backlog.remove(records);
         self.total_bytes -= bytes;
-        self.draining.push(partition);
+        self.draining.push(Draining(partition));
     }
 
     fn drain(&mut self, tps: &[TopicPartition], done: DrainSignal) {
         let mut parts = Vec::with_capacity(tps.len());
         for tp in tps {
-            let Some(mut partition) = self.partitions.remove(tp) else { continue };
-            partition.start_draining();
+            let Some(partition) = self.partitions.remove(tp) else { continue };
             parts.push((tp.clone(), partition.epoch));
             self.retire(partition);
         }
@@ -375,13 +361,13 @@ impl Dispatcher {
     fn check_drains(&mut self) {
         let draining = &self.draining;
         let idle = |(tp, epoch): &(TopicPartition, u64)| {
-            draining.iter().find(|p| p.tp == *tp && p.epoch == *epoch).is_none_or(|p| p.active == 0)
+            draining.iter().find(|d| d.0.tp == *tp && d.0.epoch == *epoch).is_none_or(|d| d.0.active == 0)
         };
         let (finished, pending): (Vec<Drain>, Vec<Drain>) =
             std::mem::take(&mut self.drains).into_iter().partition(|d| d.parts.iter().all(idle));
         self.drains = pending;
-        // Assignments no drain waits for and with no lane running are gone for good.
-        self.draining.retain(|p| p.active > 0);
+        // A draining assignment with no lane running is complete: gone for good.
+        self.draining.retain(|d| d.0.active > 0);
         for drain in finished {
             match drain.done {
                 // The receiver may have given up waiting (deadline passed): nothing to do then.

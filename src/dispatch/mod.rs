@@ -5,8 +5,9 @@
 //! The ordering mode picks the lane: `partition` (one lane per partition), `key` (one lane per
 //! key within a partition; keyless records share the partition's lane) or `none` (one lane per
 //! record). At most `SIDECAR_MAX_IN_FLIGHT` lanes run at once. Finished records are completed in
-//! the offset tracker directly by the lane task, so the commit watermark follows them; records
-//! the offset map says an earlier owner finished are completed without running.
+//! the source's [`Ledger`] directly by the lane task (for Kafka the offset tracker, so the
+//! commit watermark follows them); records the ledger says an earlier owner finished (the
+//! offset map) are completed without running.
 //!
 //! Back-pressure never stops the poll loop: when buffered records of a partition (or of all
 //! partitions) pass a bound, or a partition runs `SIDECAR_MAX_UNCOMMITTED` offsets ahead of its
@@ -26,13 +27,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::{Ordering, TopicMatcher};
-use crate::offsets::OffsetTracker;
 use crate::pipeline::Pipeline;
 use crate::record::{Record, TopicPartition};
+use crate::source::Ledger;
 use crate::telemetry::metrics::Metrics;
 use lane_task::LaneDone;
 use lanes::Dispatcher;
-pub use lanes::lane_in_partition;
 
 /// Signals a drain finished (sent from the dispatcher task, awaited in a librdkafka callback
 /// thread, so a std channel rather than an async one).
@@ -206,8 +206,8 @@ pub struct Setup {
     pub max_in_flight: usize,
     /// Buffer bounds.
     pub limits: Limits,
-    /// Watermarks.
-    pub tracker: Arc<OffsetTracker>,
+    /// The source's ledger: where records are tracked and completed.
+    pub ledger: Arc<dyn Ledger>,
     /// Metrics.
     pub metrics: Metrics,
     /// Pause/resume requests to the consumer.

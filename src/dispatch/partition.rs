@@ -1,9 +1,11 @@
 //! One assignment of a partition as the dispatcher sees it.
 //!
-//! An assignment is consuming from the assign until a revoke (or shutdown) makes it draining:
-//! records arriving for it are dropped, what has not started is dropped, and it is complete
-//! (forgotten) when no lane task of it runs any more. The dispatcher keeps the consuming
-//! assignments by partition and the draining ones apart, so the phase is where it is kept.
+//! An assignment's lifecycle is named by types: a [`Partition`] is *consuming* from the assign
+//! until a revoke, a newer assignment or shutdown turns it, by value, into [`Draining`]:
+//! records arriving for it are dropped, what has not started is dropped, and it is *complete*
+//! (dropped) when no lane task of it runs any more. The dispatcher keeps the consuming
+//! assignments by partition and the draining ones apart, so a draining assignment can never be
+//! mistaken for a consuming one.
 //! Each assignment carries the offset tracker's epoch, so a lane task of an old assignment that
 //! outlives its drain can never touch a newer assignment of the same partition.
 
@@ -16,7 +18,7 @@ use crate::pipeline::Cancel;
 use crate::record::TopicPartition;
 use crate::telemetry::metrics::TopicCounters;
 
-/// One assignment of a partition.
+/// One assignment of a partition, consuming.
 pub(super) struct Partition {
     /// The partition.
     pub(super) tp: TopicPartition,
@@ -75,9 +77,10 @@ impl Partition {
     }
 
     /// Starts draining: lane tasks stop before their next record, waiting records give up.
-    pub(super) fn start_draining(&mut self) {
+    pub(super) fn start_draining(self) -> Draining {
         self.stopped.store(true, std::sync::atomic::Ordering::Release);
         self.cancel.soft.cancel();
+        Draining(self)
     }
 
     /// Whether it should be paused now.
@@ -85,3 +88,7 @@ impl Partition {
         self.over_buffer || self.over_window
     }
 }
+
+/// An assignment being drained: no new records, its running lanes finishing; complete when
+/// none runs.
+pub(super) struct Draining(pub(super) Partition);

@@ -13,6 +13,7 @@ use super::*;
 use crate::config::RetryPolicy;
 use crate::delivery::{Attempt, AttemptOutcome, Delivery};
 use crate::health::Health;
+use crate::offsets::OffsetTracker;
 use crate::pipeline::breaker::Breaker;
 use crate::pipeline::{DeadLetterSink, backoff};
 
@@ -121,7 +122,7 @@ fn harness_with(
         routes,
         max_in_flight,
         limits,
-        tracker: tracker.clone(),
+        ledger: tracker.clone(),
         metrics: metrics.clone(),
         flow: flow_tx,
         backlog: backlog.clone(),
@@ -160,6 +161,7 @@ fn record(tp: &TopicPartition, offset: i64, key: Option<&str>) -> Record {
         value: Some(Bytes::from_static(b"v")),
         headers: vec![],
         malformed: None,
+        origin: crate::record::Origin::Kafka,
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::record::Record;
+use crate::record::{Origin, Record};
 
 /// Longest `dlq-error` value, in bytes.
 pub const MAX_ERROR_BYTES: usize = 1024;
@@ -86,21 +86,21 @@ pub fn truncate_line(text: &str, max: usize) -> String {
 }
 
 impl DeadLetter<'_> {
-    /// The archive object key: `<prefix>/<topic>/<yyyy>/<mm>/<dd>/<partition>-<offset>.json`, the
-    /// date taken from the record timestamp in UTC (epoch 0 when the record has none).
+    /// The archive object key: `<prefix>/<topic>/<yyyy>/<mm>/<dd>/<partition>-<offset>.json`
+    /// (an SQS message: `<prefix>/sqs/<queue>/<yyyy>/<mm>/<dd>/<message-id>.json`), the date
+    /// taken from the record timestamp in UTC (epoch 0 when the record has none).
     pub fn archive_key(&self, prefix: &str) -> String {
         let ms = self.record.timestamp.unwrap_or(0);
         let date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let path = format!(
-            "{}/{:04}/{:02}/{:02}/{}-{}.json",
-            self.record.tp.topic,
-            date.year(),
-            u8::from(date.month()),
-            date.day(),
-            self.record.tp.partition,
-            self.record.offset
-        );
+        let day = format!("{:04}/{:02}/{:02}", date.year(), u8::from(date.month()), date.day());
+        let record = self.record;
+        let path = match record.origin {
+            Origin::Kafka => {
+                format!("{}/{day}/{}-{}.json", record.tp.topic, record.tp.partition, record.offset)
+            }
+            Origin::Sqs => format!("sqs/{}/{day}/{}.json", record.tp.topic, self.message_id()),
+        };
         if prefix.is_empty() { path } else { format!("{prefix}/{path}") }
     }
 
@@ -140,10 +140,36 @@ impl DeadLetter<'_> {
         headers
     }
 
+    /// An SQS message's id, made safe as an object name (ids are UUIDs; anything else is
+    /// percent-encoded); the receiver's sequence number if it has none.
+    pub fn message_id(&self) -> String {
+        match self.record.header_text("x-sqs-message-id").filter(|id| !id.is_empty()) {
+            Some(id) => id
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                        char::from(b).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect(),
+            None => format!("seq-{}", self.record.offset),
+        }
+    }
+
     /// The archive document (JSON).
     pub fn archive_document(&self) -> ArchiveDocument {
         let record = self.record;
+        let sqs = record.origin == Origin::Sqs;
         ArchiveDocument {
+            source_kind: sqs.then(|| "sqs".to_string()),
+            source_queue: sqs.then(|| record.tp.topic.to_string()),
+            source_message_id: if sqs {
+                record.header_text("x-sqs-message-id").map(str::to_string)
+            } else {
+                None
+            },
             source_topic: record.tp.topic.to_string(),
             source_partition: record.tp.partition,
             source_offset: record.offset,
@@ -169,7 +195,16 @@ impl DeadLetter<'_> {
 /// One archived dead letter. Field names are the DLQ header names without `dlq-`, in snake case.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ArchiveDocument {
-    /// Source topic.
+    /// `sqs` for a message of an SQS queue; absent for a Kafka record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_kind: Option<String>,
+    /// The SQS queue's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_queue: Option<String>,
+    /// The SQS message id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_message_id: Option<String>,
+    /// Source topic (an SQS message: its queue).
     pub source_topic: String,
     /// Source partition.
     pub source_partition: i32,
@@ -221,6 +256,7 @@ mod tests {
                 Header { name: "traceparent".into(), value: Some(Bytes::from_static(b"00-old-old-01")) },
             ],
             malformed: None,
+            origin: crate::record::Origin::Kafka,
         }
     }
 

@@ -11,8 +11,8 @@
 //! Without an archive the record is never committed with a part of it missing: the write fails
 //! (`/ready` says why) and the partition holds until an archive is configured.
 
-pub mod archive;
 pub mod letter;
+pub mod queue;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +22,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::types::RDKafkaErrorCode;
 
-pub use archive::{Archive, ArchiveError};
+use crate::archive::{Archive, ArchiveError};
 pub use letter::{DeadLetter, ErrorClass};
 
 use crate::health::{Component, Problem};
@@ -45,6 +45,14 @@ pub enum DlqError {
         /// librdkafka's error.
         error: KafkaError,
     },
+    /// The dead-letter queue of an SQS source did not take the message.
+    #[error("sending to dead-letter queue {queue} failed: {error}")]
+    Queue {
+        /// The dead-letter queue (URL, redacted).
+        queue: String,
+        /// The SDK's error, one line.
+        error: String,
+    },
     /// The record is larger than the topic accepts and there is no archive to keep it whole.
     #[error(
         "the record at {record} (about {size} bytes) is larger than dead-letter topic {topic} accepts and no archive is set: the partition holds until SIDECAR_DLQ_ARCHIVE is set"
@@ -64,7 +72,9 @@ impl DlqError {
     pub fn component(&self) -> Component {
         match self {
             DlqError::Archive(_) => Component::Archive,
-            DlqError::Produce { .. } | DlqError::TooLarge { .. } => Component::DeadLetterTopic,
+            DlqError::Produce { .. } | DlqError::Queue { .. } | DlqError::TooLarge { .. } => {
+                Component::DeadLetterTopic
+            }
         }
     }
 

@@ -21,6 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rustc_hash::FxHashMap;
 
 use crate::record::TopicPartition;
+use crate::source::Ledger;
+pub use crate::source::Tracked;
 pub use map::{DoneRanges, MapError};
 pub use window::{Commit, PartitionOffsets};
 
@@ -35,15 +37,6 @@ struct Assigned {
     epoch: u64,
     /// Watermark state.
     offsets: PartitionOffsets,
-}
-
-/// What tracking a run of records found.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Tracked {
-    /// Indexes (in the run) of records finished by an earlier owner: done, not to be delivered.
-    pub skipped: Vec<usize>,
-    /// The partition has run `max_uncommitted` offsets ahead of its commit point: pause it.
-    pub full: bool,
 }
 
 /// The watermarks of every assigned partition, shared by the poll loop and the workers.
@@ -219,6 +212,21 @@ impl OffsetTracker {
 
 #[cfg(test)]
 mod tracker_tests;
+
+/// The Kafka source's ledger: tracking and completing move the watermark.
+impl Ledger for OffsetTracker {
+    fn track(&self, tp: &TopicPartition, epoch: u64, records: &[(i64, Option<i64>)]) -> Option<Tracked> {
+        self.track_many(tp, epoch, records)
+    }
+
+    fn has_room(&self, tp: &TopicPartition, epoch: u64) -> bool {
+        OffsetTracker::has_room(self, tp, epoch)
+    }
+
+    fn complete(&self, tp: &TopicPartition, epoch: u64, offsets: &[i64]) {
+        self.complete_many(tp, epoch, offsets);
+    }
+}
 
 #[cfg(test)]
 mod tests {

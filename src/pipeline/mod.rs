@@ -76,11 +76,21 @@ impl Outcome {
 
 /// Where dead letters go; the pipeline retries failed writes.
 pub trait DeadLetterSink: Send + Sync + 'static {
-    /// The dead-letter topic (for spans).
+    /// The dead-letter topic or queue (for spans).
     fn topic(&self) -> &str;
 
     /// One try at writing a dead letter.
     fn write<'a>(&'a self, letter: &'a DeadLetter<'a>) -> BoxFuture<'a, Result<Written, DlqError>>;
+}
+
+impl DeadLetterSink for crate::dlq::queue::QueueDeadLetters {
+    fn topic(&self) -> &str {
+        self.destination()
+    }
+
+    fn write<'a>(&'a self, letter: &'a DeadLetter<'a>) -> BoxFuture<'a, Result<Written, DlqError>> {
+        crate::dlq::queue::QueueDeadLetters::write(self, letter).boxed()
+    }
 }
 
 impl DeadLetterSink for DeadLetterWriter {
@@ -117,6 +127,26 @@ pub struct Pipeline {
     pub route: String,
     /// Recent panics of this route: many in a short time are not one record's fault.
     pub panics: PanicWindow,
+}
+
+impl Pipeline {
+    /// The same processing (target, retries, breaker, spans) with dead letters going to
+    /// `dead_letters`: another source's records delivered to the same application.
+    pub fn with_dead_letters(&self, dead_letters: Arc<dyn DeadLetterSink>) -> Pipeline {
+        Pipeline {
+            delivery: self.delivery.clone(),
+            dead_letters,
+            retry: self.retry,
+            breaker: self.breaker.clone(),
+            health: self.health.clone(),
+            metrics: self.metrics.clone(),
+            group: self.group.clone(),
+            jitter: self.jitter,
+            tracing: self.tracing.clone(),
+            route: self.route.clone(),
+            panics: PanicWindow::default(),
+        }
+    }
 }
 
 /// The panics of the last minute. One record that panics is dead-lettered; when records keep

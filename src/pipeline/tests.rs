@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use bytes::Bytes;
 
 use super::*;
-use crate::dlq::ArchiveError;
+use crate::archive::ArchiveError;
 use crate::record::TopicPartition;
 
 /// A target that answers from a script and records when each attempt came.
@@ -83,6 +83,7 @@ fn record() -> Record {
         value: Some(Bytes::from_static(b"v")),
         headers: vec![],
         malformed: None,
+        origin: crate::record::Origin::Kafka,
     }
 }
 

@@ -18,7 +18,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracer;
 
-use crate::delivery::{AttemptOutcome, FailureKind};
+use crate::attempt::{AttemptOutcome, FailureKind};
 use crate::record::Record;
 
 /// What the attempt spans say about the target.

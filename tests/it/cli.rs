@@ -147,3 +147,29 @@ fn a_dead_letter_topic_that_the_subscription_also_consumes_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("orders-dead") && stderr.contains("KAFKA_TOPICS"), "{stderr}");
 }
+
+#[test]
+fn demo_with_sqs_consumes_a_queue_next_to_the_topic_or_says_what_it_needs() {
+    let without = sidecar(&["demo", "--sqs", "--records", "20"], &[("PATH", "/usr/bin:/bin")]);
+    assert!(!without.status.success());
+    let stderr = String::from_utf8_lossy(&without.stderr);
+    assert!(stderr.contains("needs LocalStack") && stderr.contains("localstack/testbed.sh up"), "{stderr}");
+
+    let mut env: Vec<(String, String)> = vec![("PATH".into(), "/usr/bin:/bin".into())];
+    env.extend(crate::common::process::testbed_aws());
+    let out = Command::new(env!("CARGO_BIN_EXE_msk-sidecar"))
+        .args(["demo", "--sqs"])
+        .env_clear()
+        .envs(env)
+        .output()
+        .expect("run msk-sidecar");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo --sqs failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.contains("delivered 290 (expected 290), dead-lettered 10 to the archive (expected 10)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("to topic demo.orders.dlq: 10 records"), "{stdout}");
+    assert!(stdout.contains(": 20 objects"), "{stdout}");
+    assert!(stdout.contains("every record is accounted for"), "{stdout}");
+}

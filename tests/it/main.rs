@@ -6,6 +6,7 @@
 // The fault suite prints the oracle's tables from its helpers, not only from test functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod architecture;
 mod auth;
 mod cli;
 mod common;
@@ -21,3 +22,4 @@ mod records;
 mod routes;
 mod smoke;
 mod sqs;
+mod sqs_source;

@@ -9,6 +9,7 @@ mod network;
 mod outages;
 mod peers;
 mod soak;
+mod sources;
 mod storms;
 
 use std::collections::BTreeMap;

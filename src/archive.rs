@@ -1,8 +1,9 @@
-//! The dead-letter archive: one JSON object per dead letter, in S3 or a local directory.
+//! The archive: objects by key in S3 or a local directory, for dead letters (`crate::dlq`) and
+//! for the claim checks of records too large for an SQS message (`crate::delivery::sqs`).
 //!
-//! Keys come from [`DeadLetter::archive_key`](super::letter::DeadLetter::archive_key), so a
-//! rewrite of the same dead letter replaces the same object. Directory writes go through a
-//! temporary file and a rename, so a reader never sees half an object.
+//! Callers choose the keys (a dead letter's key comes from its coordinates, so a rewrite of the
+//! same dead letter replaces the same object). Directory writes go through a temporary file and
+//! a rename, so a reader never sees half an object.
 
 use std::path::PathBuf;
 

@@ -1,0 +1,163 @@
+//! The sources other than Kafka: their variables, read like the rest (every problem at once).
+//!
+//! `SQS_QUEUE_URLS` turns the SQS source on; its other variables only matter then, but a bad
+//! value is reported either way, so a typo never waits for the day the source is turned on.
+
+use std::time::Duration;
+
+use url::Url;
+
+use super::validate::Reader;
+use super::{SqsSourceConfig, keys, parse};
+
+/// The longest long-poll wait SQS accepts.
+const MAX_WAIT: Duration = Duration::from_secs(20);
+/// The visibility timeout bounds of SQS (0 s to 12 h); below 2 s the lease cannot be extended in
+/// time.
+const VISIBILITY: (Duration, Duration) = (Duration::from_secs(2), Duration::from_secs(12 * 3600));
+
+/// Parses an SQS queue URL: `http(s)://host/<account>/<queue name>` (also the path form
+/// `.../queue/<region>/<account>/<queue name>` that LocalStack and some endpoints use).
+pub fn queue_url(text: &str) -> Result<Url, String> {
+    let url = parse::http_url(text)?;
+    let segments: Vec<&str> = url.path_segments().map(Iterator::collect).unwrap_or_default();
+    let legal = |name: &str| {
+        let stem = name.strip_suffix(".fifo").unwrap_or(name);
+        !stem.is_empty()
+            && stem.len() <= 80
+            && stem.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    match segments.as_slice() {
+        [account, name] | ["queue", _, account, name] if !account.is_empty() && legal(name) => Ok(url),
+        _ => Err(format!(
+            "{} is not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue name>)",
+            super::redact_url(&url)
+        )),
+    }
+}
+
+/// The queue's name: the last path segment of its URL.
+pub fn queue_name(url: &Url) -> String {
+    url.path_segments().and_then(|mut s| s.next_back()).unwrap_or_default().to_string()
+}
+
+impl Reader<'_> {
+    /// The SQS source, `Some(None)` when it is off, `None` when a value is bad.
+    pub(super) fn sqs_source(&mut self) -> Option<Option<SqsSourceConfig>> {
+        let queues = self.parse(keys::SQS_QUEUE_URLS, |t| {
+            let urls = parse::list(t)?.iter().map(|u| queue_url(u)).collect::<Result<Vec<_>, _>>()?;
+            let mut names: Vec<String> = urls.iter().map(queue_name).collect();
+            names.sort();
+            if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+                return Err(format!("queue {} is listed twice", pair[0]));
+            }
+            Ok(urls)
+        });
+        let max_messages = self.parse(keys::SQS_MAX_MESSAGES, |t| parse::bounded_int(t, 1, 10));
+        let wait_time = self.parse(keys::SQS_WAIT_TIME, |t| {
+            let wait = parse::duration(t)?;
+            if wait > MAX_WAIT {
+                return Err("SQS waits at most 20s".to_string());
+            }
+            Ok(wait)
+        });
+        let visibility_timeout = self.parse(keys::SQS_VISIBILITY_TIMEOUT, |t| {
+            let lease = parse::duration(t)?;
+            if lease < VISIBILITY.0 || lease > VISIBILITY.1 {
+                return Err("expected 2s to 12h".to_string());
+            }
+            Ok(lease)
+        });
+        let (max_messages, wait_time, visibility_timeout) = (max_messages?, wait_time?, visibility_timeout?);
+        let Some(queues) = queues else {
+            // Unset: the source is off. Set but bad: the problem is recorded.
+            return self.raw.get(keys::SQS_QUEUE_URLS).is_none().then_some(None);
+        };
+        Some(Some(SqsSourceConfig {
+            queues,
+            max_messages: i32::try_from(max_messages).ok()?,
+            wait_time,
+            visibility_timeout,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::Config;
+
+    fn load(extra: &[(&str, &str)]) -> Result<Config, crate::config::ConfigError> {
+        let env: BTreeMap<String, String> = [
+            ("KAFKA_BROKERS", "localhost:9092"),
+            ("KAFKA_TOPICS", "orders"),
+            ("KAFKA_CONSUMER_GROUP", "g"),
+            ("KAFKA_AUTH", "none"),
+            ("SIDECAR_DELIVERY_URL", "http://127.0.0.1:8080/events"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Config::from_sources(&env, None)
+    }
+
+    #[test]
+    fn the_sqs_source_is_off_until_queues_are_named() {
+        assert!(load(&[]).expect("valid").sqs_source.is_none());
+        let config = load(&[
+            (
+                "SQS_QUEUE_URLS",
+                "http://localhost:4566/000000000000/a, http://localhost:4566/000000000000/b.fifo",
+            ),
+            ("SQS_VISIBILITY_TIMEOUT", "45s"),
+        ])
+        .expect("valid");
+        let source = config.sqs_source.clone().expect("on");
+        assert_eq!(source.queues.len(), 2);
+        assert_eq!(
+            (source.max_messages, source.wait_time, source.visibility_timeout),
+            (10, Duration::from_secs(20), Duration::from_secs(45))
+        );
+        let shown: Vec<(String, String)> = config.effective();
+        assert!(shown.iter().any(|(k, v)| k == "SQS_VISIBILITY_TIMEOUT" && v == "45s"), "{shown:?}");
+    }
+
+    #[test]
+    fn bad_sqs_values_name_their_variable() {
+        let queue = ("SQS_QUEUE_URLS", "http://localhost:4566/000000000000/a");
+        for (bad, variable) in [
+            (("SQS_MAX_MESSAGES", "11"), "SQS_MAX_MESSAGES"),
+            (("SQS_WAIT_TIME", "21s"), "SQS_WAIT_TIME"),
+            (("SQS_VISIBILITY_TIMEOUT", "1s"), "SQS_VISIBILITY_TIMEOUT"),
+            (("SQS_QUEUE_URLS", "http://localhost:4566/just-a-name"), "SQS_QUEUE_URLS"),
+            (("SQS_QUEUE_URLS", "http://h/1/a,http://h/2/a"), "SQS_QUEUE_URLS"),
+        ] {
+            let err = load(&[queue, bad]).expect_err("invalid");
+            assert!(err.names(variable), "{bad:?}: {err}");
+        }
+        // A bad value is reported even while the source is off.
+        assert!(load(&[("SQS_WAIT_TIME", "1h")]).expect_err("invalid").names("SQS_WAIT_TIME"));
+    }
+
+    #[test]
+    fn queue_urls_name_an_account_and_a_queue() {
+        let url = queue_url("https://sqs.eu-west-1.amazonaws.com/123456789012/orders.fifo").expect("valid");
+        assert_eq!(queue_name(&url), "orders.fifo");
+        assert!(queue_url("http://localhost:4566/000000000000/tasks").is_ok());
+        let path_form =
+            queue_url("http://127.0.0.1:4566/queue/us-east-1/000000000000/tasks").expect("path form");
+        assert_eq!(queue_name(&path_form), "tasks");
+        for bad in [
+            "https://sqs.eu-west-1.amazonaws.com/orders",
+            "https://sqs.eu-west-1.amazonaws.com/123/",
+            "https://sqs.eu-west-1.amazonaws.com/123/or ders",
+            "sqs://x/123/orders",
+            "https://sqs.eu-west-1.amazonaws.com/123/a/b",
+        ] {
+            assert!(queue_url(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

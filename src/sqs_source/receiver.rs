@@ -1,0 +1,167 @@
+//! One queue's receiver: long-polls the queue while fewer than `SIDECAR_MAX_IN_FLIGHT` of its
+//! messages are in flight and the dispatcher has not asked it to pause, registers each message's
+//! lease in the ledger and hands the records to the dispatcher.
+//!
+//! A receive that fails (SQS unreachable, access denied) is tried again with backoff, and the
+//! queue shows on `/ready` until a receive succeeds. On stop a receive under way gets a second
+//! to finish (a long poll on an empty queue is then cut off, having leased nothing); what it
+//! brings is registered but not delivered, so the source's release hands it back at once.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use tokio_util::sync::CancellationToken;
+
+use super::ledger::SqsLedger;
+use super::message;
+use crate::dispatch::{Command, DispatchHandle, Flow};
+use crate::health::{Component, Health, Latch};
+use crate::record::TopicPartition;
+
+/// Queues the dispatcher asked to pause (back-pressure), shared by the receivers.
+#[derive(Debug, Default)]
+pub struct Paused {
+    queues: Mutex<HashSet<TopicPartition>>,
+    all: std::sync::atomic::AtomicBool,
+}
+
+impl Paused {
+    /// Applies one request of the dispatcher.
+    pub fn apply(&self, flow: Flow) {
+        let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match flow {
+            Flow::Pause(tp, _) => {
+                queues.insert(tp);
+            }
+            Flow::Resume(tp, _) => {
+                queues.remove(&tp);
+            }
+            Flow::PauseAll => self.all.store(true, std::sync::atomic::Ordering::Relaxed),
+            Flow::ResumeAll => self.all.store(false, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    fn is_paused(&self, tp: &TopicPartition) -> bool {
+        self.all.load(std::sync::atomic::Ordering::Relaxed)
+            || self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(tp)
+    }
+}
+
+/// What a receiver works with.
+pub struct Receiver {
+    /// The client.
+    pub client: aws_sdk_sqs::Client,
+    /// The queue's URL.
+    pub url: String,
+    /// The queue as a partition.
+    pub tp: TopicPartition,
+    /// Its assignment epoch.
+    pub epoch: u64,
+    /// Leases.
+    pub ledger: Arc<SqsLedger>,
+    /// Where records go.
+    pub dispatch: DispatchHandle,
+    /// Back-pressure.
+    pub paused: Arc<Paused>,
+    /// Readiness.
+    pub health: Arc<Health>,
+    /// Messages in flight at most.
+    pub max_in_flight: usize,
+    /// Messages per receive at most.
+    pub max_messages: i32,
+    /// Long-poll wait.
+    pub wait_time: Duration,
+    /// The lease a receive takes.
+    pub visibility: Duration,
+}
+
+impl Receiver {
+    /// Receives until `stop`.
+    pub async fn run(self, stop: CancellationToken) {
+        let mut sequence: i64 = 0;
+        let mut failing: Option<Latch> = None;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let Some(room) = self.room(&stop).await else { return };
+            let count = i32::try_from(room).unwrap_or(i32::MAX).min(self.max_messages);
+            let receive = self
+                .client
+                .receive_message()
+                .queue_url(&self.url)
+                .max_number_of_messages(count)
+                .wait_time_seconds(i32::try_from(self.wait_time.as_secs()).unwrap_or(20))
+                .visibility_timeout(i32::try_from(self.visibility.as_secs()).unwrap_or(30))
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send();
+            let mut receive = std::pin::pin!(receive);
+            let answer = tokio::select! {
+                answer = &mut receive => answer,
+                () = stop.cancelled() => {
+                    if let Ok(Ok(output)) = tokio::time::timeout(Duration::from_secs(1), &mut receive).await {
+                        for received in output.messages() {
+                            sequence += 1;
+                            if let Some((_, lease)) = message::to_record(&self.tp, sequence, received) {
+                                self.ledger.register(&self.tp, sequence, lease);
+                            }
+                        }
+                    }
+                    return;
+                }
+            };
+            let output = match answer {
+                Ok(output) => output,
+                Err(err) => {
+                    let error = crate::archive::describe_sdk_error(&err);
+                    tracing::warn!(queue = %self.tp.topic, error = %error, "Receiving from the queue failed; trying again.");
+                    let reason = format!("receiving from SQS queue {} fails: {error}", self.tp.topic);
+                    match &failing {
+                        Some(latch) => latch.update(reason),
+                        None => failing = Some(self.health.latch(Component::Source, &self.tp.topic, reason)),
+                    }
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            failing = None;
+            backoff = Duration::from_millis(200);
+            let mut records = Vec::with_capacity(output.messages().len());
+            for received in output.messages() {
+                sequence += 1;
+                if let Some((record, lease)) = message::to_record(&self.tp, sequence, received) {
+                    self.ledger.register(&self.tp, sequence, lease);
+                    records.push(record);
+                }
+            }
+            if !records.is_empty() && !self.dispatch.send(Command::Records { records, polled_at: self.epoch })
+            {
+                return; // the dispatcher stopped: the process is stopping
+            }
+        }
+    }
+
+    /// Waits until the queue may take more messages; how many, or `None` on stop.
+    async fn room(&self, stop: &CancellationToken) -> Option<usize> {
+        loop {
+            let completed = self.ledger.room();
+            let mut completed = std::pin::pin!(completed);
+            completed.as_mut().enable();
+            let in_flight = self.ledger.in_flight(&self.tp);
+            if in_flight < self.max_in_flight && !self.paused.is_paused(&self.tp) {
+                return Some(self.max_in_flight - in_flight);
+            }
+            tokio::select! {
+                () = stop.cancelled() => return None,
+                () = completed => {}
+                // A pause ends without a completion.
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+    }
+}
