@@ -38,6 +38,17 @@ fn env_for(vars: &BTreeMap<String, Vec<String>>) -> Vec<(String, String)> {
         let prefix = one("archive_prefix").unwrap_or_default();
         env.push(("SIDECAR_DLQ_ARCHIVE".into(), format!("s3://{bucket}/{}", prefix.trim_matches('/'))));
     }
+    let queue_url = |arn: &str| {
+        let parts: Vec<&str> = arn.split(':').collect();
+        let domain = if parts[1] == "aws-cn" { "amazonaws.com.cn" } else { "amazonaws.com" };
+        format!("https://sqs.{}.{domain}/{}/{}", parts[3], parts[4], parts[5])
+    };
+    if let Some(queues) = vars.get("sqs_source_queue_arns") {
+        env.push((
+            "SQS_QUEUE_URLS".into(),
+            queues.iter().map(|arn| queue_url(arn)).collect::<Vec<_>>().join(","),
+        ));
+    }
     match one("sqs_queue_arn") {
         Some(queue) => {
             let parts: Vec<&str> = queue.split(':').collect();

@@ -55,33 +55,56 @@ locals {
     },
   ]
 
-  # arn:<p>:sqs:<r>:<a>:<name>: a queue encrypted with a KMS key needs the key, through SQS only.
-  queue_arn_parts  = split(":", local.sqs_queue_arn)
-  queue_kms_domain = local.sqs_queue_arn == "" ? "" : (local.queue_arn_parts[1] == "aws-cn" ? "amazonaws.com.cn" : "amazonaws.com")
-
-  # Two statements of different shapes: a tuple, cut to nothing without a queue.
-  queue_statements = slice([
+  deliver_statements = local.sqs_queue_arn == "" ? [] : [
     {
       Sid      = "DeliverToQueue"
       Effect   = "Allow"
       Action   = ["sqs:SendMessage"]
       Resource = [local.sqs_queue_arn]
     },
+  ]
+
+  source_statements = length(var.sqs_source_queue_arns) == 0 ? [] : [
+    {
+      Sid      = "ConsumeQueues"
+      Effect   = "Allow"
+      Action   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+      Resource = var.sqs_source_queue_arns
+    },
+    {
+      Sid      = "SendToDeadLetterQueues"
+      Effect   = "Allow"
+      Action   = ["sqs:SendMessage"]
+      Resource = var.sqs_source_dead_letter_queue_arns
+    },
+  ]
+
+  # arn:<p>:sqs:<r>:<a>:<name>: a queue encrypted with a KMS key needs the key, through SQS only;
+  # one statement for every queue the sidecar touches, keys and services each listed once.
+  all_queue_arns = concat(
+    local.sqs_queue_arn == "" ? [] : [local.sqs_queue_arn],
+    var.sqs_source_queue_arns,
+    var.sqs_source_dead_letter_queue_arns,
+  )
+  kms_keys     = distinct([for arn in local.all_queue_arns : "arn:${split(":", arn)[1]}:kms:${split(":", arn)[3]}:${split(":", arn)[4]}:key/*"])
+  kms_services = distinct([for arn in local.all_queue_arns : "sqs.${split(":", arn)[3]}.${split(":", arn)[1] == "aws-cn" ? "amazonaws.com.cn" : "amazonaws.com"}"])
+
+  kms_statements = length(local.all_queue_arns) == 0 ? [] : [
     {
       Sid      = "UseQueueKmsKey"
       Effect   = "Allow"
       Action   = ["kms:Decrypt", "kms:GenerateDataKey"]
-      Resource = ["arn:${try(local.queue_arn_parts[1], "")}:kms:${try(local.queue_arn_parts[3], "")}:${try(local.queue_arn_parts[4], "")}:key/*"]
+      Resource = local.kms_keys
       Condition = {
         StringEquals = {
-          "kms:ViaService" = ["sqs.${try(local.queue_arn_parts[3], "")}.${local.queue_kms_domain}"]
+          "kms:ViaService" = local.kms_services
         }
       }
     },
-  ], 0, local.sqs_queue_arn == "" ? 0 : 2)
+  ]
 
   policy = {
     Version   = "2012-10-17"
-    Statement = concat(local.kafka_statements, local.archive_statements, local.queue_statements)
+    Statement = concat(local.kafka_statements, local.archive_statements, local.deliver_statements, local.source_statements, local.kms_statements)
   }
 }

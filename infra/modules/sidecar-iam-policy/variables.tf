@@ -66,3 +66,25 @@ variable "sqs_queue_arn" {
     error_message = "sqs_queue_arn must be an SQS queue ARN (arn:aws:sqs:<region>:<account>:<name>)."
   }
 }
+
+variable "sqs_source_queue_arns" {
+  description = "ARNs of the SQS queues the sidecar consumes (SQS_QUEUE_URLS), in order. Empty means no SQS source, and no ConsumeQueues or SendToDeadLetterQueues statement."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.sqs_source_queue_arns : can(regex("^arn:[a-z-]+:sqs:[a-z0-9-]+:[0-9]{12}:.+$", arn))])
+    error_message = "sqs_source_queue_arns must be SQS queue ARNs (arn:aws:sqs:<region>:<account>:<name>)."
+  }
+}
+
+variable "sqs_source_dead_letter_queue_arns" {
+  description = "ARNs of the dead-letter queues the source queues' RedrivePolicy names, one per source queue in the same order (the sidecar sends dead letters there). check-config cannot know them and prints arn:...:DEAD_LETTER_QUEUE_OF_<queue> instead."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for arn in var.sqs_source_dead_letter_queue_arns : can(regex("^arn:[a-z-]+:sqs:[a-z0-9-]+:[0-9]{12}:.+$", arn))])
+    error_message = "sqs_source_dead_letter_queue_arns must be SQS queue ARNs (arn:aws:sqs:<region>:<account>:<name>)."
+  }
+}

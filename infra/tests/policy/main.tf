@@ -17,6 +17,9 @@ module "policy" {
   archive_bucket  = var.archive_bucket
   archive_prefix  = var.archive_prefix
   sqs_queue_arn   = var.sqs_queue_arn
+
+  sqs_source_queue_arns             = var.sqs_source_queue_arns
+  sqs_source_dead_letter_queue_arns = var.sqs_source_dead_letter_queue_arns
 }
 
 variable "msk_cluster_arn" {
@@ -56,6 +59,18 @@ variable "sqs_queue_arn" {
   description = "SQS delivery queue ARN; null means HTTP delivery."
   type        = string
   default     = null
+}
+
+variable "sqs_source_queue_arns" {
+  description = "SQS source queue ARNs."
+  type        = list(string)
+  default     = []
+}
+
+variable "sqs_source_dead_letter_queue_arns" {
+  description = "Their dead-letter queue ARNs."
+  type        = list(string)
+  default     = []
 }
 
 output "json" {
