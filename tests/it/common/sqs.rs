@@ -17,6 +17,15 @@ pub struct Message {
     pub group: Option<String>,
 }
 
+/// `queue`'s URL with the fault proxy's address as its host: LocalStack finds the queue by the
+/// URL's path, so every request for it goes through the proxy.
+pub fn through_proxy(queue: &str, proxy: &super::proxy::FaultProxy) -> String {
+    let mut url = url::Url::parse(queue).expect("queue URL");
+    url.set_host(Some("127.0.0.1")).expect("host");
+    url.set_port(Some(proxy.addr.port())).expect("port");
+    url.to_string()
+}
+
 /// Creates a queue (FIFO when `fifo`) with a random name: (name, URL).
 pub async fn create_queue(sqs: &aws_sdk_sqs::Client, fifo: bool) -> (String, String) {
     let name = super::random_name("q") + if fifo { ".fifo" } else { "" };

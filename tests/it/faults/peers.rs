@@ -45,13 +45,11 @@ pub async fn sqs_black_hole(length: Duration) -> Report {
     let proxy = FaultProxy::start(localstack).await;
     // Everything the sidecar sends to SQS (the API and the queue URL's host) goes through the
     // proxy; LocalStack finds the queue by the URL's path.
-    let mut through_proxy = url::Url::parse(&queue).expect("queue URL");
-    through_proxy.set_host(Some("127.0.0.1")).expect("host");
-    through_proxy.set_port(Some(proxy.addr.port())).expect("port");
+    let through_proxy = common::sqs::through_proxy(&queue, &proxy);
     let group = common::random_name("g");
     let mut env = sidecar::env(&topic, &group, "http://unused");
     env.remove("SIDECAR_DELIVERY_URL");
-    env.insert("SIDECAR_DELIVERY_SQS_QUEUE_URL".into(), through_proxy.to_string());
+    env.insert("SIDECAR_DELIVERY_SQS_QUEUE_URL".into(), through_proxy);
     env.extend(process::testbed_aws());
     env.insert("AWS_ENDPOINT_URL".into(), format!("http://{}", proxy.address()));
     env.insert("SIDECAR_DELIVERY_TIMEOUT".into(), format!("{}s", SQS_TIMEOUT.as_secs()));

@@ -33,9 +33,7 @@ async fn the_sqs_source_black_holed_loses_nothing_and_dead_letters_nothing() {
     let localstack =
         common::aws_endpoint().trim_start_matches("http://").parse().expect("LocalStack address");
     let proxy = FaultProxy::start(localstack).await;
-    let mut through_proxy = url::Url::parse(&queue).expect("queue URL");
-    through_proxy.set_host(Some("127.0.0.1")).expect("host");
-    through_proxy.set_port(Some(proxy.addr.port())).expect("port");
+    let through_proxy = common::sqs::through_proxy(&queue, &proxy);
     let app = TestApp::start().await;
     app.behave(|_| Reply::Slow(Duration::from_millis(20), 200));
     let topic = common::random_name("srcfault");
@@ -44,7 +42,7 @@ async fn the_sqs_source_black_holed_loses_nothing_and_dead_letters_nothing() {
     let mut env = sidecar::env(&topic, &common::random_name("g"), &app.url());
     env.extend(process::testbed_aws());
     env.insert("AWS_ENDPOINT_URL".into(), format!("http://{}", proxy.address()));
-    env.insert("SQS_QUEUE_URLS".into(), through_proxy.to_string());
+    env.insert("SQS_QUEUE_URLS".into(), through_proxy);
     env.insert("SQS_WAIT_TIME".into(), "1s".into());
     env.insert("SIDECAR_MAX_IN_FLIGHT".into(), IN_FLIGHT.to_string());
     env.insert("SIDECAR_DLQ_ARCHIVE".into(), format!("file://{}", archive.path().display()));
