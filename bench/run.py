@@ -59,13 +59,14 @@ REQUIREMENTS = BENCH_DIR / "requirements.txt"
 RESULTS = BENCH_DIR / "results"
 LOG_ROOT = REPO / ".testbed" / "bench-logs"
 PYTHON_PATTERN = BENCH_DIR / "python_pattern.py"
+SQS_PATTERN = BENCH_DIR / "sqs_pattern.py"
 BENCH_PACKAGE = "msk-sidecar-bench"
 HELPER_BINS = ("bench-mock-cluster", "bench-baseline", "bench-sink")
 SCHEMA = "msk-sidecar-bench/1"
 MIB = 1024 * 1024
 TOPIC = "bench"
 
-ROWS = ("W1", "W2", "W4", "W5", "TRACE", "BATCH")
+ROWS = ("W1", "W2", "W4", "W5", "TRACE", "BATCH", "SQS")
 SMOKE_ROWS = ("W1", "W2", "W4", "W5")
 
 # Target thresholds (from the benchmark issue).
@@ -909,12 +910,154 @@ def http_variants(args: argparse.Namespace) -> dict[str, Variant]:
     }
 
 
+AWS_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION")
+
+
+def aws_env() -> dict[str, str]:
+    """The SQS row's AWS variables (LocalStack's endpoint and test keys), from this environment;
+    boto3 reads the region from AWS_DEFAULT_REGION, the Rust SDK from AWS_REGION."""
+    env = {k: os.environ[k] for k in AWS_VARIABLES if k in os.environ}
+    if "AWS_REGION" in env:
+        env.setdefault("AWS_DEFAULT_REGION", env["AWS_REGION"])
+    return env
+
+
+def sqs_fill(name: str, n: int, size: int) -> str:
+    """A new standard queue holding `n` messages of `size` bytes; its URL."""
+    import boto3  # the bench venv has it; only the SQS row needs it
+
+    sqs = boto3.client("sqs", region_name=aws_env().get("AWS_DEFAULT_REGION"))
+    url = sqs.create_queue(QueueName=f"bench-{name}-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    body = "x" * size
+
+    def send(start: int) -> None:
+        entries = [{"Id": str(i), "MessageBody": body} for i in range(min(10, n - start))]
+        answer = sqs.send_message_batch(QueueUrl=url, Entries=entries)
+        if answer.get("Failed"):
+            raise BenchError(f"SQS refused {len(answer['Failed'])} messages while filling {url}")
+
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        list(pool.map(send, range(0, n, 10)))
+    return url
+
+
+def sqs_window(ctx: Ctx, sink: Sink, n: int, child: Child) -> dict[str, Any]:
+    """Waits until the sink has `n` requests (or the run times out); the sink's counts."""
+    deadline = time.monotonic() + run_timeout(ctx, n, 50)
+    while time.monotonic() < deadline:
+        counts = sink.count()
+        if counts["requests"] >= n:
+            return counts
+        if child.poll() is not None:
+            raise child.failure(f"exited with {child.exit_code} after {counts['requests']} of {n} messages")
+        time.sleep(0.1)
+    raise child.failure(f"{sink.count()['requests']} of {n} messages within the time limit")
+
+
+def run_sidecar_sqs(ctx: Ctx, variant: str, repeat: int, cluster: Cluster) -> Run:
+    """`msk-sidecar run` with an SQS source next to an empty topic, POSTing each message."""
+    n, size = ctx.args.sqs_records, 100
+    url = sqs_fill(f"{variant}-r{repeat}", n, size)
+    sink = Sink(ctx, f"{variant}-r{repeat}")
+    try:
+        env = clean_env(
+            {
+                **aws_env(),
+                "KAFKA_BROKERS": cluster.bootstrap,
+                "KAFKA_TOPICS": TOPIC,
+                "KAFKA_CONSUMER_GROUP": f"bench-{variant}-r{repeat}-{uuid.uuid4().hex[:8]}",
+                "KAFKA_AUTH": "none",
+                "SIDECAR_ADMIN_ADDR": f"127.0.0.1:{free_port()}",
+                "SIDECAR_LOG_FORMAT": "text",
+                "RUST_LOG": "warn",
+                "SIDECAR_DELIVERY_URL": f"{sink.url}/events",
+                "SIDECAR_DLQ_ARCHIVE": f"file://{ctx.log_dir / (variant + '-archive')}",
+                "SQS_QUEUE_URLS": url,
+                "SQS_WAIT_TIME": "1s",
+            }
+        )
+        child = Child(f"{variant}-r{repeat}", [ctx.bins["msk-sidecar"], "run"], ctx.log_dir, env=env)
+        sampler = Sampler(child.pid)
+        sampler.start()
+        try:
+            # The topic's one record reaches the sink too.
+            counts = sqs_window(ctx, sink, n + cluster.params["records"], child)
+            child.stop(30)
+            sampler.finish()
+            result = Run(variant=variant, repeat=repeat, records=n)
+            result.extra.update(sink=counts, queue=url)
+            first = ctx.wall_to_mono(counts["first_ms"] / 1000) if counts.get("first_ms") else None
+            last = ctx.wall_to_mono(counts["last_ms"] / 1000) if counts.get("last_ms") else None
+            return result.finish(child, sampler, first, last, rusage_cpu(child), None, "sink", n)
+        finally:
+            sampler.finish()
+            child.stop(5)
+    finally:
+        sink.stop()
+
+
+def run_python_sqs(ctx: Ctx, variant: str, repeat: int, cluster: Cluster) -> Run:
+    """The seeds' SQS polling loop (bench/sqs_pattern.py): boto3, one message at a time."""
+    n, size = ctx.args.sqs_records, 100
+    url = sqs_fill(f"{variant}-r{repeat}", n, size)
+    sink = Sink(ctx, f"{variant}-r{repeat}")
+    try:
+        argv = [
+            VENV / "bin" / "python", SQS_PATTERN, "--queue-url", url, "--url", f"{sink.url}/events",
+            "--messages", str(n), "--loops", str(ctx.args.sqs_loops),
+        ]  # fmt: skip
+        env = clean_env({**aws_env(), "PYTHONUNBUFFERED": "1"})
+        child = Child(f"{variant}-r{repeat}", argv, ctx.log_dir, env=env)
+        sampler = Sampler(child.pid)
+        sampler.start()
+        try:
+            try:
+                code = child.wait(run_timeout(ctx, n, 50) + 30)
+            except TimeoutError as error:
+                raise child.failure(str(error)) from error
+            sampler.finish()
+            report = last_json_line(child.read_stdout())
+            if code != 0 or report is None or report.get("messages", 0) < n:
+                raise child.failure(f"exited with {code}, report {report!r}")
+            counts = sink.count()
+            result = Run(variant=variant, repeat=repeat, records=n)
+            result.extra.update(report=report, sink=counts, loops=ctx.args.sqs_loops, queue=url)
+            first = ctx.wall_to_mono(counts["first_ms"] / 1000) if counts.get("first_ms") else None
+            last = ctx.wall_to_mono(counts["last_ms"] / 1000) if counts.get("last_ms") else None
+            return result.finish(child, sampler, first, last, rusage_cpu(child), None, "sink", int(counts["requests"]))
+        finally:
+            sampler.finish()
+            child.stop(5)
+    finally:
+        sink.stop()
+
+
+def sqs_variants(args: argparse.Namespace) -> dict[str, Variant]:
+    return {
+        "sidecar-sqs": Variant(
+            "sidecar-sqs",
+            "msk-sidecar (SQS source, HTTP, 1 message/request)",
+            run_sidecar_sqs,
+            {"SQS_WAIT_TIME": "1s", "SIDECAR_MAX_IN_FLIGHT": "256"},
+        ),
+        "python-sqs": Variant(
+            "python-sqs",
+            "boto3 long-poll loop (the seeds' SQS polling loop)",
+            run_python_sqs,
+            {"loops": args.sqs_loops, "receive": "10 messages, 1 s wait", "delete": "batch"},
+        ),
+    }
+
+
 ROW_VARIANTS = {
     "W1": ("backlog", ["sidecar", "baseline", "kcat", "python"]),
     "W5": ("backlog", ["sidecar", "sidecar-fail1pct"]),
     "TRACE": ("backlog", ["sidecar", "sidecar-trace-on", "sidecar-trace-0pct"]),
     "W2": ("http", ["sidecar-http", "python-http"]),
     "BATCH": ("http", ["sidecar-http", "sidecar-http-batch100"]),
+    "SQS": ("sqs", ["sidecar-sqs", "python-sqs"]),
 }
 
 ROW_TITLES = {
@@ -924,6 +1067,7 @@ ROW_TITLES = {
     "W5": "W5 1% permanent failures (dead-lettered) vs W1",
     "TRACE": "Tracing cost (W1 workload, null://)",
     "BATCH": "HTTP batch delivery (W2 workload)",
+    "SQS": "SQS source to HTTP (LocalStack), one request per message",
 }
 
 
@@ -988,7 +1132,7 @@ def describe_run(run: Run) -> str:
 def execute(ctx: Ctx, rows: list[str]) -> dict[str, Any]:
     args = ctx.args
     comparisons: dict[str, Any] = {}
-    wanted: dict[str, list[str]] = {"backlog": [], "http": []}
+    wanted: dict[str, list[str]] = {"backlog": [], "http": [], "sqs": []}
     for row in rows:
         if row in ROW_VARIANTS:
             kind, names = ROW_VARIANTS[row]
@@ -997,18 +1141,23 @@ def execute(ctx: Ctx, rows: list[str]) -> dict[str, Any]:
                     wanted[kind].append(name)
     if "kcat" in wanted["backlog"] and ctx.kcat is None:
         wanted["backlog"].remove("kcat")
-    catalog = {"backlog": backlog_variants(args), "http": http_variants(args)}
+    catalog = {"backlog": backlog_variants(args), "http": http_variants(args), "sqs": sqs_variants(args)}
     data = {
         "backlog": {"partitions": 24, "records": args.records, "size": 100, "keys": 0},
         "http": {"partitions": 24, "records": args.w2_records, "size": 100, "keys": 0},
+        # The SQS row's Kafka side: one record on one partition, next to the queue.
+        "sqs": {"partitions": 1, "records": 1, "size": 100, "keys": 0},
     }
-    for kind in ("backlog", "http"):
+    if wanted["sqs"] and "AWS_ENDPOINT_URL" not in os.environ:
+        loud("SQS row SKIPPED: it needs LocalStack (localstack/testbed.sh up; set -a; . .testbed/env; set +a)")
+        wanted["sqs"] = []
+    for kind in ("backlog", "http", "sqs"):
         names = wanted[kind]
         if not names:
             continue
         params = data[kind]
         comparison = {
-            "data": {**params, "topic": TOPIC},
+            "data": {**params, "topic": TOPIC, **({"records": args.sqs_records, "queue": "standard"} if kind == "sqs" else {})},
             "variants": {
                 n: {"label": catalog[kind][n].label, "config": catalog[kind][n].config, "runs": []} for n in names
             },
@@ -1027,7 +1176,7 @@ def execute(ctx: Ctx, rows: list[str]) -> dict[str, Any]:
                         ctx,
                         name,
                         repeat,
-                        params["records"],
+                        args.sqs_records if kind == "sqs" else params["records"],
                         lambda v=variant, r=repeat, c=cluster: v.run(ctx, v.name, r, c),
                     )
                     comparison["variants"][name]["runs"].append(asdict(run))
@@ -1069,7 +1218,7 @@ def median_of(runs: list[dict[str, Any]], metric: str) -> float | None:
 
 
 def summarize(comparisons: dict[str, Any]) -> None:
-    for kind in ("backlog", "http"):
+    for kind in ("backlog", "http", "sqs"):
         for variant in comparisons.get(kind, {}).get("variants", {}).values():
             runs = variant["runs"]
             variant["median"] = {m: median_of(runs, m) for m in METRICS}
@@ -1796,6 +1945,8 @@ def fake_comparisons(args: argparse.Namespace, rows: list[str]) -> dict[str, Any
         "sidecar-http": (48_000, 28.0, 40, 33, 3.3),
         "python-http": (7_800, 205.0, 95, 83, 3.6),
         "sidecar-http-batch100": (420_000, 2.5, 47, 36, 3.3),
+        "sidecar-sqs": (2_500, 60.0, 40, 33, 3.3),
+        "python-sqs": (400, 900.0, 60, 55, 0.8),
     }
 
     def fake_run(name: str, repeat: int, n: int, shape: tuple[float, ...]) -> dict[str, Any]:
@@ -1806,9 +1957,9 @@ def fake_comparisons(args: argparse.Namespace, rows: list[str]) -> dict[str, Any
         return asdict(run)
 
     comparisons: dict[str, Any] = {}
-    catalog = {"backlog": backlog_variants(args), "http": http_variants(args)}
-    sizes = {"backlog": args.records, "http": args.w2_records}
-    for kind in ("backlog", "http"):
+    catalog = {"backlog": backlog_variants(args), "http": http_variants(args), "sqs": sqs_variants(args)}
+    sizes = {"backlog": args.records, "http": args.w2_records, "sqs": args.sqs_records}
+    for kind in ("backlog", "http", "sqs"):
         names: list[str] = []
         for row in rows:
             if row in ROW_VARIANTS and ROW_VARIANTS[row][0] == kind:
@@ -1864,6 +2015,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--w2-ordering", default="partition", choices=("partition", "key", "none"),
                    help="SIDECAR_ORDERING for W2/BATCH")  # fmt: skip
     p.add_argument("--workers", type=int, default=64, help="Python pattern worker tasks")
+    p.add_argument("--sqs-records", type=int, default=20_000, help="SQS row messages (needs LocalStack)")
+    p.add_argument("--sqs-loops", type=int, default=1, help="boto3 polling loops of the SQS row's baseline")
     p.add_argument(
         "--concurrency", type=int_list, default=[1, 12, 64, 256, 1024], help="W4 SIDECAR_MAX_IN_FLIGHT values"
     )
@@ -1962,7 +2115,7 @@ def main(argv: list[str]) -> int:
                       mono_minus_wall=time.monotonic() - time.time())  # fmt: skip
             say(f"rows {','.join(args.rows)}; {args.repeats} repeat(s); logs in {log_dir}")
             comparisons = execute(ctx, args.rows)
-        for group in ("backlog", "http"):
+        for group in ("backlog", "http", "sqs"):
             for name, variant in comparisons.get(group, {}).get("variants", {}).items():
                 errors += [f"{name} repeat {r['repeat'] + 1}: {r['error']}" for r in variant["runs"] if r.get("error")]
         for point in comparisons.get("w4", {}).get("points", []):
