@@ -153,21 +153,22 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     };
     let built = routes::build(&common).await?;
 
-    // The SQS source delivers to the default route's application, with its own dead letters.
-    let sqs = match (&config.sqs_source, built.routes.last()) {
-        (Some(sqs_config), Some(default_route)) => {
+    // The SQS source delivers as its queue routes say (the default route for the rest), with
+    // its own dead letters.
+    let sqs = match &config.sqs_source {
+        Some(sqs_config) => {
             let setup = crate::sqs_source::Setup {
                 config: sqs_config.clone(),
                 max_in_flight: config.max_in_flight,
                 grace: config.shutdown_grace,
-                route: default_route.clone(),
+                routes: built.queue_routes.clone(),
                 archive: archive.clone(),
                 health: health.clone(),
                 metrics: metrics.clone(),
             };
             Some(crate::sqs_source::start(setup, stop.clone()).await?)
         }
-        _ => None,
+        None => None,
     };
     let tracker = Arc::new(OffsetTracker::new(config.max_uncommitted));
     let oldest = tracker.clone();

@@ -1,5 +1,6 @@
 //! Builds what each route needs: its delivery target, dead-letter writer, circuit breaker with
-//! its prober, and pipeline. The default route (top-level settings) comes last.
+//! its prober, and pipeline. Topic routes go to the Kafka dispatcher, queue routes to the SQS
+//! source; the default route (top-level settings) comes last in both.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::AppError;
 use crate::archive::Archive;
-use crate::config::{Config, DeliveryTarget, Route, TopicMatcher};
+use crate::config::{Config, DeliveryTarget, Route, Selects, TopicMatcher};
 use crate::delivery::Delivery;
 use crate::delivery::batcher::Limits as BatchLimits;
 use crate::delivery::http::HttpDelivery;
@@ -41,8 +42,10 @@ pub(super) struct Common<'a> {
 
 /// The built routes.
 pub(super) struct Built {
-    /// For the dispatcher, in order.
+    /// Topic routes for the Kafka dispatcher, in order, the default last.
     pub(super) routes: Vec<Arc<RouteEntry>>,
+    /// Queue routes for the SQS source, in order, the default last.
+    pub(super) queue_routes: Vec<Arc<RouteEntry>>,
     /// Each route's breaker state, for the consumer's pauses.
     pub(super) breakers: Vec<(Option<TopicMatcher>, watch::Receiver<bool>)>,
     /// Dead-letter writers (one producer underneath).
@@ -105,8 +108,13 @@ async fn delivery(route: &Route, common: &Common<'_>) -> Result<(Arc<dyn Deliver
 
 /// Builds every route, the default last.
 pub(super) async fn build(common: &Common<'_>) -> Result<Built, AppError> {
-    let mut built =
-        Built { routes: Vec::new(), breakers: Vec::new(), writers: Vec::new(), probers: Vec::new() };
+    let mut built = Built {
+        routes: Vec::new(),
+        queue_routes: Vec::new(),
+        breakers: Vec::new(),
+        writers: Vec::new(),
+        probers: Vec::new(),
+    };
     for route in common.config.all_routes() {
         // Readiness reasons name the route, except for the default route's.
         let scope = if route.matcher.is_some() { route.name.clone() } else { String::new() };
@@ -140,13 +148,25 @@ pub(super) async fn build(common: &Common<'_>) -> Result<Built, AppError> {
             common.background.clone(),
             scope,
         )));
-        built.breakers.push((route.matcher.clone(), breaker.subscribe()));
-        built.routes.push(Arc::new(RouteEntry {
+        let entry = Arc::new(RouteEntry {
             matcher: route.matcher.clone(),
             pipeline,
             ordering: route.ordering,
             chunk,
-        }));
+        });
+        match (route.selects, route.matcher.is_some()) {
+            (Selects::Queues, _) => built.queue_routes.push(entry),
+            (Selects::Topics, true) => {
+                built.breakers.push((route.matcher.clone(), breaker.subscribe()));
+                built.routes.push(entry);
+            }
+            // The default route serves topics and queues alike.
+            (Selects::Topics, false) => {
+                built.breakers.push((route.matcher.clone(), breaker.subscribe()));
+                built.routes.push(entry.clone());
+                built.queue_routes.push(entry);
+            }
+        }
         built.writers.push(writer);
     }
     Ok(built)

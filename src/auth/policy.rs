@@ -11,7 +11,7 @@
 
 use serde::Serialize;
 
-use crate::config::{ArchiveTarget, Config, DeliveryTarget};
+use crate::config::{ArchiveTarget, Config, DeliveryTarget, Selects};
 
 /// Placeholder parts used when `MSK_CLUSTER_ARN` is not set.
 pub const PLACEHOLDER_ACCOUNT: &str = "ACCOUNT_ID";
@@ -126,7 +126,8 @@ pub fn iam_policy(config: &Config) -> Policy {
     let mut queues: Vec<url::Url> = Vec::new();
     for route in config.all_routes().into_iter().rev() {
         let arn = child("topic", &route.dlq_topic);
-        if !dlq_topics.contains(&arn) {
+        // A queue route's dead letters go to the queue's own dead-letter queue.
+        if route.selects == Selects::Topics && !dlq_topics.contains(&arn) {
             dlq_topics.push(arn);
         }
         if let DeliveryTarget::Sqs(url) = route.delivery.target

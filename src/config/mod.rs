@@ -225,14 +225,25 @@ impl TopicMatcher {
     }
 }
 
-/// Where and how the records of some topics are delivered (a `[[routes]]` table, or the defaults
-/// from the environment for every other topic).
+/// What a route's matcher selects by name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selects {
+    /// Kafka topics (`topic`, `topic_pattern`).
+    Topics,
+    /// SQS queues (`queue`, `queue_pattern`).
+    Queues,
+}
+
+/// Where and how the records of some topics or queues are delivered (a `[[routes]]` table, or
+/// the defaults from the environment for everything else).
 #[derive(Clone, Debug)]
 pub struct Route {
     /// `routes[i]`, or `default`: named in logs and errors.
     pub name: String,
-    /// The topics it applies to (`None`: every topic; the default route).
+    /// The topics or queues it applies to (`None`: everything; the default route).
     pub matcher: Option<TopicMatcher>,
+    /// Whether the matcher names topics or queues.
+    pub selects: Selects,
     /// Target, timeout and batching.
     pub delivery: DeliveryConfig,
     /// Ordering mode.
@@ -431,12 +442,23 @@ impl Config {
         }
     }
 
-    /// The route of the records of `topic`: the first `[[routes]]` that matches, else the
-    /// defaults from the environment.
+    /// The route of the records of `topic`: the first topic route of `[[routes]]` that matches,
+    /// else the defaults from the environment.
     pub fn route_for(&self, topic: &str) -> Route {
+        self.first_route(Selects::Topics, topic)
+    }
+
+    /// The route of the messages of SQS queue `queue` (by name): the first queue route that
+    /// matches, else the defaults.
+    pub fn queue_route_for(&self, queue: &str) -> Route {
+        self.first_route(Selects::Queues, queue)
+    }
+
+    fn first_route(&self, selects: Selects, name: &str) -> Route {
         self.routes
             .iter()
-            .find(|r| r.matcher.as_ref().is_some_and(|m| m.matches(topic)))
+            .filter(|r| r.selects == selects)
+            .find(|r| r.matcher.as_ref().is_some_and(|m| m.matches(name)))
             .cloned()
             .unwrap_or_else(|| self.default_route())
     }
@@ -446,6 +468,7 @@ impl Config {
         Route {
             name: "default".to_string(),
             matcher: None,
+            selects: Selects::Topics,
             delivery: self.delivery.clone(),
             ordering: self.ordering,
             retry: self.retry,

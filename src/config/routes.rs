@@ -1,16 +1,19 @@
 //! `[[routes]]`: per-topic delivery settings from the TOML file.
 //!
-//! A route matches a topic (`topic`) or a regular expression (`topic_pattern`) and may set its
-//! own target (`delivery_url` or `sqs_queue_url`), timeout, ordering, retry policy, batching and
-//! dead-letter topic; whatever it leaves out comes from the top-level settings. The first route
-//! that matches a topic wins; topics no route matches (including ones a `^regex` subscription
-//! finds later) use the top-level settings. Every problem names the route and the field.
+//! A route matches a topic (`topic`) or a regular expression over topic names (`topic_pattern`),
+//! or an SQS queue of `SQS_QUEUE_URLS` by name (`queue`, `queue_pattern`), and may set its own
+//! target (`delivery_url` or `sqs_queue_url`), timeout, ordering, retry policy, batching and
+//! dead-letter topic (topics only: a queue's dead letters go to its own dead-letter queue);
+//! whatever it leaves out comes from the top-level settings. The first route that matches wins;
+//! topics and queues no route matches (including topics a `^regex` subscription finds later) use
+//! the top-level settings. Every problem names the route and the field.
 
 use serde::Deserialize;
 
 use super::validate::Reader;
 use super::{
-    BatchConfig, Config, DeliveryConfig, DeliveryTarget, Ordering, RetryPolicy, Route, TopicMatcher, parse,
+    BatchConfig, Config, DeliveryConfig, DeliveryTarget, Ordering, RetryPolicy, Route, Selects, TopicMatcher,
+    parse,
 };
 
 /// A route as written in the file.
@@ -19,6 +22,8 @@ use super::{
 struct RawRoute {
     topic: Option<String>,
     topic_pattern: Option<String>,
+    queue: Option<String>,
+    queue_pattern: Option<String>,
     delivery_url: Option<String>,
     sqs_queue_url: Option<String>,
     delivery_timeout: Option<String>,
@@ -91,19 +96,23 @@ pub(super) fn parse(reader: &mut Reader<'_>, config: &Config) -> Vec<Route> {
 }
 
 fn route(c: &mut Checker<'_, '_>, raw: RawRoute, config: &Config, index: usize) -> Option<Route> {
-    let matcher = match (&raw.topic, &raw.topic_pattern) {
-        (Some(topic), None) => {
-            c.value("topic", Some(topic), |t| parse::topic(t).map(|()| TopicMatcher::Exact(t.to_string())))
-        }
-        (None, Some(pattern)) => c.value("topic_pattern", Some(pattern), |p| {
-            regex::Regex::new(p).map(TopicMatcher::Pattern).map_err(|e| super::raw::one_line(&e.to_string()))
-        }),
+    let pattern = |p: &&String| {
+        regex::Regex::new(p).map(TopicMatcher::Pattern).map_err(|e| super::raw::one_line(&e.to_string()))
+    };
+    let (matcher, selects) = match (&raw.topic, &raw.topic_pattern, &raw.queue, &raw.queue_pattern) {
+        (Some(topic), None, None, None) => (
+            c.value("topic", Some(topic), |t| parse::topic(t).map(|()| TopicMatcher::Exact(t.to_string()))),
+            Selects::Topics,
+        ),
+        (None, Some(p), None, None) => (c.value("topic_pattern", Some(p), pattern), Selects::Topics),
+        (None, None, Some(queue), None) => (Some(TopicMatcher::Exact(queue.clone())), Selects::Queues),
+        (None, None, None, Some(p)) => (c.value("queue_pattern", Some(p), pattern), Selects::Queues),
         _ => {
-            c.fail("topic", &raw.topic, "set exactly one of topic and topic_pattern");
-            None
+            c.fail("topic", &raw.topic, "set exactly one of topic, topic_pattern, queue and queue_pattern");
+            (None, Selects::Topics)
         }
     };
-    if let Some(TopicMatcher::Exact(topic)) = &matcher {
+    if let (Some(TopicMatcher::Exact(topic)), Selects::Topics) = (&matcher, selects) {
         let subscribed = config.kafka.topics.iter().any(|t| {
             t == topic
                 || (t.starts_with('^')
@@ -112,6 +121,22 @@ fn route(c: &mut Checker<'_, '_>, raw: RawRoute, config: &Config, index: usize) 
         if !subscribed {
             c.fail("topic", topic, "is not in KAFKA_TOPICS");
         }
+    }
+    if let (Some(TopicMatcher::Exact(queue)), Selects::Queues) = (&matcher, selects) {
+        let consumed = config
+            .sqs_source
+            .as_ref()
+            .is_some_and(|s| s.queues.iter().any(|url| super::sources::queue_name(url) == *queue));
+        if !consumed {
+            c.fail("queue", queue, "is not a queue of SQS_QUEUE_URLS");
+        }
+    }
+    if selects == Selects::Queues && raw.dlq_topic.is_some() {
+        c.fail(
+            "dlq_topic",
+            &raw.dlq_topic,
+            "a queue's dead letters go to its own dead-letter queue (RedrivePolicy) and the archive",
+        );
     }
     let target = match (&raw.delivery_url, &raw.sqs_queue_url) {
         (Some(_), Some(_)) => {
@@ -203,6 +228,7 @@ fn route(c: &mut Checker<'_, '_>, raw: RawRoute, config: &Config, index: usize) 
     Some(Route {
         name: format!("routes[{index}]"),
         matcher,
+        selects,
         delivery: DeliveryConfig {
             target: target?,
             timeout: timeout?,
@@ -280,6 +306,50 @@ mod tests {
             "third route matches everything else"
         );
         assert_eq!(config.all_routes().len(), 4);
+    }
+
+    #[test]
+    fn queue_routes_apply_to_queues_and_topic_routes_to_topics() {
+        let mut env = env();
+        env.insert(
+            "SQS_QUEUE_URLS".into(),
+            "http://localhost:4566/000000000000/tasks,http://localhost:4566/000000000000/jobs.fifo".into(),
+        );
+        let toml = r#"
+            [[routes]]
+            queue = "tasks"
+            delivery_url = "http://127.0.0.1:9191/tasks"
+            retry_max_attempts = 9
+
+            [[routes]]
+            queue_pattern = "^jobs"
+            ordering = "none"
+
+            [[routes]]
+            topic_pattern = ".*"
+            retry_max_attempts = 2
+            "#;
+        let config = Config::from_sources(&env, Some((Path::new("r.toml"), toml))).expect("valid");
+        let tasks = config.queue_route_for("tasks");
+        assert_eq!((tasks.name.as_str(), tasks.retry.max_attempts), ("routes[0]", 9));
+        assert!(matches!(&tasks.delivery.target, DeliveryTarget::Http(url) if url.port() == Some(9191)));
+        assert_eq!(config.queue_route_for("jobs.fifo").name, "routes[1]");
+        assert_eq!(config.queue_route_for("other").name, "default", "topic routes never apply to queues");
+        assert_eq!(config.route_for("tasks").name, "routes[2]", "queue routes never apply to topics");
+        assert_eq!(config.route_for("orders").retry.max_attempts, 2);
+
+        let bad = [
+            ("[[routes]]\nqueue = \"nope\"\n", "routes[0].queue"),
+            ("[[routes]]\nqueue = \"tasks\"\ndlq_topic = \"x\"\n", "routes[0].dlq_topic"),
+            ("[[routes]]\nqueue = \"tasks\"\ntopic = \"orders\"\n", "routes[0].topic"),
+            ("[[routes]]\nqueue_pattern = \"(\"\n", "routes[0].queue_pattern"),
+        ];
+        for (toml, variable) in bad {
+            let err = Config::from_sources(&env, Some((Path::new("r.toml"), toml))).expect_err(toml);
+            assert!(err.names(variable), "{toml}: {variable} not named in {err}");
+        }
+        let no_source = load("[[routes]]\nqueue = \"tasks\"\n").expect_err("no SQS source");
+        assert!(no_source.names("routes[0].queue"), "{no_source}");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! message is deleted only when it is delivered or durably dead-lettered ([`leases`]); while it
 //! is in flight or waiting for a retry its visibility is extended. Dead letters go to the
 //! archive and to the dead-letter queue of the queue's `RedrivePolicy`
-//! ([`crate::dlq::queue`]); a queue with neither is refused at start.
+//! ([`crate::dlq::queue`]); a queue with neither is refused at start. A queue is delivered as the
+//! first queue route of `[[routes]]` that names it says, else as the top-level settings say.
 //!
 //! On stop the receivers stop, the dispatcher drains within the grace (less two seconds, like
 //! Kafka's), the deletes of what finished go out, and every message still leased is released
@@ -65,8 +66,9 @@ pub struct Setup {
     pub max_in_flight: usize,
     /// `SIDECAR_SHUTDOWN_GRACE`.
     pub grace: Duration,
-    /// The default route: its pipeline (target, retries, breaker) and chunk serve the queues.
-    pub route: Arc<RouteEntry>,
+    /// The queue routes in order, the default last: the first whose matcher matches a queue's
+    /// name gives its pipeline (target, retries, breaker) and chunk.
+    pub routes: Vec<Arc<RouteEntry>>,
     /// The dead-letter archive, if one is configured.
     pub archive: Option<Archive>,
     /// Readiness.
@@ -117,17 +119,20 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<SqsSource, S
     }
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let ledger = Arc::new(SqsLedger::new(done_tx));
-    let routes: Vec<Arc<RouteEntry>> = queues
-        .iter()
-        .map(|q| {
-            Arc::new(RouteEntry {
-                matcher: Some(TopicMatcher::Exact(q.tp.topic.to_string())),
-                pipeline: Arc::new(setup.route.pipeline.with_dead_letters(q.dead_letters.clone())),
-                ordering: if q.fifo { Ordering::Key } else { Ordering::None },
-                chunk: setup.route.chunk,
-            })
-        })
-        .collect();
+    let mut routes: Vec<Arc<RouteEntry>> = Vec::new();
+    for q in &queues {
+        let name = q.tp.topic.to_string();
+        let Some(route) = setup.routes.iter().find(|r| r.matcher.as_ref().is_none_or(|m| m.matches(&name)))
+        else {
+            continue; // the default route matches every queue
+        };
+        routes.push(Arc::new(RouteEntry {
+            matcher: Some(TopicMatcher::Exact(name)),
+            pipeline: Arc::new(route.pipeline.with_dead_letters(q.dead_letters.clone())),
+            ordering: if q.fifo { Ordering::Key } else { Ordering::None },
+            chunk: route.chunk,
+        }));
+    }
     let (flow_tx, mut flow_rx) = mpsc::unbounded_channel();
     let tasks = tokio_util::task::TaskTracker::new();
     let (dispatch, dispatcher) = dispatch::spawn(dispatch::Setup {

@@ -345,3 +345,31 @@ async fn sigkill_loses_nothing_and_copies_only_what_was_in_flight() {
     // delete batch), per kill.
     assert!(copies <= kills * 14, "{copies} copies after {kills} kills");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_route_sends_its_queue_elsewhere_while_the_topic_keeps_the_default() {
+    let sqs = common::sqs().await;
+    let (name, url) = queues::create_queue(&sqs, false).await;
+    let app = TestApp::start().await;
+    let tasks_app = TestApp::start().await;
+    let archive = tempfile::tempdir().unwrap();
+    let mut env = env(&url, &app).await;
+    env.insert("SIDECAR_DLQ_ARCHIVE".into(), format!("file://{}", archive.path().display()));
+    let topic = env["KAFKA_TOPICS"].clone();
+    common::produce(&topic, vec![common::Produce::text(0, "k", "from-kafka")]).await;
+    send(&sqs, &url, &bodies("q", 5)).await;
+    let toml = format!("[[routes]]\nqueue = \"{name}\"\ndelivery_url = \"{}\"\n", tasks_app.url());
+    let sidecar = Sidecar::start_with_file(&env, Some(&toml)).await;
+    common::eventually(Duration::from_secs(30), "5 messages at the queue's application", || {
+        std::future::ready((accepted(&tasks_app).len() == 5).then_some(()))
+    })
+    .await;
+    common::eventually(Duration::from_secs(30), "the topic's record at the default application", || {
+        std::future::ready(app.received().iter().any(|r| r.text() == "from-kafka").then_some(()))
+    })
+    .await;
+    wait_empty(&sqs, &url).await;
+    sidecar.stop().await;
+    assert!(accepted(&app).is_empty(), "no queue message at the default application");
+    assert!(tasks_app.received().iter().all(|r| r.text() != "from-kafka"), "no topic record at the queue's");
+}
