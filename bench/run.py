@@ -787,6 +787,26 @@ def run_kcat(ctx: Ctx, variant: str, repeat: int, cluster: Cluster) -> Run:
         child.stop(5)
 
 
+def sink_run(
+    ctx: Ctx,
+    variant: str,
+    repeat: int,
+    n: int,
+    child: Child,
+    sampler: Sampler,
+    counts: dict[str, Any],
+    seen: int,
+    **extra: Any,
+) -> Run:
+    """A run measured by the sink: its first and last request bound the window, the child's
+    rusage gives the CPU."""
+    result = Run(variant=variant, repeat=repeat, records=n)
+    result.extra.update(sink=counts, **extra)
+    first = ctx.wall_to_mono(counts["first_ms"] / 1000) if counts.get("first_ms") else None
+    last = ctx.wall_to_mono(counts["last_ms"] / 1000) if counts.get("last_ms") else None
+    return result.finish(child, sampler, first, last, rusage_cpu(child), None, "sink", seen)
+
+
 def run_python(ctx: Ctx, variant: str, repeat: int, cluster: Cluster) -> Run:
     n = cluster.params["records"]
     sink = Sink(ctx, f"{variant}-r{repeat}")
@@ -810,11 +830,10 @@ def run_python(ctx: Ctx, variant: str, repeat: int, cluster: Cluster) -> Run:
             if code != 0 or report is None:
                 raise child.failure(f"exited with {code}, report {report!r}")
             counts = sink.count()
-            result = Run(variant=variant, repeat=repeat, records=n)
-            result.extra.update(report=report, sink=counts, workers=ctx.args.workers)
-            first = ctx.wall_to_mono(counts["first_ms"] / 1000) if counts.get("first_ms") else None
-            last = ctx.wall_to_mono(counts["last_ms"] / 1000) if counts.get("last_ms") else None
-            return result.finish(child, sampler, first, last, rusage_cpu(child), None, "sink", int(counts["records"]))
+            return sink_run(
+                ctx, variant, repeat, n, child, sampler, counts, int(counts["records"]),
+                report=report, workers=ctx.args.workers,
+            )  # fmt: skip
         finally:
             sampler.finish()
             child.stop(5)
@@ -986,11 +1005,7 @@ def run_sidecar_sqs(ctx: Ctx, variant: str, repeat: int, cluster: Cluster) -> Ru
             counts = sqs_window(ctx, sink, n + cluster.params["records"], child)
             child.stop(30)
             sampler.finish()
-            result = Run(variant=variant, repeat=repeat, records=n)
-            result.extra.update(sink=counts, queue=url)
-            first = ctx.wall_to_mono(counts["first_ms"] / 1000) if counts.get("first_ms") else None
-            last = ctx.wall_to_mono(counts["last_ms"] / 1000) if counts.get("last_ms") else None
-            return result.finish(child, sampler, first, last, rusage_cpu(child), None, "sink", n)
+            return sink_run(ctx, variant, repeat, n, child, sampler, counts, n, queue=url)
         finally:
             sampler.finish()
             child.stop(5)
@@ -1022,11 +1037,10 @@ def run_python_sqs(ctx: Ctx, variant: str, repeat: int, cluster: Cluster) -> Run
             if code != 0 or report is None or report.get("messages", 0) < n:
                 raise child.failure(f"exited with {code}, report {report!r}")
             counts = sink.count()
-            result = Run(variant=variant, repeat=repeat, records=n)
-            result.extra.update(report=report, sink=counts, loops=ctx.args.sqs_loops, queue=url)
-            first = ctx.wall_to_mono(counts["first_ms"] / 1000) if counts.get("first_ms") else None
-            last = ctx.wall_to_mono(counts["last_ms"] / 1000) if counts.get("last_ms") else None
-            return result.finish(child, sampler, first, last, rusage_cpu(child), None, "sink", int(counts["requests"]))
+            return sink_run(
+                ctx, variant, repeat, n, child, sampler, counts, int(counts["requests"]),
+                report=report, loops=ctx.args.sqs_loops, queue=url,
+            )  # fmt: skip
         finally:
             sampler.finish()
             child.stop(5)
