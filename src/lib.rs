@@ -1,6 +1,7 @@
-//! msk-sidecar: consumes Kafka topics on Amazon MSK with IAM auth and hands every record to an
-//! application next to it (HTTP POST per record, or an SQS queue), with retries, dead letters
-//! and at-least-once offset commits.
+//! msk-sidecar: consumes Kafka topics on Amazon MSK with IAM auth, and SQS queues, next to or
+//! instead of them, and hands every record to an application next to it (HTTP POST per record,
+//! or an SQS queue), with retries, dead letters and at-least-once acknowledgements (offset
+//! commits, message deletes).
 //!
 //! Module map, in the direction data flows (no module reaches back up):
 //! - [`config`]: typed, validated configuration from the environment and a TOML file.
@@ -23,7 +24,8 @@
 //! Shared below all of them: [`record`] (the record every stage shares), [`attempt`] (one
 //! attempt and its outcome), [`health`] (readiness latches), [`telemetry`] (logs, metrics,
 //! traces), [`panics`] (the panic hook and containment of panics in libraries reading hostile
-//! bytes), [`shutdown`] (the SIGTERM/SIGINT token). At the edge: [`app`] wires it all,
+//! bytes), [`shutdown`] (the SIGTERM/SIGINT token). At the edge: [`app`] wires the sources
+//! that are configured (at least one),
 //! [`admin`] serves `/live` `/ready` `/metrics`, [`cli`] parses the subcommands.
 
 #![forbid(unsafe_code)]

@@ -57,13 +57,31 @@ pub struct Header {
 /// A Kafka record's coordinates are its topic, partition and offset. An SQS message's are its
 /// queue (as the topic, partition 0) and a sequence number the receiver gives it (as the
 /// offset, unique within the receiver's run); its SQS facts travel as `x-sqs-*` headers.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Origin {
     /// A Kafka topic partition.
     #[default]
     Kafka,
     /// An SQS queue.
     Sqs,
+}
+
+impl Origin {
+    /// The `source` label of metrics and the name in logs: `kafka`, `sqs`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Origin::Kafka => "kafka",
+            Origin::Sqs => "sqs",
+        }
+    }
+
+    /// The OpenTelemetry `messaging.system` value (semantic conventions): `kafka`, `aws_sqs`.
+    pub fn messaging_system(self) -> &'static str {
+        match self {
+            Origin::Kafka => "kafka",
+            Origin::Sqs => "aws_sqs",
+        }
+    }
 }
 
 /// One consumed record.

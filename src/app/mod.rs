@@ -1,5 +1,5 @@
-//! The application: wires configuration, consumer, dispatcher, pipeline, delivery, dead
-//! letters, offsets and the admin server for `msk-sidecar run`.
+//! The application: wires configuration, sources (Kafka, SQS: each optional, at least one),
+//! dispatchers, pipelines, delivery, dead letters and the admin server for `msk-sidecar run`.
 //!
 //! [`start`] builds everything and returns a [`Running`] handle (the demo and the integration
 //! tests read its metrics and admin address); [`run`] starts and waits. Shutdown is a
@@ -9,20 +9,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use rdkafka::producer::FutureProducer;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use crate::admin::{self, AdminError, AdminServer};
 use crate::archive::Archive;
 use crate::config::Config;
-use crate::consumer::{self, ConsumerError};
+use crate::consumer::ConsumerError;
 use crate::delivery::http::HttpError;
-use crate::dispatch::{self, Limits};
 use crate::dlq::DeadLetterWriter;
 use crate::health::Health;
-use crate::kafka::{self, KafkaContext};
-use crate::offsets::OffsetTracker;
+use crate::kafka;
 use crate::telemetry::metrics::{Metrics, MetricsError};
 use crate::telemetry::otlp::{self, OtlpError};
 use crate::telemetry::spans::{TargetInfo, Tracing};
@@ -30,6 +27,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 
+mod kafka_source;
 mod routes;
 
 /// Why the application could not start or stopped with an error.
@@ -101,7 +99,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
             metrics.set_span_counters(span_counters);
             let tracer = provider.tracer("msk-sidecar");
             crate::telemetry::attach_tracer(tracer.clone());
-            Tracing::new(tracer, config.kafka.group.clone(), TargetInfo::default(), config.trace_record_keys)
+            Tracing::new(tracer, config.group().to_string(), TargetInfo::default(), config.trace_record_keys)
         }
         None => Tracing::disabled(),
     };
@@ -109,43 +107,39 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     let admin = admin::spawn(config.admin_addr, health.clone(), metrics.clone())?;
 
     let background = CancellationToken::new();
-    let auth = crate::auth::start(&config, &health, &metrics, background.clone()).await;
     // A fatal client error stops the sidecar as SIGTERM would, then it exits with an error.
     let stop = shutdown.child_token();
     // When the stop began: the whole shutdown, telemetry flush included, fits in the grace.
     let stopped_at = Arc::new(OnceLock::new());
     tokio::spawn({
-        let (stop, stopped_at) = (stop.clone(), stopped_at.clone());
+        let (stop, stopped_at, health) = (stop.clone(), stopped_at.clone(), health.clone());
         async move {
             stop.cancelled().await;
+            health.mark_stopping();
             // Set once: the first stop is when the grace began.
             let _ = stopped_at.set(Instant::now());
         }
     });
     let fatal = Arc::new(kafka::Fatal::new(&health, stop.clone()));
-    // Each client reports its own authentication problem; what proves it fixed is that
-    // client's own success (records arriving, a dead letter acknowledged).
-    let authentication = |client: &str| {
-        Arc::new(crate::health::Problem::new(&health, crate::health::Component::Authentication, client))
+    let clients = match &config.kafka {
+        Some(kafka) => Some(
+            kafka_source::Clients::create(
+                &config,
+                kafka,
+                &health,
+                &metrics,
+                fatal.clone(),
+                background.clone(),
+            )
+            .await?,
+        ),
+        None => None,
     };
-    let shared = kafka::Shared {
-        auth,
-        authentication: authentication("consumer"),
-        fatal: fatal.clone(),
-        metrics: metrics.clone(),
-    };
-    let producer_shared =
-        kafka::Shared { authentication: authentication("dead-letter producer"), ..shared.clone() };
-    let producer_authentication = producer_shared.authentication.clone();
-    let producer: FutureProducer<KafkaContext> = kafka::producer_config(&config.kafka)
-        .create_with_context(KafkaContext { shared: producer_shared })
-        .map_err(AppError::Producer)?;
     let archive = Archive::from_target(&config.dlq.archive).await;
     let common = routes::Common {
         config: &config,
-        producer: &producer,
+        kafka: clients.as_ref(),
         archive: &archive,
-        producer_authentication: &producer_authentication,
         health: &health,
         metrics: &metrics,
         tracing: &tracing,
@@ -170,36 +164,25 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
         None => None,
     };
-    let tracker = Arc::new(OffsetTracker::new(config.max_uncommitted));
-    let oldest = tracker.clone();
-    metrics.set_oldest_source(Box::new(move || oldest.oldest_timestamps()));
-    let (flow_tx, flow_rx) = mpsc::unbounded_channel();
-    let limits = Limits::for_in_flight(config.max_in_flight);
-    let backlog = Arc::new(dispatch::Backlog::default());
-    let lane_tasks = tokio_util::task::TaskTracker::new();
-    let (dispatch, dispatcher) = dispatch::spawn(dispatch::Setup {
-        tasks: lane_tasks.clone(),
-        routes: built.routes,
-        max_in_flight: config.max_in_flight,
-        limits,
-        backlog: backlog.clone(),
-        ledger: tracker.clone(),
-        metrics: metrics.clone(),
-        flow: flow_tx,
-    });
-    let parts = consumer::Parts {
-        tracker,
-        dispatch,
-        flow: flow_rx,
-        breakers: built.breakers,
-        health: health.clone(),
-        metrics: metrics.clone(),
-        shared,
-        backlog,
-        soft_limit: limits.soft_records(),
+    let kafka = match (clients, &config.kafka) {
+        (Some(clients), Some(kafka)) => {
+            let setup = kafka_source::Setup {
+                config: &config,
+                kafka,
+                clients,
+                routes: built.routes,
+                breakers: built.breakers,
+                health: &health,
+                metrics: &metrics,
+            };
+            Some(kafka_source::start(setup, stop.clone())?)
+        }
+        _ => {
+            // No group to join: ready once the other sources have started.
+            health.mark_joined();
+            None
+        }
     };
-    let sqs_stop = stop.clone();
-    let consumer_done = consumer::spawn(&config, parts, stop)?;
     let writers = built.writers;
     let probers = built.probers;
 
@@ -212,7 +195,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         grace: config.shutdown_grace,
     };
     tokio::spawn(async move {
-        let stopped = Stopped { consumer: consumer_done, dispatcher, lane_tasks, sqs, stop: sqs_stop };
+        let stopped = Stopped { kafka, sqs, stop };
         let result = finish(stopped, writers, admin, background, probers, telemetry)
             .await
             .and_then(|()| fatal.reason().map_or(Ok(()), |reason| Err(AppError::Fatal(reason.to_string()))));
@@ -221,17 +204,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
     Ok(Running { metrics, health, admin_addr, done })
 }
 
-/// What `finish` waits for first: the consumer, the dispatcher, and every lane task.
+/// What `finish` waits for first: the sources, their dispatchers and every lane task.
 struct Stopped {
-    /// Reports when the consumer has drained, committed and closed.
-    consumer: oneshot::Receiver<Result<(), ConsumerError>>,
-    /// The dispatcher task.
-    dispatcher: tokio::task::JoinHandle<()>,
-    /// Every lane task (closed by the dispatcher when it stops).
-    lane_tasks: tokio_util::task::TaskTracker,
+    /// The Kafka source, when there is one.
+    kafka: Option<kafka_source::KafkaSource>,
     /// The SQS source, which stops with the same token.
     sqs: Option<crate::sqs_source::SqsSource>,
-    /// That token: cancelled when the consumer ends by itself, so the SQS source stops too.
+    /// That token: cancelled on SIGTERM, on a fatal error, and when the consumer ends by
+    /// itself, so the other sources stop too.
     stop: CancellationToken,
 }
 
@@ -291,16 +271,21 @@ async fn finish(
     probers: Vec<tokio::task::JoinHandle<()>>,
     telemetry: Telemetry,
 ) -> Result<(), AppError> {
-    let result = stopped.consumer.await.unwrap_or(Err(ConsumerError::Vanished));
+    let mut kafka = stopped.kafka;
+    let result = match &mut kafka {
+        Some(kafka) => kafka.consumer_done().await,
+        // Without Kafka, the sidecar runs until it is stopped.
+        None => {
+            stopped.stop.cancelled().await;
+            Ok(())
+        }
+    };
+    stopped.stop.cancel();
     if let Some(sqs) = stopped.sqs {
-        stopped.stop.cancel();
         sqs.wait().await;
     }
-    drop(stopped.dispatcher.await);
-    // Lane tasks abandoned at the end of the grace period stop at their next await.
-    stopped.lane_tasks.close();
-    if tokio::time::timeout(Duration::from_secs(5), stopped.lane_tasks.wait()).await.is_err() {
-        tracing::warn!(running = stopped.lane_tasks.len(), "Lane tasks still running at shutdown.");
+    if let Some(kafka) = kafka {
+        kafka.finish().await;
     }
     background.cancel();
     for prober in probers {

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use rdkafka::producer::FutureProducer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -21,19 +20,17 @@ use crate::delivery::sqs::{self, SqsDelivery};
 use crate::dispatch::RouteEntry;
 use crate::dlq::DeadLetterWriter;
 use crate::health::Health;
-use crate::kafka::KafkaContext;
 use crate::pipeline::breaker::{self, Breaker};
-use crate::pipeline::{Pipeline, backoff};
+use crate::pipeline::{DeadLetterSink, Pipeline, backoff};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::spans::{TargetInfo, Tracing};
 
 /// What every route shares.
 pub(super) struct Common<'a> {
     pub(super) config: &'a Config,
-    pub(super) producer: &'a FutureProducer<KafkaContext>,
+    /// The Kafka clients (the dead-letter producer), when there is a Kafka source.
+    pub(super) kafka: Option<&'a super::kafka_source::Clients>,
     pub(super) archive: &'a Option<Archive>,
-    /// The dead-letter producer's authentication problem (cleared by an acknowledged letter).
-    pub(super) producer_authentication: &'a Arc<crate::health::Problem>,
     pub(super) health: &'a Arc<Health>,
     pub(super) metrics: &'a Metrics,
     pub(super) tracing: &'a Tracing,
@@ -52,6 +49,25 @@ pub(super) struct Built {
     pub(super) writers: Vec<Arc<DeadLetterWriter>>,
     /// Breaker probers, stopped on shutdown.
     pub(super) probers: Vec<JoinHandle<()>>,
+}
+
+/// The dead letters of a route without a dead-letter topic (no Kafka source): every source
+/// replaces them with its own place, so a write here means a record reached a route its source
+/// did not set up; it fails, and the pipeline holds the record rather than lose it.
+struct Unplaced;
+
+impl DeadLetterSink for Unplaced {
+    fn topic(&self) -> &str {
+        ""
+    }
+
+    fn write<'a>(
+        &'a self,
+        letter: &'a crate::dlq::DeadLetter<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<crate::dlq::Written, crate::dlq::DlqError>> {
+        let source_kind = letter.record.origin.name();
+        Box::pin(async move { Err(crate::dlq::DlqError::Unplaced { source_kind }) })
+    }
 }
 
 /// What the attempt spans record about a delivery target.
@@ -119,21 +135,30 @@ pub(super) async fn build(common: &Common<'_>) -> Result<Built, AppError> {
         // Readiness reasons name the route, except for the default route's.
         let scope = if route.matcher.is_some() { route.name.clone() } else { String::new() };
         let (delivery, chunk) = delivery(&route, common).await?;
-        let writer = Arc::new(DeadLetterWriter::new(
-            common.producer.clone(),
-            route.dlq_topic.clone(),
-            common.archive.clone(),
-            common.producer_authentication.clone(),
-        ));
+        // Without a Kafka source, every route serves queues, whose sources give the pipeline
+        // their own dead-letter places.
+        let writer = match (common.kafka, &route.dlq_topic) {
+            (Some(clients), Some(topic)) => Some(Arc::new(DeadLetterWriter::new(
+                clients.producer.clone(),
+                topic.clone(),
+                common.archive.clone(),
+                clients.producer_authentication.clone(),
+            ))),
+            _ => None,
+        };
+        let dead_letters: Arc<dyn DeadLetterSink> = match &writer {
+            Some(writer) => writer.clone(),
+            None => Arc::new(Unplaced),
+        };
         let breaker = Arc::new(Breaker::new(breaker::DEFAULT_THRESHOLD));
         let pipeline = Arc::new(Pipeline {
             delivery: delivery.clone(),
-            dead_letters: writer.clone(),
+            dead_letters,
             retry: route.retry,
             breaker: breaker.clone(),
             health: common.health.clone(),
             metrics: common.metrics.clone(),
-            group: common.config.kafka.group.clone(),
+            group: common.config.group().to_string(),
             jitter: backoff::full_jitter,
             tracing: common.tracing.for_target(target_info(&route.delivery.target)),
             route: scope.clone(),
@@ -167,7 +192,7 @@ pub(super) async fn build(common: &Common<'_>) -> Result<Built, AppError> {
                 built.queue_routes.push(entry);
             }
         }
-        built.writers.push(writer);
+        built.writers.extend(writer);
     }
     Ok(built)
 }

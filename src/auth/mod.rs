@@ -113,11 +113,9 @@ pub async fn start(
     metrics: &Metrics,
     cancel: CancellationToken,
 ) -> Option<Arc<TokenProvider>> {
-    if config.kafka.auth != KafkaAuth::MskIam {
-        return None;
-    }
+    let kafka = config.kafka.as_ref().filter(|k| k.auth == KafkaAuth::MskIam)?;
     // Validation guarantees a region with msk-iam.
-    let region = config.kafka.region.clone().unwrap_or_default();
+    let region = kafka.region.clone().unwrap_or_default();
     let provider = credentials::default_provider(Some(region.clone())).await;
     let cache = Arc::new(CredentialCache::new());
     let problem = Arc::new(Problem::new(health, Component::Token, ""));

@@ -11,7 +11,7 @@
 
 use serde::Serialize;
 
-use crate::config::{ArchiveTarget, Config, DeliveryTarget, Selects};
+use crate::config::{ArchiveTarget, Config, DeliveryTarget, KafkaConfig, Selects};
 
 /// Placeholder parts used when `MSK_CLUSTER_ARN` is not set.
 pub const PLACEHOLDER_ACCOUNT: &str = "ACCOUNT_ID";
@@ -53,15 +53,69 @@ fn allow(sid: &'static str, action: &[&'static str], resource: Vec<String>) -> S
     Statement { sid, effect: "Allow", action: action.to_vec(), resource, condition: None }
 }
 
-/// The cluster ARN to use: `MSK_CLUSTER_ARN`, or a placeholder in the configured region.
-pub fn cluster_arn(config: &Config) -> (String, bool) {
-    match &config.kafka.cluster_arn {
+/// The cluster ARN to use: `MSK_CLUSTER_ARN`, or a placeholder in the configured region
+/// (`true`: a placeholder); `None` without a Kafka source.
+pub fn cluster_arn(config: &Config) -> Option<(String, bool)> {
+    let kafka = config.kafka.as_ref()?;
+    Some(match &kafka.cluster_arn {
         Some(arn) => (arn.clone(), false),
         None => {
-            let region = config.kafka.region.as_deref().unwrap_or("REGION");
+            let region = kafka.region.as_deref().unwrap_or("REGION");
             (format!("arn:aws:kafka:{region}:{PLACEHOLDER_ACCOUNT}:cluster/{PLACEHOLDER_CLUSTER}"), true)
         }
+    })
+}
+
+/// The AWS partition of the resources: the cluster's, else the queues' (`aws-cn` for hosts in
+/// `amazonaws.com.cn`), else `aws`.
+fn partition(config: &Config, cluster: Option<&str>) -> String {
+    if let Some(cluster) = cluster {
+        return cluster.split(':').nth(1).unwrap_or("aws").to_string();
     }
+    let china = config
+        .sqs_source
+        .iter()
+        .flat_map(|s| &s.queues)
+        .any(|url| url.host_str().is_some_and(|h| h.ends_with(".amazonaws.com.cn")));
+    if china { "aws-cn" } else { "aws" }.to_string()
+}
+
+/// The Kafka statements: connect, read the topics, write the dead-letter topics, use the group.
+fn kafka_statements(config: &Config, kafka: &KafkaConfig, cluster: &str) -> Vec<Statement> {
+    let child =
+        |kind: &str, name: &str| format!("{}/{name}", cluster.replacen(":cluster/", &format!(":{kind}/"), 1));
+    let mut topics: Vec<String> = Vec::new();
+    for topic in &kafka.topics {
+        let arn = child("topic", if topic.starts_with('^') { "*" } else { topic });
+        if !topics.contains(&arn) {
+            topics.push(arn);
+        }
+    }
+    // Routes may dead-letter to their own topics; a queue route's dead letters go to the
+    // queue's own dead-letter queue.
+    let mut dlq_topics: Vec<String> = Vec::new();
+    for route in config.all_routes().into_iter().rev() {
+        if let (Selects::Topics, Some(topic)) = (route.selects, &route.dlq_topic) {
+            let arn = child("topic", topic);
+            if !dlq_topics.contains(&arn) {
+                dlq_topics.push(arn);
+            }
+        }
+    }
+    vec![
+        allow("ConnectToCluster", &["kafka-cluster:Connect"], vec![cluster.to_string()]),
+        allow("ReadSourceTopics", &["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"], topics),
+        allow(
+            "WriteDeadLetterTopic",
+            &["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
+            dlq_topics,
+        ),
+        allow(
+            "UseConsumerGroup",
+            &["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"],
+            vec![child("group", &kafka.group)],
+        ),
+    ]
 }
 
 /// The ARN of a queue from its URL (`https://sqs.<region>.amazonaws.com/<account>/<name>`; also
@@ -110,46 +164,21 @@ fn queue_keys(queue_arns: &[String]) -> Statement {
 
 /// The policy for `config`.
 pub fn iam_policy(config: &Config) -> Policy {
-    let (cluster, _) = cluster_arn(config);
-    let partition = cluster.split(':').nth(1).unwrap_or("aws").to_string();
-    let child =
-        |kind: &str, name: &str| format!("{}/{name}", cluster.replacen(":cluster/", &format!(":{kind}/"), 1));
-    let mut topics: Vec<String> = Vec::new();
-    for topic in &config.kafka.topics {
-        let arn = child("topic", if topic.starts_with('^') { "*" } else { topic });
-        if !topics.contains(&arn) {
-            topics.push(arn);
-        }
-    }
-    // Routes may dead-letter to their own topics and deliver to their own queues.
-    let mut dlq_topics: Vec<String> = Vec::new();
+    let cluster = cluster_arn(config).map(|(arn, _)| arn);
+    let partition = partition(config, cluster.as_deref());
+    let mut statement = match (&config.kafka, &cluster) {
+        (Some(kafka), Some(cluster)) => kafka_statements(config, kafka, cluster),
+        _ => Vec::new(),
+    };
+    // Routes may deliver to their own queues.
     let mut queues: Vec<url::Url> = Vec::new();
     for route in config.all_routes().into_iter().rev() {
-        let arn = child("topic", &route.dlq_topic);
-        // A queue route's dead letters go to the queue's own dead-letter queue.
-        if route.selects == Selects::Topics && !dlq_topics.contains(&arn) {
-            dlq_topics.push(arn);
-        }
         if let DeliveryTarget::Sqs(url) = route.delivery.target
             && !queues.contains(&url)
         {
             queues.push(url);
         }
     }
-    let mut statement = vec![
-        allow("ConnectToCluster", &["kafka-cluster:Connect"], vec![cluster.clone()]),
-        allow("ReadSourceTopics", &["kafka-cluster:DescribeTopic", "kafka-cluster:ReadData"], topics),
-        allow(
-            "WriteDeadLetterTopic",
-            &["kafka-cluster:DescribeTopic", "kafka-cluster:WriteData"],
-            dlq_topics,
-        ),
-        allow(
-            "UseConsumerGroup",
-            &["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"],
-            vec![child("group", &config.kafka.group)],
-        ),
-    ];
     if let ArchiveTarget::S3 { bucket, prefix } = &config.dlq.archive {
         let objects = if prefix.is_empty() { format!("{bucket}/*") } else { format!("{bucket}/{prefix}/*") };
         statement.push(allow(
@@ -158,7 +187,7 @@ pub fn iam_policy(config: &Config) -> Policy {
             vec![format!("arn:{partition}:s3:::{objects}")],
         ));
     }
-    let region = config.kafka.region.as_deref().unwrap_or("REGION");
+    let region = config.kafka.as_ref().and_then(|k| k.region.as_deref()).unwrap_or("REGION");
     let mut keyed: Vec<String> = Vec::new();
     if !queues.is_empty() {
         let arns: Vec<String> = queues.iter().map(|url| queue_arn(url, &partition, region)).collect();
@@ -283,7 +312,7 @@ mod tests {
             ("SIDECAR_DELIVERY_URL", ""),
             ("SIDECAR_DELIVERY_SQS_QUEUE_URL", "https://sqs.eu-west-1.amazonaws.com/123456789012/work"),
         ]);
-        let (arn, placeholder) = cluster_arn(&config);
+        let (arn, placeholder) = cluster_arn(&config).expect("a Kafka source");
         assert!(placeholder);
         assert_eq!(arn, "arn:aws:kafka:eu-west-1:ACCOUNT_ID:cluster/CLUSTER_NAME/CLUSTER_UUID");
         let policy = iam_policy(&config);

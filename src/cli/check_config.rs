@@ -38,8 +38,7 @@ pub fn main(env: &BTreeMap<String, String>, file: Option<&Path>, args: &CheckCon
     output::line(
         "# Least-privilege IAM policy for this configuration (check-config --iam-policy prints only this)",
     );
-    let (_, placeholder) = policy::cluster_arn(&config);
-    if placeholder {
+    if let Some((_, true)) = policy::cluster_arn(&config) {
         output::line(
             "# MSK_CLUSTER_ARN is not set: ACCOUNT_ID and CLUSTER_NAME/CLUSTER_UUID are placeholders",
         );

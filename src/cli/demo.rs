@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::output;
 use crate::config::{Config, LogFormat};
+use crate::record::Origin;
 use crate::telemetry::metrics::Metrics;
 
 const TOPIC: &str = "demo.orders";
@@ -247,13 +248,13 @@ async fn report(
 ) -> anyhow::Result<()> {
     let delivered = metrics.total(|c| c.delivered.load(Ordering::Relaxed));
     let dead = metrics.total(|c| c.dead_lettered_total());
-    let sqs_dead = sqs
-        .as_ref()
-        .map_or(0, |(name, _)| metrics.topic(&std::sync::Arc::from(name.as_str())).dead_lettered_total());
+    let sqs_dead = sqs.as_ref().map_or(0, |(name, _)| {
+        metrics.counters(Origin::Sqs, &std::sync::Arc::from(name.as_str())).dead_lettered_total()
+    });
     let letters = read_topic(bootstrap, DLQ, dead - sqs_dead).await?;
     let mut expected = expected;
     if let Some((name, tasks)) = &sqs {
-        let counters = metrics.topic(&std::sync::Arc::from(name.as_str()));
+        let counters = metrics.counters(Origin::Sqs, &std::sync::Arc::from(name.as_str()));
         output::line(&format!(
             "from SQS queue {name}: delivered {} (expected {}), dead-lettered {} to the archive (expected {})",
             counters.delivered.load(Ordering::Relaxed),

@@ -250,8 +250,8 @@ pub struct Route {
     pub ordering: Ordering,
     /// Retry policy.
     pub retry: RetryPolicy,
-    /// Dead-letter topic.
-    pub dlq_topic: String,
+    /// Dead-letter topic (`None` without a Kafka source).
+    pub dlq_topic: Option<String>,
 }
 
 /// Retry policy for retryable delivery failures.
@@ -268,8 +268,9 @@ pub struct RetryPolicy {
 /// Dead-letter settings.
 #[derive(Clone, Debug)]
 pub struct DlqConfig {
-    /// Topic that receives dead letters.
-    pub topic: String,
+    /// Topic that receives dead letters (`None` without a Kafka source: the other sources'
+    /// dead letters go to their own places).
+    pub topic: Option<String>,
     /// Where the archive copy of each dead letter is written.
     pub archive: ArchiveTarget,
 }
@@ -342,8 +343,8 @@ impl fmt::Debug for TelemetryConfig {
 /// The complete, validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Brokers, topics, group, auth.
-    pub kafka: KafkaConfig,
+    /// The Kafka source: brokers, topics, group, auth (`None`: another source only).
+    pub kafka: Option<KafkaConfig>,
     /// Delivery target and per-attempt timeout.
     pub delivery: DeliveryConfig,
     /// Ordering mode of the dispatcher.
@@ -461,6 +462,11 @@ impl Config {
             .find(|r| r.matcher.as_ref().is_some_and(|m| m.matches(name)))
             .cloned()
             .unwrap_or_else(|| self.default_route())
+    }
+
+    /// The Kafka consumer group, or `""` without a Kafka source (dead letters and spans name it).
+    pub fn group(&self) -> &str {
+        self.kafka.as_ref().map_or("", |k| k.group.as_str())
     }
 
     /// The route built from the top-level settings.

@@ -16,7 +16,10 @@ fn duration(d: Duration) -> String {
 
 /// Every variable with its effective value.
 pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
-    let kafka = &config.kafka;
+    // Without a Kafka source its variables show empty, as an unset source's do.
+    let of_kafka = |value: fn(&crate::config::KafkaConfig) -> String| {
+        config.kafka.as_ref().map_or_else(String::new, value)
+    };
     let sqs_source = config.sqs_source.as_ref();
     let (http, sqs) = match &config.delivery.target {
         DeliveryTarget::Http(url) => (redact_url(url), String::new()),
@@ -29,28 +32,32 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
         }
     };
     let mut lines = vec![
-        (keys::KAFKA_BROKERS, kafka.brokers.join(",")),
-        (keys::KAFKA_TOPICS, kafka.topics.join(",")),
-        (keys::KAFKA_CONSUMER_GROUP, kafka.group.clone()),
+        (keys::KAFKA_BROKERS, of_kafka(|k| k.brokers.join(","))),
+        (keys::KAFKA_TOPICS, of_kafka(|k| k.topics.join(","))),
+        (keys::KAFKA_CONSUMER_GROUP, of_kafka(|k| k.group.clone())),
         (
             keys::KAFKA_AUTH,
-            match kafka.auth {
-                KafkaAuth::MskIam => "msk-iam",
-                KafkaAuth::None => "none",
-            }
-            .to_string(),
+            of_kafka(|k| {
+                match k.auth {
+                    KafkaAuth::MskIam => "msk-iam",
+                    KafkaAuth::None => "none",
+                }
+                .to_string()
+            }),
         ),
-        (keys::KAFKA_TLS, kafka.tls.to_string()),
+        (keys::KAFKA_TLS, of_kafka(|k| k.tls.to_string())),
         (
             keys::KAFKA_START_FROM,
-            match kafka.start_from {
-                StartFrom::Earliest => "earliest",
-                StartFrom::Latest => "latest",
-            }
-            .to_string(),
+            of_kafka(|k| {
+                match k.start_from {
+                    StartFrom::Earliest => "earliest",
+                    StartFrom::Latest => "latest",
+                }
+                .to_string()
+            }),
         ),
-        (keys::AWS_REGION, kafka.region.clone().unwrap_or_default()),
-        (keys::MSK_CLUSTER_ARN, kafka.cluster_arn.clone().unwrap_or_default()),
+        (keys::AWS_REGION, of_kafka(|k| k.region.clone().unwrap_or_default())),
+        (keys::MSK_CLUSTER_ARN, of_kafka(|k| k.cluster_arn.clone().unwrap_or_default())),
         (keys::SIDECAR_DELIVERY_URL, http),
         (keys::SIDECAR_DELIVERY_SQS_QUEUE_URL, sqs),
         (keys::SIDECAR_DELIVERY_TIMEOUT, duration(config.delivery.timeout)),
@@ -71,7 +78,7 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
         (keys::SIDECAR_RETRY_MAX_ATTEMPTS, config.retry.max_attempts.to_string()),
         (keys::SIDECAR_RETRY_INITIAL_BACKOFF, duration(config.retry.initial_backoff)),
         (keys::SIDECAR_RETRY_MAX_BACKOFF, duration(config.retry.max_backoff)),
-        (keys::SIDECAR_DLQ_TOPIC, config.dlq.topic.clone()),
+        (keys::SIDECAR_DLQ_TOPIC, config.dlq.topic.clone().unwrap_or_default()),
         (keys::SIDECAR_DLQ_ARCHIVE, config.dlq.archive.to_string()),
         (keys::SIDECAR_ADMIN_ADDR, config.admin_addr.to_string()),
         (keys::SIDECAR_SHUTDOWN_GRACE, duration(config.shutdown_grace)),
@@ -101,7 +108,7 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
     .map(|(k, v)| (k.to_string(), v))
     .collect::<Vec<_>>();
     lines.extend(telemetry(&config.telemetry));
-    for property in &kafka.librdkafka {
+    for property in config.kafka.iter().flat_map(|k| &k.librdkafka) {
         let variable =
             format!("{}{}", keys::LIBRDKAFKA_PREFIX, property.name.replace('.', "_").to_ascii_uppercase());
         lines.push((variable, property.display_value().to_string()));

@@ -112,8 +112,19 @@ fn route(c: &mut Checker<'_, '_>, raw: RawRoute, config: &Config, index: usize) 
             (None, Selects::Topics)
         }
     };
-    if let (Some(TopicMatcher::Exact(topic)), Selects::Topics) = (&matcher, selects) {
-        let subscribed = config.kafka.topics.iter().any(|t| {
+    if selects == Selects::Topics && matcher.is_some() && config.kafka.is_none() {
+        let field = if raw.topic.is_some() { "topic" } else { "topic_pattern" };
+        // Only shown: one of the two is set, as the matcher is.
+        let value = raw.topic.as_deref().or(raw.topic_pattern.as_deref()).unwrap_or_default();
+        c.fail(
+            field,
+            &value,
+            "there is no Kafka source (set KAFKA_BROKERS, KAFKA_TOPICS and KAFKA_CONSUMER_GROUP)",
+        );
+    } else if let (Some(TopicMatcher::Exact(topic)), Selects::Topics, Some(kafka)) =
+        (&matcher, selects, &config.kafka)
+    {
+        let subscribed = kafka.topics.iter().any(|t| {
             t == topic
                 || (t.starts_with('^')
                     && regex::Regex::new(t).map_or(true, |pattern| pattern.is_match(topic)))
@@ -198,12 +209,12 @@ fn route(c: &mut Checker<'_, '_>, raw: RawRoute, config: &Config, index: usize) 
     let dlq_topic = match raw.dlq_topic {
         Some(t) => c.value("dlq_topic", Some(t), |t| {
             parse::topic(t)?;
-            if let Some(consumer) = config.kafka.consumed_by(t) {
+            if let Some(consumer) = config.kafka.as_ref().and_then(|k| k.consumed_by(t)) {
                 return Err(format!(
                     "is consumed by KAFKA_TOPICS ({consumer:?}): dead letters would be consumed again"
                 ));
             }
-            Ok(t.clone())
+            Ok(Some(t.clone()))
         }),
         None => Some(config.dlq.topic.clone()),
     };
@@ -295,11 +306,11 @@ mod tests {
         assert_eq!(payments.ordering, Ordering::Key);
         assert_eq!(payments.retry.max_attempts, 2);
         assert_eq!(payments.retry.initial_backoff, Duration::from_millis(200), "inherited");
-        assert_eq!(payments.dlq_topic, "payments.dlq");
+        assert_eq!(payments.dlq_topic.as_deref(), Some("payments.dlq"));
         let audit = config.route_for("audit.logins");
         assert_eq!(audit.retry.max_backoff, Duration::from_secs(2));
         assert_eq!(audit.delivery.batch.max_records, 50);
-        assert_eq!(audit.dlq_topic, "dead", "inherited");
+        assert_eq!(audit.dlq_topic.as_deref(), Some("dead"), "inherited");
         assert_eq!(
             config.route_for("orders").ordering,
             Ordering::None,

@@ -142,6 +142,83 @@ mod tests {
         assert!(load(&[("SQS_WAIT_TIME", "1h")]).expect_err("invalid").names("SQS_WAIT_TIME"));
     }
 
+    fn load_without_kafka(extra: &[(&str, &str)]) -> Result<Config, crate::config::ConfigError> {
+        let env: BTreeMap<String, String> = [
+            ("SQS_QUEUE_URLS", "https://sqs.eu-west-1.amazonaws.com/123456789012/tasks"),
+            ("SIDECAR_DELIVERY_URL", "http://127.0.0.1:8080/events"),
+        ]
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        Config::from_sources(&env, None)
+    }
+
+    #[test]
+    fn an_sqs_only_sidecar_needs_no_kafka_variables() {
+        let config = load_without_kafka(&[]).expect("valid without KAFKA_*");
+        assert!(config.kafka.is_none());
+        assert_eq!(config.dlq.topic, None, "no dead-letter topic without Kafka");
+        assert_eq!(config.group(), "");
+        assert!(config.default_route().dlq_topic.is_none());
+        let policy = serde_json::to_string(&crate::auth::policy::iam_policy(&config)).expect("json");
+        assert!(!policy.contains("kafka-cluster"), "no Kafka statements: {policy}");
+        assert!(policy.contains("sqs:ReceiveMessage"), "{policy}");
+        let shown = config.effective();
+        assert!(shown.iter().any(|(k, v)| k == "KAFKA_BROKERS" && v.is_empty()), "{shown:?}");
+    }
+
+    #[test]
+    fn at_least_one_source_must_be_configured() {
+        let env: BTreeMap<String, String> = [("SIDECAR_DELIVERY_URL", "http://127.0.0.1:8080/events")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let err = Config::from_sources(&env, None).expect_err("no source");
+        for variable in ["KAFKA_BROKERS", "KAFKA_TOPICS", "KAFKA_CONSUMER_GROUP"] {
+            assert!(err.names(variable), "{err}");
+        }
+        // Naming one Kafka variable next to the queues turns the Kafka source on: the other
+        // two are then required, not silently ignored.
+        let err = load_without_kafka(&[("KAFKA_TOPICS", "orders")]).expect_err("half a Kafka source");
+        assert!(err.names("KAFKA_BROKERS") && err.names("KAFKA_CONSUMER_GROUP"), "{err}");
+    }
+
+    #[test]
+    fn kafka_settings_without_a_kafka_source_are_refused() {
+        for (variable, value) in [
+            ("SIDECAR_DLQ_TOPIC", "dead"),
+            ("KAFKA_AUTH", "none"),
+            ("MSK_CLUSTER_ARN", "arn:aws:kafka:eu-west-1:123456789012:cluster/demo/abc"),
+            ("SIDECAR_LIBRDKAFKA_FETCH_WAIT_MAX_MS", "10"),
+        ] {
+            let err = load_without_kafka(&[(variable, value)]).expect_err("refused");
+            assert!(err.names(variable), "{variable}: {err}");
+            assert!(err.to_string().contains("no Kafka source"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_topic_route_without_a_kafka_source_is_refused() {
+        for (route, field) in [
+            ("topic = \"orders\"", "routes[0].topic"),
+            ("topic_pattern = \"^o.*\"", "routes[0].topic_pattern"),
+        ] {
+            let text = format!("[[routes]]\n{route}\n");
+            let env: BTreeMap<String, String> = [
+                ("SQS_QUEUE_URLS", "https://sqs.eu-west-1.amazonaws.com/123456789012/tasks"),
+                ("SIDECAR_DELIVERY_URL", "http://127.0.0.1:8080/events"),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+            let err = Config::from_sources(&env, Some((std::path::Path::new("routes.toml"), &text)))
+                .expect_err("refused");
+            assert!(err.names(field), "{field}: {err}");
+            assert!(err.to_string().contains("no Kafka source"), "{err}");
+        }
+    }
+
     #[test]
     fn queue_urls_name_an_account_and_a_queue() {
         let url = queue_url("https://sqs.eu-west-1.amazonaws.com/123456789012/orders.fifo").expect("valid");

@@ -29,6 +29,10 @@ fn with(changes: &[(&str, Option<&str>)]) -> BTreeMap<String, String> {
     env
 }
 
+fn kafka(config: &Config) -> &KafkaConfig {
+    config.kafka.as_ref().expect("a Kafka source")
+}
+
 fn load(env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
     Config::from_sources(env, None)
 }
@@ -36,10 +40,10 @@ fn load(env: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
 #[test]
 fn defaults_follow_the_design() {
     let config = load(&base()).expect("valid");
-    assert_eq!(config.kafka.auth, KafkaAuth::MskIam);
-    assert!(config.kafka.tls, "TLS defaults to on with msk-iam");
-    assert_eq!(config.kafka.start_from, StartFrom::Earliest);
-    assert_eq!(config.kafka.region.as_deref(), Some("eu-west-1"), "region read from the broker host");
+    assert_eq!(kafka(&config).auth, KafkaAuth::MskIam);
+    assert!(kafka(&config).tls, "TLS defaults to on with msk-iam");
+    assert_eq!(kafka(&config).start_from, StartFrom::Earliest);
+    assert_eq!(kafka(&config).region.as_deref(), Some("eu-west-1"), "region read from the broker host");
     assert_eq!(config.delivery.timeout, Duration::from_secs(20), "shorter than the 23 s drain");
     assert_eq!(config.ordering, Ordering::Partition);
     assert_eq!(config.max_in_flight, 256);
@@ -53,7 +57,7 @@ fn defaults_follow_the_design() {
             max_backoff: Duration::from_secs(30)
         }
     );
-    assert_eq!(config.dlq.topic, "orders.dlq");
+    assert_eq!(config.dlq.topic.as_deref(), Some("orders.dlq"));
     assert_eq!(config.dlq.archive, ArchiveTarget::None);
     assert_eq!(config.admin_addr.to_string(), "127.0.0.1:9464");
     assert_eq!(config.shutdown_grace, Duration::from_secs(25));
@@ -63,9 +67,9 @@ fn defaults_follow_the_design() {
 #[test]
 fn tls_defaults_to_off_without_iam() {
     let config = load(&with(&[("KAFKA_AUTH", Some("none"))])).expect("valid");
-    assert!(!config.kafka.tls);
+    assert!(!kafka(&config).tls);
     let config = load(&with(&[("KAFKA_AUTH", Some("none")), ("KAFKA_TLS", Some("true"))])).expect("valid");
-    assert!(config.kafka.tls);
+    assert!(kafka(&config).tls);
 }
 
 #[test]
@@ -90,15 +94,15 @@ fn explicit_values_are_parsed() {
         ("SIDECAR_LIBRDKAFKA_FETCH_MIN_BYTES", Some("1024")),
     ]);
     let config = load(&env).expect("valid");
-    assert_eq!(config.kafka.start_from, StartFrom::Latest);
-    assert_eq!(config.kafka.region.as_deref(), Some("us-east-2"), "AWS_REGION wins over the host");
+    assert_eq!(kafka(&config).start_from, StartFrom::Latest);
+    assert_eq!(kafka(&config).region.as_deref(), Some("us-east-2"), "AWS_REGION wins over the host");
     assert!(matches!(config.delivery.target, DeliveryTarget::Sqs(_)));
     assert_eq!(config.delivery.timeout, Duration::from_millis(250));
     assert_eq!(config.ordering, Ordering::Key);
     assert_eq!(config.max_in_flight, 1024);
     assert_eq!(config.retry.max_attempts, 3);
     assert_eq!(config.retry.max_backoff, Duration::from_secs(300));
-    assert_eq!(config.dlq.topic, "dead");
+    assert_eq!(config.dlq.topic.as_deref(), Some("dead"));
     assert_eq!(
         config.dlq.archive,
         ArchiveTarget::S3 { bucket: "archive-bucket".into(), prefix: "dlq".into() }
@@ -106,7 +110,7 @@ fn explicit_values_are_parsed() {
     assert_eq!(config.admin_addr.port(), 9000);
     assert_eq!(config.log_format, LogFormat::Text);
     assert_eq!(
-        config.kafka.librdkafka,
+        kafka(&config).librdkafka,
         vec![LibrdkafkaProperty { name: "fetch.min.bytes".into(), value: "1024".into() }]
     );
 }
@@ -290,7 +294,7 @@ fn security_settings_are_free_without_iam() {
         ("SIDECAR_LIBRDKAFKA_SASL_USERNAME", Some("u")),
     ]))
     .expect("valid without IAM");
-    assert_eq!(config.kafka.librdkafka.len(), 2);
+    assert_eq!(kafka(&config).librdkafka.len(), 2);
 }
 
 #[test]
@@ -354,9 +358,9 @@ fn toml_file_provides_values_and_rejects_unknown_keys() {
     env.remove("KAFKA_TOPICS");
     let text = "kafka_topics = [\"a\", \"b\"]\nSIDECAR_MAX_IN_FLIGHT = 8\n[librdkafka]\n\"fetch.wait.max.ms\" = 10\n";
     let config = Config::from_sources(&env, Some((Path::new("s.toml"), text))).expect("valid");
-    assert_eq!(config.kafka.topics, vec!["a", "b"]);
+    assert_eq!(kafka(&config).topics, vec!["a", "b"]);
     assert_eq!(config.max_in_flight, 8);
-    assert_eq!(config.kafka.librdkafka[0].name, "fetch.wait.max.ms");
+    assert_eq!(kafka(&config).librdkafka[0].name, "fetch.wait.max.ms");
 
     let err = Config::from_sources(&base(), Some((Path::new("s.toml"), "max_in_flight = 8\n")))
         .expect_err("unknown");

@@ -100,7 +100,7 @@ impl Reader<'_> {
     }
 
     pub(super) fn config(&mut self) -> Option<Config> {
-        let kafka = self.kafka();
+        let kafka = self.kafka_source();
         let delivery = self.delivery();
         let ordering = self.parse(keys::SIDECAR_ORDERING, |t| match t.trim() {
             "partition" => Ok(Ordering::Partition),
@@ -113,7 +113,7 @@ impl Reader<'_> {
             self.parse(keys::SIDECAR_MAX_UNCOMMITTED, |t| parse::bounded_int(t, 100, 1_000_000));
         let trace_record_keys = self.parse(keys::SIDECAR_TRACE_RECORD_KEYS, parse::boolean);
         let retry = self.retry();
-        let dlq = self.dlq(kafka.as_ref());
+        let dlq = self.dlq(kafka.as_ref().and_then(Option::as_ref));
         let admin_addr = self.parse(keys::SIDECAR_ADMIN_ADDR, parse::socket_addr);
         let shutdown_grace = self.parse(keys::SIDECAR_SHUTDOWN_GRACE, parse::duration);
         let telemetry = self.telemetry();
@@ -256,8 +256,48 @@ impl Reader<'_> {
         })
     }
 
-    fn kafka(&mut self) -> Option<KafkaConfig> {
-        let brokers = self.required(keys::KAFKA_BROKERS, "bootstrap servers, comma separated", |t| {
+    /// The Kafka source, `Some(None)` when it is off, `None` when a value is bad. It is on when
+    /// one of its three required variables is set, or when no other source is (at least one
+    /// source must be configured: then the three are reported as required).
+    fn kafka_source(&mut self) -> Option<Option<KafkaConfig>> {
+        let named = [keys::KAFKA_BROKERS, keys::KAFKA_TOPICS, keys::KAFKA_CONSUMER_GROUP]
+            .iter()
+            .any(|name| self.raw.get(name).is_some());
+        let other_source = self.raw.get(keys::SQS_QUEUE_URLS).is_some();
+        if !named && other_source {
+            let kafka_only: Vec<(String, RawValue)> = [
+                keys::SIDECAR_DLQ_TOPIC,
+                keys::KAFKA_AUTH,
+                keys::KAFKA_TLS,
+                keys::KAFKA_START_FROM,
+                keys::MSK_CLUSTER_ARN,
+            ]
+            .iter()
+            .filter_map(|name| self.raw.get(name).map(|v| (name.to_string(), v.clone())))
+            .chain(self.raw.librdkafka().map(|(k, v)| (k.to_string(), v.clone())))
+            .collect();
+            for (name, value) in kafka_only {
+                {
+                    self.problem_with_value(
+                        &name,
+                        &value,
+                        "there is no Kafka source (set KAFKA_BROKERS, KAFKA_TOPICS and KAFKA_CONSUMER_GROUP)"
+                            .to_string(),
+                    );
+                }
+            }
+            return Some(None);
+        }
+        let brokers = if named {
+            "bootstrap servers, comma separated"
+        } else {
+            "bootstrap servers, comma separated; at least one source must be configured: KAFKA_* or SQS_QUEUE_URLS"
+        };
+        self.kafka(brokers).map(Some)
+    }
+
+    fn kafka(&mut self, brokers_hint: &str) -> Option<KafkaConfig> {
+        let brokers = self.required(keys::KAFKA_BROKERS, brokers_hint, |t| {
             let brokers = parse::list(t)?;
             brokers.iter().try_for_each(|b| parse::broker(b))?;
             Ok(brokers)
@@ -441,6 +481,8 @@ impl Reader<'_> {
                 }
                 parse::topic(name).map(|()| name.to_string())
             }),
+            // Without a Kafka source there is no dead-letter topic.
+            None if kafka.is_none() => return archive.map(|archive| DlqConfig { topic: None, archive }),
             None => {
                 let first = kafka?.topics.first()?.clone();
                 if first.starts_with('^') {
@@ -468,6 +510,6 @@ impl Reader<'_> {
             );
             return None;
         }
-        Some(DlqConfig { topic, archive: archive? })
+        Some(DlqConfig { topic: Some(topic), archive: archive? })
     }
 }

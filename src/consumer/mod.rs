@@ -31,7 +31,7 @@ pub use context::ConsumerContext;
 use pause::PauseState;
 pub use record::{TopicNames, read_headers, to_record};
 
-use crate::config::{Config, StartFrom};
+use crate::config::{KafkaConfig, StartFrom};
 use crate::dispatch::{Command, DispatchHandle, Flow};
 use crate::health::Health;
 use crate::kafka;
@@ -67,8 +67,7 @@ pub enum ConsumerError {
 }
 
 /// The librdkafka consumer settings.
-pub fn consumer_config(config: &Config) -> ClientConfig {
-    let kafka_config = &config.kafka;
+pub fn consumer_config(kafka_config: &KafkaConfig) -> ClientConfig {
     let mut c = kafka::client_config(kafka_config, "msk-sidecar");
     c.set("group.id", &kafka_config.group)
         .set("enable.auto.commit", "false")
@@ -97,15 +96,14 @@ pub fn consumer_config(config: &Config) -> ClientConfig {
 /// two thirds of `max.poll.interval.ms`, the group's rebalance timeout: the member keeps
 /// heartbeating while it drains (librdkafka heartbeats from its own thread), and the group
 /// waits for it at most that long.
-pub fn revoke_drain(config: &Config) -> Duration {
-    let max_poll_interval = config
-        .kafka
+pub fn revoke_drain(kafka: &KafkaConfig, grace: Duration) -> Duration {
+    let max_poll_interval = kafka
         .librdkafka
         .iter()
         .find(|p| p.name == "max.poll.interval.ms")
         .and_then(|p| p.value.parse::<u64>().ok())
         .map_or(Duration::from_secs(300), Duration::from_millis);
-    crate::shutdown::drain_deadline(config.shutdown_grace).min(max_poll_interval * 2 / 3)
+    crate::shutdown::drain_deadline(grace).min(max_poll_interval * 2 / 3)
 }
 
 /// Everything the poll loop works with.
@@ -133,14 +131,14 @@ pub struct Parts {
 /// Starts the consumer thread. Returns once the consumer is created and subscribed; the
 /// receiver reports when it has drained, committed and closed.
 pub fn spawn(
-    config: &Config,
+    kafka: &KafkaConfig,
+    grace: Duration,
     parts: Parts,
     shutdown: CancellationToken,
 ) -> Result<oneshot::Receiver<Result<(), ConsumerError>>, ConsumerError> {
-    let client_config = consumer_config(config);
-    let topics = config.kafka.topics.clone();
-    let grace = config.shutdown_grace;
-    let drain_timeout = revoke_drain(config);
+    let client_config = consumer_config(kafka);
+    let topics = kafka.topics.clone();
+    let drain_timeout = revoke_drain(kafka, grace);
     let (started_tx, started_rx) = std::sync::mpsc::sync_channel(1);
     let (done_tx, done_rx) = oneshot::channel();
     std::thread::Builder::new().name("msk-sidecar-consumer".into()).spawn(move || {

@@ -56,6 +56,8 @@ pub(super) struct Dispatcher {
     limits: Limits,
     ledger: Arc<dyn Ledger>,
     metrics: Metrics,
+    /// The kind of source (the `source` label).
+    source: crate::record::Origin,
     flow: mpsc::UnboundedSender<Flow>,
     backlog: Arc<super::Backlog>,
     done_tx: mpsc::UnboundedSender<LaneDone>,
@@ -89,6 +91,7 @@ impl Dispatcher {
             limits: setup.limits,
             ledger: setup.ledger,
             metrics: setup.metrics,
+            source: setup.source,
             flow: setup.flow,
             backlog: setup.backlog,
             done_tx,
@@ -137,7 +140,7 @@ impl Dispatcher {
             Command::Assigned(tps) => {
                 for (tp, epoch) in tps {
                     let Some(route) = self.route_for(&tp.topic) else { continue };
-                    let counters = self.metrics.topic(&tp.topic);
+                    let counters = self.metrics.counters(self.source, &tp.topic);
                     let partition = Partition::new(tp.clone(), epoch, self.root.child(), counters, route);
                     // A consuming assignment it replaces (a revoke librdkafka never reported)
                     // drains like a revoked one.

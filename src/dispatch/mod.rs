@@ -208,6 +208,8 @@ pub struct Setup {
     pub limits: Limits,
     /// The source's ledger: where records are tracked and completed.
     pub ledger: Arc<dyn Ledger>,
+    /// The kind of source whose records this dispatcher runs (metrics are labelled by it).
+    pub source: crate::record::Origin,
     /// Metrics.
     pub metrics: Metrics,
     /// Pause/resume requests to the consumer.

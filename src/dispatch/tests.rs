@@ -119,6 +119,7 @@ fn harness_with(
     let backlog = Arc::new(Backlog::default());
     let routes = vec![Arc::new(RouteEntry { matcher: None, pipeline, ordering, chunk: 1 })];
     let (handle, _task) = spawn(Setup {
+        source: crate::record::Origin::Kafka,
         routes,
         max_in_flight,
         limits,

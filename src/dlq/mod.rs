@@ -65,6 +65,14 @@ pub enum DlqError {
         /// The DLQ topic.
         topic: String,
     },
+    /// A record reached a route without a dead-letter place for its source (a Kafka record
+    /// with no dead-letter topic): not expected, since every source gives its routes their own
+    /// place; the record is held, never dropped.
+    #[error("no dead-letter place for a record from {source_kind}")]
+    Unplaced {
+        /// The record's source kind.
+        source_kind: &'static str,
+    },
 }
 
 impl DlqError {
@@ -72,9 +80,10 @@ impl DlqError {
     pub fn component(&self) -> Component {
         match self {
             DlqError::Archive(_) => Component::Archive,
-            DlqError::Produce { .. } | DlqError::Queue { .. } | DlqError::TooLarge { .. } => {
-                Component::DeadLetterTopic
-            }
+            DlqError::Produce { .. }
+            | DlqError::Queue { .. }
+            | DlqError::TooLarge { .. }
+            | DlqError::Unplaced { .. } => Component::DeadLetterTopic,
         }
     }
 

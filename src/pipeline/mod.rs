@@ -487,7 +487,8 @@ impl Pipeline {
 
     async fn dead_letter(&self, job: Job<'_>, verdict: Verdict) -> Outcome {
         let Job { record, counters, cancel, trace } = job;
-        let span = self.tracing.dead_letter(trace, self.dead_letters.topic(), verdict.class.as_str());
+        let span =
+            self.tracing.dead_letter(trace, record.origin, self.dead_letters.topic(), verdict.class.as_str());
         let (trace_id, span_id) = trace.ids();
         let letter = DeadLetter {
             record,

@@ -327,7 +327,7 @@ async fn soft_cancel_lets_an_attempt_run_but_hard_cancel_stops_it() {
 }
 
 fn counters() -> TopicCounters {
-    TopicCounters::new(&std::sync::Arc::from("t"))
+    TopicCounters::new(crate::record::Origin::Kafka, &std::sync::Arc::from("t"))
 }
 
 #[tokio::test(start_paused = true)]

@@ -136,6 +136,7 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<SqsSource, S
     let (flow_tx, mut flow_rx) = mpsc::unbounded_channel();
     let tasks = tokio_util::task::TaskTracker::new();
     let (dispatch, dispatcher) = dispatch::spawn(dispatch::Setup {
+        source: crate::record::Origin::Sqs,
         routes,
         max_in_flight: setup.max_in_flight,
         limits: Limits::for_in_flight(setup.max_in_flight),

@@ -3,7 +3,8 @@
 //! The hot path touches only atomics ([`TopicCounters`], one per topic, cached by the caller);
 //! OpenTelemetry observable instruments read them when a reader collects. The Prometheus
 //! exporter is the reader behind `GET /metrics`; an OTLP reader can be added to the same
-//! provider. Labels are bounded: topic, partition, error class, never offsets or keys.
+//! provider. Labels are bounded: source kind, topic (an SQS queue's name for SQS), partition,
+//! error class, never offsets or keys.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -15,7 +16,7 @@ use opentelemetry::metrics::{BoundHistogram, Histogram, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use prometheus::{Encoder as _, TextEncoder};
 
-use crate::record::TopicPartition;
+use crate::record::{Origin, TopicPartition};
 use crate::telemetry::otlp::SpanCounters;
 
 /// Dead-letter error classes, as in the `dlq-error-class` header.
@@ -29,11 +30,12 @@ pub enum MetricsError {
     Exporter(String),
 }
 
-/// Counters of one topic.
+/// Counters of one topic (or queue).
 #[derive(Debug)]
 pub struct TopicCounters {
-    /// The `topic` attribute, built once (its string is shared, so cloning it is cheap).
-    pub attribute: KeyValue,
+    /// The `source` and `topic` attributes, built once (the strings are shared, so cloning
+    /// them is cheap).
+    pub attributes: [KeyValue; 2],
     /// Attempt latency of this topic's delivered attempts (attributes bound once).
     delivered_latency: Option<BoundHistogram<f64>>,
     /// Attempt latency of this topic's failed attempts.
@@ -51,10 +53,14 @@ pub struct TopicCounters {
 }
 
 impl TopicCounters {
-    /// Counters of `topic`, all zero, recording no latencies (tests).
-    pub fn new(topic: &Arc<str>) -> Self {
+    /// Counters of `topic` from a source of kind `origin`, all zero, recording no latencies
+    /// (tests).
+    pub fn new(origin: Origin, topic: &Arc<str>) -> Self {
         TopicCounters {
-            attribute: KeyValue::new("topic", opentelemetry::StringValue::from(topic.clone())),
+            attributes: [
+                KeyValue::new("source", origin.name()),
+                KeyValue::new("topic", opentelemetry::StringValue::from(topic.clone())),
+            ],
             delivered_latency: None,
             failed_latency: None,
             end_to_end: None,
@@ -77,10 +83,13 @@ impl TopicCounters {
     }
 }
 
+/// The counters' key: the kind of source and the topic (or queue) name.
+pub(super) type CountersKey = (Origin, Arc<str>);
+
 #[derive(Default)]
 pub(super) struct Shared {
-    /// Counters per topic.
-    pub(super) topics: RwLock<HashMap<Arc<str>, Arc<TopicCounters>>>,
+    /// Counters per source kind and topic (or queue).
+    pub(super) topics: RwLock<HashMap<CountersKey, Arc<TopicCounters>>>,
     /// Records being delivered right now.
     pub(super) in_flight: AtomicI64,
     /// Partitions paused by back-pressure or the circuit breaker.
@@ -188,26 +197,26 @@ impl Metrics {
         Ok(Metrics { shared, delivery_latency, end_to_end, provider, registry })
     }
 
-    /// The counters of `topic`, created on first use. Callers cache the returned handle.
-    pub fn topic(&self, topic: &Arc<str>) -> Arc<TopicCounters> {
+    /// The counters of `topic` (a Kafka topic, an SQS queue) from a source of kind `origin`,
+    /// created on first use. Callers cache the returned handle.
+    pub fn counters(&self, origin: Origin, topic: &Arc<str>) -> Arc<TopicCounters> {
+        let key = (origin, topic.clone());
         if let Some(counters) =
-            self.shared.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(topic)
+            self.shared.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key)
         {
             return counters.clone();
         }
         let mut topics = self.shared.topics.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         topics
-            .entry(topic.clone())
+            .entry(key)
             .or_insert_with(|| {
-                let mut counters = TopicCounters::new(topic);
-                let attribute = counters.attribute.clone();
-                counters.delivered_latency = Some(
-                    self.delivery_latency.bind(&[attribute.clone(), KeyValue::new("outcome", "delivered")]),
-                );
-                counters.failed_latency = Some(
-                    self.delivery_latency.bind(&[attribute.clone(), KeyValue::new("outcome", "failed")]),
-                );
-                counters.end_to_end = Some(self.end_to_end.bind(&[attribute]));
+                let mut counters = TopicCounters::new(origin, topic);
+                let [source, topic] = counters.attributes.clone();
+                let outcome =
+                    |name: &'static str| [source.clone(), topic.clone(), KeyValue::new("outcome", name)];
+                counters.delivered_latency = Some(self.delivery_latency.bind(&outcome("delivered")));
+                counters.failed_latency = Some(self.delivery_latency.bind(&outcome("failed")));
+                counters.end_to_end = Some(self.end_to_end.bind(&[source, topic]));
                 Arc::new(counters)
             })
             .clone()
@@ -345,23 +354,35 @@ mod tests {
     fn counters_appear_in_prometheus_text() {
         let metrics = Metrics::new().expect("metrics");
         let topic: Arc<str> = Arc::from("orders");
-        let counters = metrics.topic(&topic);
+        let counters = metrics.counters(Origin::Kafka, &topic);
+        let queue = metrics.counters(Origin::Sqs, &Arc::from("orders"));
+        queue.consumed.fetch_add(5, Ordering::Relaxed);
         counters.consumed.fetch_add(3, Ordering::Relaxed);
         counters.delivered.fetch_add(2, Ordering::Relaxed);
         counters.dead_letter("permanent");
         metrics.set_lag([(TopicPartition::new("orders", 1), 7)]);
         metrics.delivery_attempt(&counters, true, Duration::from_millis(3));
         let text = metrics.render_prometheus();
-        assert!(text.contains("msk_sidecar_records_consumed_total{topic=\"orders\"} 3"), "{text}");
-        assert!(text.contains("msk_sidecar_records_delivered_total{topic=\"orders\"} 2"), "{text}");
+        assert!(
+            text.contains("msk_sidecar_records_consumed_total{source=\"kafka\",topic=\"orders\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("msk_sidecar_records_consumed_total{source=\"sqs\",topic=\"orders\"} 5"),
+            "a queue named like a topic has its own series: {text}"
+        );
+        assert!(
+            text.contains("msk_sidecar_records_delivered_total{source=\"kafka\",topic=\"orders\"} 2"),
+            "{text}"
+        );
         assert!(
             text.contains(
-                "msk_sidecar_records_dead_lettered_total{error_class=\"permanent\",topic=\"orders\"} 1"
+                "msk_sidecar_records_dead_lettered_total{error_class=\"permanent\",source=\"kafka\",topic=\"orders\"} 1"
             ),
             "{text}"
         );
         assert!(text.contains("msk_sidecar_consumer_lag{partition=\"1\",topic=\"orders\"} 7"), "{text}");
         assert!(text.contains("msk_sidecar_delivery_duration_seconds_count"), "{text}");
-        assert_eq!(metrics.total(|c| c.consumed.load(Ordering::Relaxed)), 3);
+        assert_eq!(metrics.total(|c| c.consumed.load(Ordering::Relaxed)), 8);
     }
 }

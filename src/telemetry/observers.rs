@@ -32,10 +32,10 @@ pub(super) fn register(meter: &Meter, shared: &Arc<Shared>) {
             .u64_observable_counter(name)
             .with_description(description)
             .with_callback(move |observer| {
-                for (topic, counters) in
-                    shared.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter()
+                for counters in
+                    shared.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner).values()
                 {
-                    observer.observe(pick(counters), &[KeyValue::new("topic", topic.to_string())]);
+                    observer.observe(pick(counters), &counters.attributes);
                 }
             })
             .build();
@@ -45,15 +45,11 @@ pub(super) fn register(meter: &Meter, shared: &Arc<Shared>) {
         .u64_observable_counter("msk_sidecar.records.dead_lettered")
         .with_description("Records written to the dead-letter topic (and archive)")
         .with_callback(move |observer| {
-            for (topic, counters) in
-                dead.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner).iter()
-            {
+            for counters in dead.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner).values() {
                 for (index, class) in ERROR_CLASSES.iter().enumerate() {
                     let value = counters.dead_lettered[index].load(Ordering::Relaxed);
-                    observer.observe(
-                        value,
-                        &[KeyValue::new("topic", topic.to_string()), KeyValue::new("error_class", *class)],
-                    );
+                    let [source, topic] = counters.attributes.clone();
+                    observer.observe(value, &[source, topic, KeyValue::new("error_class", *class)]);
                 }
             }
         })

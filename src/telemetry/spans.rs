@@ -19,7 +19,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracer;
 
 use crate::attempt::{AttemptOutcome, FailureKind};
-use crate::record::Record;
+use crate::record::{Origin, Record};
 
 /// What the attempt spans say about the target.
 #[derive(Clone, Debug, Default)]
@@ -166,24 +166,38 @@ impl Tracing {
             .start_with_context(&inner.tracer, &parent);
         if span.is_recording() {
             let mut attributes = vec![
-                KeyValue::new("messaging.system", "kafka"),
+                KeyValue::new("messaging.system", record.origin.messaging_system()),
                 KeyValue::new("messaging.operation.type", "process"),
                 KeyValue::new("messaging.operation.name", "process"),
                 KeyValue::new("messaging.destination.name", record.tp.topic.to_string()),
-                KeyValue::new("messaging.destination.partition.id", record.tp.partition.to_string()),
-                KeyValue::new("messaging.kafka.offset", record.offset),
-                KeyValue::new("messaging.consumer.group.name", inner.group.clone()),
                 KeyValue::new(
                     "messaging.message.body.size",
                     record.value.as_ref().map_or(0, |v| v.len() as i64),
                 ),
             ];
-            if inner.record_keys
+            match record.origin {
+                Origin::Kafka => attributes.extend([
+                    KeyValue::new("messaging.destination.partition.id", record.tp.partition.to_string()),
+                    KeyValue::new("messaging.kafka.offset", record.offset),
+                    KeyValue::new("messaging.consumer.group.name", inner.group.clone()),
+                ]),
+                // An SQS message's offset is the receiver's sequence number: not a fact of SQS.
+                Origin::Sqs => {
+                    if let Some(id) = record.header_text("x-sqs-message-id") {
+                        attributes.push(KeyValue::new("messaging.message.id", id.to_string()));
+                    }
+                    if let Some(group) = record.header_text("x-sqs-message-group-id") {
+                        attributes.push(KeyValue::new("msk_sidecar.sqs.message_group_id", group.to_string()));
+                    }
+                }
+            }
+            if record.origin == Origin::Kafka
+                && inner.record_keys
                 && let Some(key) = record.key.as_ref().and_then(|k| std::str::from_utf8(k).ok())
             {
                 attributes.push(KeyValue::new("messaging.kafka.message.key", key.to_string()));
             }
-            if record.value.is_none() {
+            if record.origin == Origin::Kafka && record.value.is_none() {
                 attributes.push(KeyValue::new("messaging.kafka.message.tombstone", true));
             }
             span.set_attributes(attributes);
@@ -221,8 +235,15 @@ impl Tracing {
         AttemptTrace { cx: Some(cx), traceparent: carrier.traceparent, tracestate: carrier.tracestate }
     }
 
-    /// Starts the span of writing a dead letter to `topic`.
-    pub fn dead_letter(&self, record: &RecordTrace, topic: &str, class: &'static str) -> DeadLetterTrace {
+    /// Starts the span of writing a dead letter of a record from a source of kind `origin` to
+    /// `topic` (its dead-letter topic or queue).
+    pub fn dead_letter(
+        &self,
+        record: &RecordTrace,
+        origin: Origin,
+        topic: &str,
+        class: &'static str,
+    ) -> DeadLetterTrace {
         let (Some(inner), Some(parent)) = (&self.inner, &record.cx) else {
             return DeadLetterTrace { cx: None, traceparent: None };
         };
@@ -233,7 +254,7 @@ impl Tracing {
             .start_with_context(&inner.tracer, parent);
         if span.is_recording() {
             span.set_attributes([
-                KeyValue::new("messaging.system", "kafka"),
+                KeyValue::new("messaging.system", origin.messaging_system()),
                 KeyValue::new("messaging.operation.type", "send"),
                 KeyValue::new("messaging.destination.name", topic.to_string()),
                 KeyValue::new("msk_sidecar.error_class", class),

@@ -22,4 +22,5 @@ mod records;
 mod routes;
 mod smoke;
 mod sqs;
+mod sqs_only;
 mod sqs_source;

@@ -227,19 +227,22 @@ async fn prometheus_metrics_count_what_happened_and_lag_drains_to_zero() {
                     samples.get(&format!("msk_sidecar_consumer_lag{{partition={p},topic={topic}}}")).copied()
                 })
                 .collect();
-            let delivered =
-                samples.get(&format!("msk_sidecar_records_delivered_total{{topic={topic}}}")).copied();
+            let delivered = samples
+                .get(&format!("msk_sidecar_records_delivered_total{{source=kafka,topic={topic}}}"))
+                .copied();
             (lags.len() == 3 && lags.iter().all(|l| *l == 0.0) && delivered == Some(294.0)).then_some(samples)
         }
     })
     .await;
     let get = |key: &str| samples.get(key).copied().unwrap_or(-1.0);
-    assert_eq!(get(&format!("msk_sidecar_records_consumed_total{{topic={topic}}}")), 300.0);
+    assert_eq!(get(&format!("msk_sidecar_records_consumed_total{{source=kafka,topic={topic}}}")), 300.0);
     assert_eq!(
-        get(&format!("msk_sidecar_records_dead_lettered_total{{error_class=permanent,topic={topic}}}")),
+        get(&format!(
+            "msk_sidecar_records_dead_lettered_total{{error_class=permanent,source=kafka,topic={topic}}}"
+        )),
         6.0
     );
-    assert_eq!(get(&format!("msk_sidecar_records_retried_total{{topic={topic}}}")), 0.0);
+    assert_eq!(get(&format!("msk_sidecar_records_retried_total{{source=kafka,topic={topic}}}")), 0.0);
     assert_eq!(get("msk_sidecar_records_in_flight"), 0.0);
     assert_eq!(get("msk_sidecar_breaker_open"), 0.0);
     for p in 0..3 {

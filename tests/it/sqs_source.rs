@@ -24,7 +24,7 @@ async fn env(queue_url: &str, app: &TestApp) -> BTreeMap<String, String> {
 }
 
 /// Sends `bodies` (FIFO: with their groups), ten per call.
-async fn send(sqs: &aws_sdk_sqs::Client, url: &str, bodies: &[(String, Option<String>)]) {
+pub(crate) async fn send(sqs: &aws_sdk_sqs::Client, url: &str, bodies: &[(String, Option<String>)]) {
     for (chunk_index, chunk) in bodies.chunks(10).enumerate() {
         let entries = chunk
             .iter()
@@ -55,7 +55,7 @@ async fn send(sqs: &aws_sdk_sqs::Client, url: &str, bodies: &[(String, Option<St
 }
 
 /// Messages in the queue, visible and in flight.
-async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
+pub(crate) async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
     let answer = sqs
         .get_queue_attributes()
         .queue_url(url)
@@ -73,7 +73,7 @@ async fn depth(sqs: &aws_sdk_sqs::Client, url: &str) -> (u64, u64) {
     )
 }
 
-async fn wait_empty(sqs: &aws_sdk_sqs::Client, url: &str) {
+pub(crate) async fn wait_empty(sqs: &aws_sdk_sqs::Client, url: &str) {
     common::eventually(Duration::from_secs(20), "the queue to be empty", || async {
         (depth(sqs, url).await == (0, 0)).then_some(())
     })
@@ -81,7 +81,7 @@ async fn wait_empty(sqs: &aws_sdk_sqs::Client, url: &str) {
 }
 
 /// Accepted SQS requests: body → times accepted.
-fn accepted(app: &TestApp) -> BTreeMap<String, usize> {
+pub(crate) fn accepted(app: &TestApp) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
     for received in app.received().iter().filter(|r| r.status == 200 && r.header("x-sqs-queue").is_some()) {
         *counts.entry(received.text()).or_insert(0) += 1;
@@ -89,7 +89,7 @@ fn accepted(app: &TestApp) -> BTreeMap<String, usize> {
     counts
 }
 
-fn bodies(prefix: &str, count: usize) -> Vec<(String, Option<String>)> {
+pub(crate) fn bodies(prefix: &str, count: usize) -> Vec<(String, Option<String>)> {
     (0..count).map(|i| (format!("{prefix}-{i}"), None)).collect()
 }
 
@@ -152,19 +152,7 @@ async fn a_permanent_failure_lands_in_the_dead_letter_queue_and_the_archive_and_
     let sqs = common::sqs().await;
     let (dlq_name, dlq_url) = queues::create_queue(&sqs, false).await;
     let (name, url) = queues::create_queue(&sqs, false).await;
-    let arn = format!(
-        "arn:aws:sqs:{}:000000000000:{dlq_name}",
-        std::env::var("AWS_REGION").unwrap_or("us-east-1".into())
-    );
-    sqs.set_queue_attributes()
-        .queue_url(&url)
-        .attributes(
-            QueueAttributeName::RedrivePolicy,
-            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"10"}}"#),
-        )
-        .send()
-        .await
-        .unwrap();
+    queues::redrive_to(&sqs, &url, &dlq_name).await;
     let app = TestApp::start().await;
     app.behave(|r| if r.text() == "poison" { Reply::Status(400) } else { Reply::Status(200) });
     let archive = tempfile::tempdir().unwrap();

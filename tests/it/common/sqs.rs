@@ -37,6 +37,22 @@ pub async fn create_queue(sqs: &aws_sdk_sqs::Client, fifo: bool) -> (String, Str
     (name, url)
 }
 
+/// Makes `dead_letter_queue` (by name) the dead-letter queue of the queue at `url`
+/// (`RedrivePolicy`).
+pub async fn redrive_to(sqs: &aws_sdk_sqs::Client, url: &str, dead_letter_queue: &str) {
+    let region = std::env::var("AWS_REGION").unwrap_or("us-east-1".into());
+    let arn = format!("arn:aws:sqs:{region}:000000000000:{dead_letter_queue}");
+    sqs.set_queue_attributes()
+        .queue_url(url)
+        .attributes(
+            QueueAttributeName::RedrivePolicy,
+            format!(r#"{{"deadLetterTargetArn":"{arn}","maxReceiveCount":"10"}}"#),
+        )
+        .send()
+        .await
+        .expect("set the redrive policy");
+}
+
 /// Receives until `count` messages arrived (or nothing more comes for a while), deleting them.
 pub async fn receive(sqs: &aws_sdk_sqs::Client, url: &str, count: usize, patience: Duration) -> Vec<Message> {
     let mut out = Vec::new();
