@@ -29,6 +29,9 @@ pub enum Cause {
     /// `REBALANCE_IN_PROGRESS` or `ILLEGAL_GENERATION`): what finished since the last
     /// acknowledged commit comes again. Justified only when a sidecar logged the refusal.
     CommitRefused,
+    /// A source's acknowledgement got no answer (an SQS delete during an outage): the message
+    /// comes again when its lease lapses.
+    AckLost,
 }
 
 /// How records are grouped into lanes for the order check.
