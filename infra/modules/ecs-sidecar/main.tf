@@ -26,6 +26,10 @@ locals {
   sqs_queue_url = var.create_sqs_queue ? module.storage.sqs_queue_url : var.sqs_queue_url
   sqs_queue_arn = var.create_sqs_queue ? module.storage.sqs_queue_arn : var.sqs_queue_arn
 
+  # The SQS source: every queue's dead-letter queue once (queues may share one), none for a queue
+  # without a RedrivePolicy.
+  sqs_source_dead_letter_queue_arns = distinct([for q in var.sqs_source_queues : q.dead_letter_queue_arn if q.dead_letter_queue_arn != null])
+
   create_security_group = var.vpc_id != null
   create_autoscaling    = var.create_service && var.enable_autoscaling
 }
@@ -44,6 +48,9 @@ module "iam_policy" {
   archive_bucket  = local.archive_bucket
   archive_prefix  = local.archive_prefix
   sqs_queue_arn   = local.sqs_queue_arn
+
+  sqs_source_queue_arns             = [for q in var.sqs_source_queues : q.arn]
+  sqs_source_dead_letter_queue_arns = local.sqs_source_dead_letter_queue_arns
 }
 
 module "storage" {
@@ -88,6 +95,7 @@ locals {
       OTEL_SERVICE_NAME      = var.name
     },
     local.sqs_delivery ? { SIDECAR_DELIVERY_SQS_QUEUE_URL = local.sqs_queue_url } : { SIDECAR_DELIVERY_URL = var.delivery_url },
+    length(var.sqs_source_queues) > 0 ? { SQS_QUEUE_URLS = join(",", [for q in var.sqs_source_queues : q.url]) } : {},
     var.otel_exporter_otlp_endpoint == null ? {} : { OTEL_EXPORTER_OTLP_ENDPOINT = var.otel_exporter_otlp_endpoint },
     var.sidecar_environment,
   )

@@ -9,6 +9,10 @@ locals {
   oidc_issuer = var.oidc_provider_arn == null ? "" : element(split(":oidc-provider/", var.oidc_provider_arn), 1)
 
   sqs_delivery = var.sqs_queue_arn != null && var.sqs_queue_arn != ""
+
+  # Every source queue's dead-letter queue once (queues may share one), none for a queue
+  # without a RedrivePolicy.
+  sqs_source_dead_letter_queue_arns = distinct([for q in var.sqs_source_queues : q.dead_letter_queue_arn if q.dead_letter_queue_arn != null])
 }
 
 module "iam_policy" {
@@ -21,6 +25,9 @@ module "iam_policy" {
   archive_bucket  = var.archive_bucket
   archive_prefix  = var.archive_prefix
   sqs_queue_arn   = var.sqs_queue_arn
+
+  sqs_source_queue_arns             = [for q in var.sqs_source_queues : q.arn]
+  sqs_source_dead_letter_queue_arns = local.sqs_source_dead_letter_queue_arns
 }
 
 data "aws_iam_policy_document" "assume" {

@@ -317,3 +317,42 @@ variable "sqs_kms_key_arn" {
   type        = string
   default     = null
 }
+
+################################################################################
+# SQS source (next to the topics)
+################################################################################
+
+variable "sqs_source_queues" {
+  description = "SQS queues the sidecar consumes next to the topics (SQS_QUEUE_URLS), in order: url, arn, and dead_letter_queue_arn, the dead-letter queue its RedrivePolicy names (null: none; its dead letters then go to the archive only). The role's policy gets ConsumeQueues on the queues and SendToDeadLetterQueues on the dead-letter queues. SQS_MAX_MESSAGES, SQS_WAIT_TIME and SQS_VISIBILITY_TIMEOUT go in sidecar_environment."
+  type = list(object({
+    url                   = string
+    arn                   = string
+    dead_letter_queue_arn = optional(string)
+  }))
+  default = []
+
+  validation {
+    condition     = alltrue([for q in var.sqs_source_queues : can(regex("^https?://[^/]+/(queue/[^/]+/)?[^/]+/[a-zA-Z0-9_-]{1,80}(\\.fifo)?$", q.url))])
+    error_message = "Each url of sqs_source_queues must be an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<name>)."
+  }
+
+  validation {
+    condition     = alltrue([for q in var.sqs_source_queues : can(regex("^arn:[a-z-]+:sqs:[a-z0-9-]+:[0-9]{12}:.+$", q.arn))])
+    error_message = "Each arn of sqs_source_queues must be an SQS queue ARN (arn:aws:sqs:<region>:<account>:<name>)."
+  }
+
+  validation {
+    condition     = alltrue([for q in var.sqs_source_queues : q.dead_letter_queue_arn == null || can(regex("^arn:[a-z-]+:sqs:[a-z0-9-]+:[0-9]{12}:.+$", coalesce(q.dead_letter_queue_arn, "x")))])
+    error_message = "Each dead_letter_queue_arn of sqs_source_queues must be null or an SQS queue ARN (arn:aws:sqs:<region>:<account>:<name>)."
+  }
+
+  validation {
+    condition     = alltrue([for q in var.sqs_source_queues : reverse(split("/", q.url))[0] == reverse(split(":", q.arn))[0]])
+    error_message = "Each url of sqs_source_queues must name the queue its arn names (the last path segment of the url equals the name at the end of the arn)."
+  }
+
+  validation {
+    condition     = length(distinct([for q in var.sqs_source_queues : reverse(split("/", q.url))[0]])) == length(var.sqs_source_queues)
+    error_message = "sqs_source_queues must list each queue name once (the sidecar refuses a queue listed twice)."
+  }
+}

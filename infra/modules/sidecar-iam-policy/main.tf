@@ -64,20 +64,26 @@ locals {
     },
   ]
 
-  source_statements = length(var.sqs_source_queue_arns) == 0 ? [] : [
-    {
-      Sid      = "ConsumeQueues"
-      Effect   = "Allow"
-      Action   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
-      Resource = var.sqs_source_queue_arns
-    },
-    {
-      Sid      = "SendToDeadLetterQueues"
-      Effect   = "Allow"
-      Action   = ["sqs:SendMessage"]
-      Resource = var.sqs_source_dead_letter_queue_arns
-    },
-  ]
+  # No dead-letter queue ARNs (no source queue has a RedrivePolicy): no SendToDeadLetterQueues,
+  # as IAM rejects a statement without resources. check-config always prints placeholders.
+  source_statements = length(var.sqs_source_queue_arns) == 0 ? [] : concat(
+    [
+      {
+        Sid      = "ConsumeQueues"
+        Effect   = "Allow"
+        Action   = ["sqs:ChangeMessageVisibility", "sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:ReceiveMessage"]
+        Resource = var.sqs_source_queue_arns
+      },
+    ],
+    length(var.sqs_source_dead_letter_queue_arns) == 0 ? [] : [
+      {
+        Sid      = "SendToDeadLetterQueues"
+        Effect   = "Allow"
+        Action   = ["sqs:SendMessage"]
+        Resource = var.sqs_source_dead_letter_queue_arns
+      },
+    ],
+  )
 
   # arn:<p>:sqs:<r>:<a>:<name>: a queue encrypted with a KMS key needs the key, through SQS only;
   # one statement for every queue the sidecar touches, keys and services each listed once.

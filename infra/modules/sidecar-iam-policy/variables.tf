@@ -79,7 +79,7 @@ variable "sqs_source_queue_arns" {
 }
 
 variable "sqs_source_dead_letter_queue_arns" {
-  description = "ARNs of the dead-letter queues the source queues' RedrivePolicy names, one per source queue in the same order (the sidecar sends dead letters there). check-config cannot know them and prints arn:...:DEAD_LETTER_QUEUE_OF_<queue> instead."
+  description = "ARNs of the dead-letter queues the source queues' RedrivePolicy names, one per source queue in the same order (the sidecar sends dead letters there). check-config cannot know them and prints arn:...:DEAD_LETTER_QUEUE_OF_<queue> instead. Empty means no SendToDeadLetterQueues statement (no source queue has a dead-letter queue)."
   type        = list(string)
   default     = []
 

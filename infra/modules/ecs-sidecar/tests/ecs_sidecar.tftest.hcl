@@ -272,3 +272,77 @@ run "task_definition_only_with_existing_queue_and_bucket" {
     error_message = "An existing queue means SQS delivery."
   }
 }
+
+run "sqs_source_next_to_the_topics" {
+  command = apply
+
+  variables {
+    sqs_source_queues = [
+      {
+        url                   = "https://sqs.eu-west-1.amazonaws.com/123456789012/tasks"
+        arn                   = "arn:aws:sqs:eu-west-1:123456789012:tasks"
+        dead_letter_queue_arn = "arn:aws:sqs:eu-west-1:123456789012:tasks-dlq"
+      },
+      {
+        url = "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs.fifo"
+        arn = "arn:aws:sqs:eu-west-1:123456789012:jobs.fifo"
+      },
+    ]
+    sidecar_environment = {
+      SQS_WAIT_TIME = "10s"
+    }
+  }
+
+  assert {
+    condition = {
+      for e in jsondecode(aws_ecs_task_definition.this.container_definitions)[1].environment : e.name => e.value
+      if startswith(e.name, "SQS_") || e.name == "SIDECAR_DELIVERY_URL"
+      } == {
+      SQS_QUEUE_URLS       = "https://sqs.eu-west-1.amazonaws.com/123456789012/tasks,https://sqs.eu-west-1.amazonaws.com/123456789012/jobs.fifo"
+      SQS_WAIT_TIME        = "10s"
+      SIDECAR_DELIVERY_URL = "http://127.0.0.1:8080/events"
+    }
+    error_message = "SQS_QUEUE_URLS must list the source queues' URLs in order, next to HTTP delivery; extra SQS_* variables pass through."
+  }
+
+  assert {
+    condition = [for s in jsondecode(aws_iam_role_policy.sidecar.policy).Statement : s.Sid] == [
+      "ConnectToCluster", "ReadSourceTopics", "WriteDeadLetterTopic", "UseConsumerGroup", "ArchiveDeadLetters",
+      "ConsumeQueues", "SendToDeadLetterQueues", "UseQueueKmsKey",
+    ]
+    error_message = "An SQS source adds ConsumeQueues, SendToDeadLetterQueues and UseQueueKmsKey after the archive."
+  }
+
+  assert {
+    condition = { for s in jsondecode(aws_iam_role_policy.sidecar.policy).Statement : s.Sid => s.Resource }["ConsumeQueues"] == [
+      "arn:aws:sqs:eu-west-1:123456789012:tasks",
+      "arn:aws:sqs:eu-west-1:123456789012:jobs.fifo",
+    ]
+    error_message = "ConsumeQueues must name both source queues, in order."
+  }
+
+  assert {
+    condition     = { for s in jsondecode(aws_iam_role_policy.sidecar.policy).Statement : s.Sid => s.Resource }["SendToDeadLetterQueues"] == ["arn:aws:sqs:eu-west-1:123456789012:tasks-dlq"]
+    error_message = "SendToDeadLetterQueues must name the one dead-letter queue given (a queue without one adds nothing)."
+  }
+
+  assert {
+    condition     = length(aws_iam_role_policy.application_queue) == 0
+    error_message = "An SQS source gives the application no queue policy."
+  }
+}
+
+run "sqs_source_url_and_arn_of_different_queues" {
+  command = plan
+
+  variables {
+    sqs_source_queues = [
+      {
+        url = "https://sqs.eu-west-1.amazonaws.com/123456789012/tasks"
+        arn = "arn:aws:sqs:eu-west-1:123456789012:jobs"
+      },
+    ]
+  }
+
+  expect_failures = [var.sqs_source_queues]
+}

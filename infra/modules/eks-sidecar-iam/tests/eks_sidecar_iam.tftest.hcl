@@ -100,3 +100,99 @@ run "no_way_to_assume" {
 
   expect_failures = [aws_iam_role.this]
 }
+
+run "sqs_source" {
+  command = apply
+
+  variables {
+    sqs_source_queues = [
+      {
+        url                   = "https://sqs.eu-west-1.amazonaws.com/123456789012/tasks"
+        arn                   = "arn:aws:sqs:eu-west-1:123456789012:tasks"
+        dead_letter_queue_arn = "arn:aws:sqs:eu-west-1:123456789012:tasks-dlq"
+      },
+      {
+        url = "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs.fifo"
+        arn = "arn:aws:sqs:eu-west-1:123456789012:jobs.fifo"
+      },
+    ]
+  }
+
+  assert {
+    condition = [for s in jsondecode(aws_iam_role_policy.sidecar.policy).Statement : s.Sid] == [
+      "ConnectToCluster", "ReadSourceTopics", "WriteDeadLetterTopic", "UseConsumerGroup", "ArchiveDeadLetters",
+      "ConsumeQueues", "SendToDeadLetterQueues", "UseQueueKmsKey",
+    ]
+    error_message = "An SQS source adds ConsumeQueues, SendToDeadLetterQueues and UseQueueKmsKey after the archive."
+  }
+
+  assert {
+    condition = { for s in jsondecode(aws_iam_role_policy.sidecar.policy).Statement : s.Sid => s.Resource }["ConsumeQueues"] == [
+      "arn:aws:sqs:eu-west-1:123456789012:tasks",
+      "arn:aws:sqs:eu-west-1:123456789012:jobs.fifo",
+    ]
+    error_message = "ConsumeQueues must name both source queues, in order."
+  }
+
+  assert {
+    condition     = { for s in jsondecode(aws_iam_role_policy.sidecar.policy).Statement : s.Sid => s.Resource }["SendToDeadLetterQueues"] == ["arn:aws:sqs:eu-west-1:123456789012:tasks-dlq"]
+    error_message = "SendToDeadLetterQueues must name the one dead-letter queue given (a queue without one adds nothing)."
+  }
+
+  assert {
+    condition     = length(aws_iam_role_policy.application_queue) == 0
+    error_message = "An SQS source gives the application no queue policy."
+  }
+}
+
+run "sqs_source_without_dead_letter_queues" {
+  command = apply
+
+  variables {
+    sqs_source_queues = [
+      {
+        url = "https://sqs.eu-west-1.amazonaws.com/123456789012/tasks"
+        arn = "arn:aws:sqs:eu-west-1:123456789012:tasks"
+      },
+    ]
+  }
+
+  assert {
+    condition     = !contains([for s in jsondecode(aws_iam_role_policy.sidecar.policy).Statement : s.Sid], "SendToDeadLetterQueues")
+    error_message = "Without dead-letter queues there is no SendToDeadLetterQueues (IAM rejects a statement without resources)."
+  }
+}
+
+run "sqs_source_url_and_arn_of_different_queues" {
+  command = plan
+
+  variables {
+    sqs_source_queues = [
+      {
+        url = "https://sqs.eu-west-1.amazonaws.com/123456789012/tasks"
+        arn = "arn:aws:sqs:eu-west-1:123456789012:jobs"
+      },
+    ]
+  }
+
+  expect_failures = [var.sqs_source_queues]
+}
+
+run "sqs_source_queue_twice" {
+  command = plan
+
+  variables {
+    sqs_source_queues = [
+      {
+        url = "https://sqs.eu-west-1.amazonaws.com/123456789012/tasks"
+        arn = "arn:aws:sqs:eu-west-1:123456789012:tasks"
+      },
+      {
+        url = "https://sqs.eu-west-1.amazonaws.com/123456789012/tasks"
+        arn = "arn:aws:sqs:eu-west-1:123456789012:tasks"
+      },
+    ]
+  }
+
+  expect_failures = [var.sqs_source_queues]
+}
