@@ -1,14 +1,16 @@
-//! The SQS source's ledger: the lease (receipt handle) of every message handed to the
-//! pipeline, until it is done.
+//! The ledger of a source whose messages are leased (SQS, Redis Streams): the lease of every
+//! message handed to the pipeline, until the source has acknowledged it.
 //!
-//! A message is registered when it is received, before its record reaches the dispatcher. When
+//! A lease is a handle the source acknowledges by (an SQS receipt handle, a Redis entry id). A
+//! message is registered when it is received, before its record reaches the dispatcher. When
 //! the lane task completes it (delivered or durably dead-lettered), its lease is marked
-//! *deleting* and goes to the deleter ([`super::leases`]); it leaves the ledger only when SQS
-//! confirms the delete (or says the lease is gone). Every lease in the ledger is kept from
-//! lapsing by the keeper, deleting ones included: a delete that lags never lets a delivered
-//! message come back. On shutdown the leases not done are released (visibility 0) for another
-//! consumer; deleting ones are not (they were delivered). The count per queue, deleting ones
-//! included, bounds what the receiver takes (`SIDECAR_MAX_IN_FLIGHT`).
+//! *acknowledging* and goes to the source's acknowledger (SQS deletes, Redis `XACK`); it leaves
+//! the ledger only when the source confirms (or says the lease is gone). Every lease in the
+//! ledger is kept from lapsing by the source's keeper, acknowledging ones included: an
+//! acknowledgement that lags never lets a delivered message come back. On shutdown the leases
+//! not done are released for another consumer; acknowledging ones are not (they were
+//! delivered). The count per queue or stream, acknowledging ones included, bounds what the
+//! receiver takes (`SIDECAR_MAX_IN_FLIGHT`).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -16,35 +18,35 @@ use std::sync::Mutex;
 use rustc_hash::FxHashMap;
 use tokio::sync::{Notify, mpsc};
 
-use super::message::Lease;
+use super::{Ledger, Tracked};
 use crate::record::TopicPartition;
-use crate::source::{Ledger, Tracked};
 
-/// A lease to delete: its queue, the queue's URL, its sequence number and the lease.
+/// A lease to acknowledge: its queue (or stream), the queue's address, the message's sequence
+/// number and the lease.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Done {
-    /// The queue.
+    /// The queue or stream.
     pub tp: TopicPartition,
-    /// The queue's URL.
-    pub url: String,
+    /// Where it is: an SQS queue's URL, a Redis stream's key.
+    pub address: String,
     /// The message's sequence number.
     pub sequence: i64,
-    /// Its lease.
-    pub lease: Lease,
+    /// Its lease: the receipt handle or entry id.
+    pub lease: String,
 }
 
 /// A lease in the ledger.
 #[derive(Debug)]
 struct Held {
-    lease: Lease,
-    /// Completed: its delete is under way.
+    lease: String,
+    /// Completed: its acknowledgement is under way.
     deleting: bool,
 }
 
-/// One queue's leases.
+/// One queue's (or stream's) leases.
 #[derive(Debug)]
 struct Queue {
-    /// The queue's URL.
+    /// Its address.
     url: String,
     /// Epoch of the queue's single assignment.
     epoch: u64,
@@ -52,9 +54,9 @@ struct Queue {
     leases: BTreeMap<i64, Held>,
 }
 
-/// The leases of every queue of the source.
+/// The leases of every queue (or stream) of a source.
 #[derive(Debug)]
-pub struct SqsLedger {
+pub struct LeaseLedger {
     queues: Mutex<FxHashMap<TopicPartition, Queue>>,
     /// Completed leases, to the deleter; taken on [`close`](Self::close).
     done: Mutex<Option<mpsc::UnboundedSender<Done>>>,
@@ -62,10 +64,10 @@ pub struct SqsLedger {
     room: Notify,
 }
 
-impl SqsLedger {
+impl LeaseLedger {
     /// An empty ledger sending completed leases to `done`.
     pub fn new(done: mpsc::UnboundedSender<Done>) -> Self {
-        SqsLedger { queues: Mutex::default(), done: Mutex::new(Some(done)), room: Notify::new() }
+        LeaseLedger { queues: Mutex::default(), done: Mutex::new(Some(done)), room: Notify::new() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, FxHashMap<TopicPartition, Queue>> {
@@ -85,7 +87,7 @@ impl SqsLedger {
     }
 
     /// Registers the lease of a received message.
-    pub fn register(&self, tp: &TopicPartition, sequence: i64, lease: Lease) {
+    pub fn register(&self, tp: &TopicPartition, sequence: i64, lease: String) {
         if let Some(queue) = self.lock().get_mut(tp) {
             queue.leases.insert(sequence, Held { lease, deleting: false });
         }
@@ -114,7 +116,7 @@ impl SqsLedger {
     pub fn snapshot(&self) -> Vec<(String, Vec<String>)> {
         self.lock()
             .values()
-            .map(|q| (q.url.clone(), q.leases.values().map(|h| h.lease.receipt_handle.clone()).collect()))
+            .map(|q| (q.url.clone(), q.leases.values().map(|h| h.lease.clone()).collect()))
             .collect()
     }
 
@@ -126,7 +128,7 @@ impl SqsLedger {
                 let mut handles = Vec::new();
                 q.leases.retain(|_, held| {
                     if !held.deleting {
-                        handles.push(held.lease.receipt_handle.clone());
+                        handles.push(held.lease.clone());
                     }
                     held.deleting
                 });
@@ -136,7 +138,7 @@ impl SqsLedger {
     }
 }
 
-impl Ledger for SqsLedger {
+impl Ledger for LeaseLedger {
     fn track(&self, tp: &TopicPartition, epoch: u64, _records: &[(i64, Option<i64>)]) -> Option<Tracked> {
         // Leases were registered on receipt; nothing is finished by an earlier owner.
         self.lock().get(tp).filter(|q| q.epoch == epoch).map(|_| Tracked::default())
@@ -160,7 +162,7 @@ impl Ledger for SqsLedger {
                     let lease = held.lease.clone();
                     drop(done.send(Done {
                         tp: tp.clone(),
-                        url: queue.url.clone(),
+                        address: queue.url.clone(),
                         sequence: *offset,
                         lease,
                     }));
@@ -174,14 +176,14 @@ impl Ledger for SqsLedger {
 mod tests {
     use super::*;
 
-    fn lease(handle: &str) -> Lease {
-        Lease { receipt_handle: handle.to_string() }
+    fn lease(handle: &str) -> String {
+        handle.to_string()
     }
 
     #[test]
     fn a_completed_message_leaves_the_ledger_for_the_deleter_once() {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let ledger = SqsLedger::new(tx);
+        let ledger = LeaseLedger::new(tx);
         let tp = TopicPartition::new("q", 0);
         ledger.add_queue(tp.clone(), "http://sqs/1/q".into(), 1);
         ledger.register(&tp, 1, lease("h1"));
@@ -191,7 +193,8 @@ mod tests {
         ledger.complete(&tp, 1, &[2]);
         ledger.complete(&tp, 1, &[2]);
         ledger.complete(&tp, 9, &[1]);
-        let expected = Done { tp: tp.clone(), url: "http://sqs/1/q".into(), sequence: 2, lease: lease("h2") };
+        let expected =
+            Done { tp: tp.clone(), address: "http://sqs/1/q".into(), sequence: 2, lease: lease("h2") };
         assert_eq!(rx.try_recv().ok(), Some(expected));
         assert!(rx.try_recv().is_err(), "deleted once, and not by a completion of another epoch");
         assert_eq!(ledger.in_flight(&tp), 2, "a lease being deleted still counts");

@@ -1,7 +1,7 @@
 //! The boundary between a source and the pipeline: what a source hands over and what it gets
 //! back.
 //!
-//! A source (the Kafka consumer today) yields [`Record`](crate::record::Record)s in runs per
+//! A source (the Kafka consumer, an SQS receiver) yields [`Record`](crate::record::Record)s in runs per
 //! partition, each run tracked in the source's [`Ledger`] before the dispatcher queues it, and
 //! it receives every record back, through the same ledger, exactly when the record is delivered
 //! or durably dead-lettered. What "done" means is the source's business: for Kafka the offset
@@ -12,6 +12,8 @@
 //! A partition stands for the source's unit of order and assignment (a Kafka partition); its
 //! epoch names one assignment of it, so a completion that arrives after the partition was taken
 //! away and given back is recognised as belonging to the earlier assignment and ignored.
+
+pub mod leases;
 
 use crate::record::TopicPartition;
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::ledger::{Done, SqsLedger};
+use crate::source::leases::{Done, LeaseLedger};
 
 /// Entries per batch call.
 const BATCH: usize = 10;
@@ -29,7 +29,7 @@ const DELETE_TRIES: u32 = 5;
 /// batch does not hold the others back.
 pub async fn delete(
     client: aws_sdk_sqs::Client,
-    ledger: Arc<SqsLedger>,
+    ledger: Arc<LeaseLedger>,
     mut done: mpsc::UnboundedReceiver<Done>,
 ) {
     while let Some(first) = done.recv().await {
@@ -51,11 +51,11 @@ pub async fn delete(
 
 /// Completions grouped by queue, at most [`BATCH`] per group.
 fn group(mut done: Vec<Done>) -> Vec<Vec<Done>> {
-    done.sort_by(|a, b| a.url.cmp(&b.url));
+    done.sort_by(|a, b| a.address.cmp(&b.address));
     let mut groups: Vec<Vec<Done>> = Vec::new();
     for item in done {
         match groups.last_mut() {
-            Some(last) if last[0].url == item.url && last.len() < BATCH => last.push(item),
+            Some(last) if last[0].address == item.address && last.len() < BATCH => last.push(item),
             _ => groups.push(vec![item]),
         }
     }
@@ -66,8 +66,8 @@ fn group(mut done: Vec<Done>) -> Vec<Vec<Done>> {
 /// leaves the ledger when its delete is confirmed or SQS says the handle is no longer valid;
 /// one that could not be deleted after every try also leaves (its lease lapses, and SQS
 /// delivers it again: at least once).
-async fn delete_batch(client: &aws_sdk_sqs::Client, ledger: &SqsLedger, mut batch: Vec<Done>) {
-    let url = batch[0].url.clone();
+async fn delete_batch(client: &aws_sdk_sqs::Client, ledger: &LeaseLedger, mut batch: Vec<Done>) {
+    let url = batch[0].address.clone();
     for attempt in 1..=DELETE_TRIES {
         let entries: Vec<DeleteMessageBatchRequestEntry> = batch
             .iter()
@@ -75,7 +75,7 @@ async fn delete_batch(client: &aws_sdk_sqs::Client, ledger: &SqsLedger, mut batc
             .filter_map(|(i, d)| {
                 DeleteMessageBatchRequestEntry::builder()
                     .id(i.to_string())
-                    .receipt_handle(&d.lease.receipt_handle)
+                    .receipt_handle(&d.lease)
                     .build()
                     .ok()
             })
@@ -137,7 +137,7 @@ async fn delete_batch(client: &aws_sdk_sqs::Client, ledger: &SqsLedger, mut batc
 /// Extends the visibility of every lease in the ledger every third of the timeout, on a fixed
 /// tick: every call of a sweep goes out at once and gives up at the next tick, so one slow call
 /// never lets the other leases lapse. Runs until aborted.
-pub async fn keep(client: aws_sdk_sqs::Client, ledger: Arc<SqsLedger>, visibility: Duration) {
+pub async fn keep(client: aws_sdk_sqs::Client, ledger: Arc<LeaseLedger>, visibility: Duration) {
     let every = (visibility / 3).max(Duration::from_millis(500));
     let seconds = i32::try_from(visibility.as_secs()).unwrap_or(i32::MAX);
     let client = &client;
@@ -161,7 +161,7 @@ pub async fn keep(client: aws_sdk_sqs::Client, ledger: Arc<SqsLedger>, visibilit
 
 /// Makes every message still in the ledger visible again at once (on shutdown): another
 /// consumer takes it instead of waiting for the lease to lapse.
-pub async fn release(client: &aws_sdk_sqs::Client, ledger: &SqsLedger) -> usize {
+pub async fn release(client: &aws_sdk_sqs::Client, ledger: &LeaseLedger) -> usize {
     let mut released = 0;
     for (url, handles) in ledger.take_unfinished() {
         for chunk in handles.chunks(BATCH) {
@@ -208,21 +208,20 @@ async fn change_visibility(client: &aws_sdk_sqs::Client, url: &str, handles: &[S
 
 #[cfg(test)]
 mod tests {
-    use super::super::message::Lease;
     use super::*;
 
     #[test]
     fn deletes_are_grouped_by_queue_ten_at_a_time() {
         let item = |url: &str, i: i64| Done {
             tp: crate::record::TopicPartition::new(url, 0),
-            url: url.to_string(),
+            address: url.to_string(),
             sequence: i,
-            lease: Lease { receipt_handle: format!("{url}{i}") },
+            lease: format!("{url}{i}"),
         };
         let mut done: Vec<Done> = (0..12).map(|i| item("a", i)).collect();
         done.insert(3, item("b", 0));
         let groups = group(done);
-        let sizes: Vec<(&str, usize)> = groups.iter().map(|g| (g[0].url.as_str(), g.len())).collect();
+        let sizes: Vec<(&str, usize)> = groups.iter().map(|g| (g[0].address.as_str(), g.len())).collect();
         assert_eq!(sizes, vec![("a", 10), ("a", 2), ("b", 1)]);
     }
 }

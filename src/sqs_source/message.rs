@@ -12,16 +12,10 @@ use bytes::Bytes;
 
 use crate::record::{Header, Origin, Record, TopicPartition};
 
-/// What the source keeps of a received message besides its record.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Lease {
-    /// The handle that deletes the message or changes its visibility.
-    pub receipt_handle: String,
-}
-
-/// A received message as a record and its lease; `None` for an answer without a receipt
-/// handle (it cannot be acknowledged, so it is left to become visible again).
-pub fn to_record(tp: &TopicPartition, sequence: i64, message: &Message) -> Option<(Record, Lease)> {
+/// A received message as a record and its lease, the receipt handle that deletes the message
+/// or changes its visibility; `None` for an answer without a receipt handle (it cannot be
+/// acknowledged, so it is left to become visible again).
+pub fn to_record(tp: &TopicPartition, sequence: i64, message: &Message) -> Option<(Record, String)> {
     let receipt_handle = message.receipt_handle()?.to_string();
     let system = message.attributes();
     let system_attribute = |name: MessageSystemAttributeName| system.and_then(|a| a.get(&name)).cloned();
@@ -54,7 +48,7 @@ pub fn to_record(tp: &TopicPartition, sequence: i64, message: &Message) -> Optio
         malformed: None,
         origin: Origin::Sqs,
     };
-    Some((record, Lease { receipt_handle }))
+    Some((record, receipt_handle))
 }
 
 /// Message attributes as `x-sqs-attribute-<name>` headers in name order: strings and numbers
@@ -108,7 +102,7 @@ mod tests {
             .build();
         let tp = TopicPartition::new("tasks.fifo", 0);
         let (record, lease) = to_record(&tp, 7, &message).expect("has a receipt handle");
-        assert_eq!(lease.receipt_handle, "handle-1");
+        assert_eq!(lease, "handle-1");
         assert_eq!(
             (record.offset, record.timestamp, record.origin),
             (7, Some(1_700_000_000_123), Origin::Sqs)

@@ -16,7 +16,6 @@
 //! (visibility 0) so another consumer takes it at once.
 
 pub mod leases;
-pub mod ledger;
 pub mod message;
 pub mod receiver;
 
@@ -33,8 +32,8 @@ use crate::dispatch::{self, Command, Limits, RouteEntry};
 use crate::dlq::queue::QueueDeadLetters;
 use crate::health::Health;
 use crate::record::TopicPartition;
+use crate::source::leases::LeaseLedger;
 use crate::telemetry::metrics::Metrics;
-use ledger::SqsLedger;
 use receiver::{Paused, Receiver};
 
 /// Why the source could not start.
@@ -118,7 +117,7 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<SqsSource, S
         queues.push(resolve(&client, url.as_str(), setup.archive.clone()).await?);
     }
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let ledger = Arc::new(SqsLedger::new(done_tx));
+    let ledger = Arc::new(LeaseLedger::new(done_tx));
     let mut routes: Vec<Arc<RouteEntry>> = Vec::new();
     for q in &queues {
         let name = q.tp.topic.to_string();

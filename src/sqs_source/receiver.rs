@@ -14,11 +14,11 @@ use std::time::Duration;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use tokio_util::sync::CancellationToken;
 
-use super::ledger::SqsLedger;
 use super::message;
 use crate::dispatch::{Command, DispatchHandle, Flow};
 use crate::health::{Component, Health, Latch};
 use crate::record::TopicPartition;
+use crate::source::leases::LeaseLedger;
 
 /// Queues the dispatcher asked to pause (back-pressure), shared by the receivers.
 #[derive(Debug, Default)]
@@ -60,7 +60,7 @@ pub struct Receiver {
     /// Its assignment epoch.
     pub epoch: u64,
     /// Leases.
-    pub ledger: Arc<SqsLedger>,
+    pub ledger: Arc<LeaseLedger>,
     /// Where records go.
     pub dispatch: DispatchHandle,
     /// Back-pressure.
