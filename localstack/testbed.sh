@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The test bed: a Kafka-protocol broker (tansu) and LocalStack (S3, SQS) on loopback, no Docker.
+# The test bed: a Kafka-protocol broker (tansu), LocalStack (S3, SQS) and Redis on loopback, no
+# Docker.
 #
 #   localstack/testbed.sh up      install what is missing, start what is not running, wait until
 #                                 both answer, write .testbed/env (idempotent)
 #   localstack/testbed.sh down    stop what `up` started
 #   localstack/testbed.sh status  print what runs
 #
-# Ports: KAFKA_PORT (9092), LOCALSTACK_PORT (4566). KAFKA_BOOTSTRAP set by the caller means "use
+# Ports: KAFKA_PORT (9092), LOCALSTACK_PORT (4566), REDIS_PORT (6390; Debian's redis-server,
+# installed with apt-get when missing, no persistence). KAFKA_BOOTSTRAP set by the caller means "use
 # that broker" (Redpanda, MSK, ...) and no tansu is started. State, logs and the venv live in
 # TESTBED_DIR (default .testbed/ in the repo). The env file holds KAFKA_BOOTSTRAP,
-# AWS_ENDPOINT_URL and test credentials; tests read them from the environment:
+# AWS_ENDPOINT_URL, TESTBED_REDIS_URL and test credentials; tests read them from the environment:
 #   set -a; . .testbed/env; set +a
 set -euo pipefail
 
@@ -17,6 +19,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${TESTBED_DIR:-$REPO/.testbed}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 LOCALSTACK_PORT="${LOCALSTACK_PORT:-4566}"
+REDIS_PORT="${REDIS_PORT:-6390}"
 PYTHON="${PYTHON:-python3}"
 VENV="$DIR/venv"
 LOGS="$DIR/logs"
@@ -79,6 +82,34 @@ localstack_healthy() {
     | "$VENV/bin/python" -c 'import json,sys; s=json.load(sys.stdin)["services"]; sys.exit(0 if all(s.get(k) in ("available","running") for k in ("s3","sqs")) else 1)' 2>/dev/null
 }
 
+install_redis() {
+  command -v redis-server >/dev/null 2>&1 && return
+  command -v apt-get >/dev/null 2>&1 || die "redis-server is missing and there is no apt-get to install it"
+  say "installing redis-server from Debian (apt-get)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server; } \
+    >"$LOGS/apt-redis.log" 2>&1 || { tail -20 "$LOGS/apt-redis.log" >&2; die "installing redis-server failed (log: $LOGS/apt-redis.log)"; }
+  command -v redis-server >/dev/null 2>&1 || die "apt-get installed no redis-server"
+}
+
+redis_answers() { # a PING answered with PONG
+  local reply
+  { exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT" && printf 'PING\r\n' >&3 && IFS= read -r -t 2 reply <&3; } 2>/dev/null || return 1
+  exec 3<&- 3>&-
+  [[ "$reply" == "+PONG"* ]]
+}
+
+start_redis() {
+  if alive redis && redis_answers; then return; fi
+  port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process; set REDIS_PORT"
+  install_redis
+  say "starting redis-server on 127.0.0.1:$REDIS_PORT"
+  mkdir -p "$DIR/redis"
+  nohup redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$DIR/redis" \
+    </dev/null >"$LOGS/redis.log" 2>&1 9>&- &
+  echo $! >"$DIR/redis.pid"
+  wait_for redis redis_answers
+}
+
 start_tansu() {
   if alive tansu && port_open "$KAFKA_PORT"; then return; fi
   port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set KAFKA_PORT"
@@ -109,6 +140,7 @@ write_env() {
   cat >"$DIR/env" <<EOF
 KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}
 AWS_ENDPOINT_URL=http://127.0.0.1:$LOCALSTACK_PORT
+TESTBED_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test
 AWS_REGION=us-east-1
@@ -121,6 +153,7 @@ up() {
   install
   if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then start_tansu; else say "using the broker at $KAFKA_BOOTSTRAP"; fi
   start_localstack
+  start_redis
   write_env
   say "up in $((SECONDS - started))s; environment in $DIR/env"
 }
@@ -136,10 +169,10 @@ stop() {
   say "stopped $name"
 }
 
-down() { stop localstack; stop tansu; }
+down() { stop redis; stop localstack; stop tansu; }
 
 status() {
-  for name in tansu localstack; do
+  for name in tansu localstack redis; do
     if alive "$name"; then say "$name running (pid $(cat "$DIR/$name.pid"))"; else say "$name not running"; fi
   done
 }

@@ -11,6 +11,8 @@
 //!   rebalance, commits).
 //! - [`sqs_source`]: the SQS source: receivers, message leases (extended, deleted, released),
 //!   its own dispatcher, dead letters to the queue's dead-letter queue.
+//! - [`redis_source`]: the Redis Streams source: group readers (own pending, claims of dead
+//!   consumers' entries, new entries), acknowledgements, dead letters to `<stream>.dlq`.
 //! - [`offsets`]: the Kafka source's ledger: per-partition contiguous watermark of finished
 //!   records, and the offset map of records finished above it that travels in the commit.
 //! - [`source`]: the boundary every source meets: records handed over, tracked and completed
@@ -48,6 +50,7 @@ pub mod offsets;
 pub mod panics;
 pub mod pipeline;
 pub mod record;
+pub mod redis_source;
 pub mod shutdown;
 pub mod source;
 pub mod sqs_source;

@@ -64,6 +64,8 @@ pub enum Origin {
     Kafka,
     /// An SQS queue.
     Sqs,
+    /// A Redis stream (read through a consumer group).
+    Redis,
 }
 
 impl Origin {
@@ -72,6 +74,7 @@ impl Origin {
         match self {
             Origin::Kafka => "kafka",
             Origin::Sqs => "sqs",
+            Origin::Redis => "redis",
         }
     }
 
@@ -80,6 +83,8 @@ impl Origin {
         match self {
             Origin::Kafka => "kafka",
             Origin::Sqs => "aws_sqs",
+            // Not in the semantic conventions' list: the name Redis goes by.
+            Origin::Redis => "redis",
         }
     }
 }

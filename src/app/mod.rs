@@ -54,6 +54,9 @@ pub enum AppError {
     /// The SQS source could not start.
     #[error(transparent)]
     SqsSource(#[from] crate::sqs_source::SqsSourceError),
+    /// The Redis Streams source could not start.
+    #[error(transparent)]
+    RedisSource(#[from] crate::redis_source::RedisSourceError),
     /// A Kafka client failed fatally: the sidecar stopped and must be restarted.
     #[error("fatal Kafka client error: {0}")]
     Fatal(String),
@@ -164,6 +167,33 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
         None => None,
     };
+    // The Redis Streams source: the default route (stream routes are not built yet), with its
+    // own dead letters.
+    let redis = match &config.redis_source {
+        Some(redis_config) => {
+            let setup = crate::redis_source::Setup {
+                config: redis_config.clone(),
+                max_in_flight: config.max_in_flight,
+                grace: config.shutdown_grace,
+                routes: built.queue_routes.iter().filter(|r| r.matcher.is_none()).cloned().collect(),
+                archive: archive.clone(),
+                health: health.clone(),
+                metrics: metrics.clone(),
+            };
+            match crate::redis_source::start(setup, stop.clone()).await {
+                Ok(source) => Some(source),
+                Err(err) => {
+                    // What the SQS source leased goes back before the error ends the process.
+                    stop.cancel();
+                    if let Some(sqs) = sqs {
+                        sqs.wait().await;
+                    }
+                    return Err(err.into());
+                }
+            }
+        }
+        None => None,
+    };
     let kafka = match (clients, &config.kafka) {
         (Some(clients), Some(kafka)) => {
             let setup = kafka_source::Setup {
@@ -175,7 +205,21 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
                 health: &health,
                 metrics: &metrics,
             };
-            Some(kafka_source::start(setup, stop.clone())?)
+            match kafka_source::start(setup, stop.clone()) {
+                Ok(source) => Some(source),
+                Err(err) => {
+                    // The other sources already leased messages: they release them before the
+                    // error ends the process, not when their leases lapse.
+                    stop.cancel();
+                    if let Some(sqs) = sqs {
+                        sqs.wait().await;
+                    }
+                    if let Some(redis) = redis {
+                        redis.wait().await;
+                    }
+                    return Err(err);
+                }
+            }
         }
         _ => {
             // No group to join: ready once the other sources have started.
@@ -195,7 +239,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         grace: config.shutdown_grace,
     };
     tokio::spawn(async move {
-        let stopped = Stopped { kafka, sqs, stop };
+        let stopped = Stopped { kafka, sqs, redis, stop };
         let result = finish(stopped, writers, admin, background, probers, telemetry)
             .await
             .and_then(|()| fatal.reason().map_or(Ok(()), |reason| Err(AppError::Fatal(reason.to_string()))));
@@ -210,6 +254,8 @@ struct Stopped {
     kafka: Option<kafka_source::KafkaSource>,
     /// The SQS source, which stops with the same token.
     sqs: Option<crate::sqs_source::SqsSource>,
+    /// The Redis Streams source, which stops with the same token.
+    redis: Option<crate::redis_source::RedisSource>,
     /// That token: cancelled on SIGTERM, on a fatal error, and when the consumer ends by
     /// itself, so the other sources stop too.
     stop: CancellationToken,
@@ -281,9 +327,18 @@ async fn finish(
         }
     };
     stopped.stop.cancel();
-    if let Some(sqs) = stopped.sqs {
-        sqs.wait().await;
-    }
+    // The sources stop side by side: each drains within the same grace.
+    let sqs = async {
+        if let Some(sqs) = stopped.sqs {
+            sqs.wait().await;
+        }
+    };
+    let redis = async {
+        if let Some(redis) = stopped.redis {
+            redis.wait().await;
+        }
+    };
+    tokio::join!(sqs, redis);
     if let Some(kafka) = kafka {
         kafka.finish().await;
     }

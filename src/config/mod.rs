@@ -142,6 +142,37 @@ pub struct SqsSourceConfig {
     pub visibility_timeout: Duration,
 }
 
+/// The Redis Streams source (`REDIS_URL`): streams read through a consumer group.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisSourceConfig {
+    /// `redis://` or `rediss://`, with the password in its user info when there is one.
+    pub url: Url,
+    /// The streams, in order.
+    pub streams: Vec<String>,
+    /// The consumer group (created if missing).
+    pub group: String,
+    /// This consumer's name in the group (`None`: the host name, resolved at start).
+    pub consumer: Option<String>,
+    /// Pending entries idle this long are claimed from consumers that stopped answering; the
+    /// sidecar keeps its own entries from reaching it while they are in flight.
+    pub claim_min_idle: Duration,
+    /// Where a group created by the sidecar starts: the stream's start (`earliest`) or its end.
+    pub start_from: StartFrom,
+}
+
+impl fmt::Debug for RedisSourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSourceConfig")
+            .field("url", &redact_url(&self.url))
+            .field("streams", &self.streams)
+            .field("group", &self.group)
+            .field("consumer", &self.consumer)
+            .field("claim_min_idle", &self.claim_min_idle)
+            .field("start_from", &self.start_from)
+            .finish()
+    }
+}
+
 impl fmt::Debug for SqsSourceConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let queues: Vec<String> = self.queues.iter().map(redact_url).collect();
@@ -373,6 +404,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// SQS queues consumed next to the Kafka topics, if any.
     pub sqs_source: Option<SqsSourceConfig>,
+    /// Redis streams consumed next to the other sources, if any.
+    pub redis_source: Option<RedisSourceConfig>,
 }
 
 /// One configuration problem, printed as one line.

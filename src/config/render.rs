@@ -21,6 +21,7 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
         config.kafka.as_ref().map_or_else(String::new, value)
     };
     let sqs_source = config.sqs_source.as_ref();
+    let redis = config.redis_source.as_ref();
     let (http, sqs) = match &config.delivery.target {
         DeliveryTarget::Http(url) => (redact_url(url), String::new()),
         DeliveryTarget::Sqs(url) => (String::new(), redact_url(url)),
@@ -103,6 +104,12 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
             keys::SQS_VISIBILITY_TIMEOUT,
             duration(sqs_source.map_or(Duration::from_secs(30), |s| s.visibility_timeout)),
         ),
+        (keys::REDIS_URL, redis.map(|r| redact_url(&r.url)).unwrap_or_default()),
+        (keys::REDIS_AUTH, "password".to_string()),
+        (keys::REDIS_STREAMS, redis.map(|r| r.streams.join(",")).unwrap_or_default()),
+        (keys::REDIS_CONSUMER_GROUP, redis.map(|r| r.group.clone()).unwrap_or_default()),
+        (keys::REDIS_CONSUMER_NAME, redis.and_then(|r| r.consumer.clone()).unwrap_or_default()),
+        (keys::REDIS_CLAIM_MIN_IDLE, duration(redis.map_or(Duration::from_secs(60), |r| r.claim_min_idle))),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

@@ -1,14 +1,15 @@
 //! The sources other than Kafka: their variables, read like the rest (every problem at once).
 //!
-//! `SQS_QUEUE_URLS` turns the SQS source on; its other variables only matter then, but a bad
-//! value is reported either way, so a typo never waits for the day the source is turned on.
+//! `SQS_QUEUE_URLS` turns the SQS source on, `REDIS_URL` the Redis Streams source; their other
+//! variables only matter then, but a bad value is reported either way, so a typo never waits
+//! for the day the source is turned on.
 
 use std::time::Duration;
 
 use url::Url;
 
 use super::validate::Reader;
-use super::{SqsSourceConfig, keys, parse};
+use super::{RedisSourceConfig, SqsSourceConfig, StartFrom, keys, parse};
 
 /// The longest long-poll wait SQS accepts.
 const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -78,6 +79,93 @@ impl Reader<'_> {
             max_messages: i32::try_from(max_messages).ok()?,
             wait_time,
             visibility_timeout,
+        }))
+    }
+}
+
+/// A Redis stream key the sidecar also writes `<stream>.dlq` next to: printable, no spaces or
+/// commas (the list separator).
+fn stream_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 512 || !name.chars().all(|c| c.is_ascii_graphic() && c != ',') {
+        return Err(format!(
+            "{name:?} is not a stream name the sidecar accepts (printable ASCII, no commas)"
+        ));
+    }
+    if name.ends_with(".dlq") {
+        return Err(format!("{name} is a dead-letter stream: its entries would be dead-lettered again"));
+    }
+    Ok(())
+}
+
+/// A name that must not be empty.
+fn non_empty(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() { Err("must not be empty".to_string()) } else { Ok(text.to_string()) }
+}
+
+impl Reader<'_> {
+    /// The Redis Streams source, `Some(None)` when it is off, `None` when a value is bad.
+    pub(super) fn redis_source(&mut self) -> Option<Option<RedisSourceConfig>> {
+        let url = self.parse(keys::REDIS_URL, |t| {
+            let url = url::Url::parse(t.trim()).map_err(|e| format!("not a URL: {e}"))?;
+            match url.scheme() {
+                "redis" | "rediss" if url.host_str().is_some() => Ok(url),
+                _ => Err("expected redis://host:port or rediss://host:port".to_string()),
+            }
+        });
+        let auth = self.parse(keys::REDIS_AUTH, |t| match t.trim() {
+            "password" => Ok(()),
+            "iam" => {
+                Err("ElastiCache/MemoryDB IAM tokens are not built yet: use password (in REDIS_URL)"
+                    .to_string())
+            }
+            _ => Err("expected password or iam".to_string()),
+        });
+        let streams = self.parse(keys::REDIS_STREAMS, |t| {
+            let streams = parse::list(t)?;
+            streams.iter().try_for_each(|s| stream_name(s))?;
+            let mut sorted = streams.clone();
+            sorted.sort();
+            if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+                return Err(format!("stream {} is listed twice", pair[0]));
+            }
+            Ok(streams)
+        });
+        let group = self.parse(keys::REDIS_CONSUMER_GROUP, non_empty);
+        let consumer = self.parse(keys::REDIS_CONSUMER_NAME, non_empty);
+        let claim_min_idle = self.parse(keys::REDIS_CLAIM_MIN_IDLE, |t| {
+            let idle = parse::positive_duration(t)?;
+            if idle < Duration::from_secs(3) {
+                return Err(
+                    "at least 3s: the sidecar refreshes its own entries every third of it".to_string()
+                );
+            }
+            Ok(idle)
+        });
+        let start_from = self.parse(keys::KAFKA_START_FROM, |t| match t.trim() {
+            "earliest" => Ok(StartFrom::Earliest),
+            "latest" => Ok(StartFrom::Latest),
+            _ => Err("expected earliest or latest".to_string()),
+        });
+        let ((), claim_min_idle, start_from) = (auth?, claim_min_idle?, start_from?);
+        let Some(url) = url else {
+            // Unset: the source is off. Set but bad: the problem is recorded.
+            return self.raw.get(keys::REDIS_URL).is_none().then_some(None);
+        };
+        for (name, missing) in
+            [(keys::REDIS_STREAMS, streams.is_none()), (keys::REDIS_CONSUMER_GROUP, group.is_none())]
+        {
+            if missing && self.raw.get(name).is_none() {
+                self.problem(name, "required with REDIS_URL");
+            }
+        }
+        Some(Some(RedisSourceConfig {
+            url,
+            streams: streams?,
+            group: group?,
+            consumer,
+            claim_min_idle,
+            start_from,
         }))
     }
 }

@@ -118,6 +118,7 @@ impl Reader<'_> {
         let shutdown_grace = self.parse(keys::SIDECAR_SHUTDOWN_GRACE, parse::duration);
         let telemetry = self.telemetry();
         let sqs_source = self.sqs_source();
+        let redis_source = self.redis_source();
         let log_format = self.parse(keys::SIDECAR_LOG_FORMAT, |t| match t.trim() {
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
@@ -147,6 +148,7 @@ impl Reader<'_> {
             telemetry: telemetry?,
             routes: Vec::new(),
             sqs_source: sqs_source?,
+            redis_source: redis_source?,
         };
         let routes = super::routes::parse(self, &config);
         Some(Config { routes, ..config })
@@ -263,19 +265,15 @@ impl Reader<'_> {
         let named = [keys::KAFKA_BROKERS, keys::KAFKA_TOPICS, keys::KAFKA_CONSUMER_GROUP]
             .iter()
             .any(|name| self.raw.get(name).is_some());
-        let other_source = self.raw.get(keys::SQS_QUEUE_URLS).is_some();
+        let other_source =
+            self.raw.get(keys::SQS_QUEUE_URLS).is_some() || self.raw.get(keys::REDIS_URL).is_some();
         if !named && other_source {
-            let kafka_only: Vec<(String, RawValue)> = [
-                keys::SIDECAR_DLQ_TOPIC,
-                keys::KAFKA_AUTH,
-                keys::KAFKA_TLS,
-                keys::KAFKA_START_FROM,
-                keys::MSK_CLUSTER_ARN,
-            ]
-            .iter()
-            .filter_map(|name| self.raw.get(name).map(|v| (name.to_string(), v.clone())))
-            .chain(self.raw.librdkafka().map(|(k, v)| (k.to_string(), v.clone())))
-            .collect();
+            let kafka_only: Vec<(String, RawValue)> =
+                [keys::SIDECAR_DLQ_TOPIC, keys::KAFKA_AUTH, keys::KAFKA_TLS, keys::MSK_CLUSTER_ARN]
+                    .iter()
+                    .filter_map(|name| self.raw.get(name).map(|v| (name.to_string(), v.clone())))
+                    .chain(self.raw.librdkafka().map(|(k, v)| (k.to_string(), v.clone())))
+                    .collect();
             for (name, value) in kafka_only {
                 {
                     self.problem_with_value(
@@ -291,7 +289,7 @@ impl Reader<'_> {
         let brokers = if named {
             "bootstrap servers, comma separated"
         } else {
-            "bootstrap servers, comma separated; at least one source must be configured: KAFKA_* or SQS_QUEUE_URLS"
+            "bootstrap servers, comma separated; at least one source must be configured: KAFKA_*, SQS_QUEUE_URLS or REDIS_URL"
         };
         self.kafka(brokers).map(Some)
     }

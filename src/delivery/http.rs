@@ -103,8 +103,10 @@ impl Delivery for HttpDelivery {
 
 /// The request headers of the contract.
 pub fn request_headers(record: &Record, attempt: &Attempt) -> HeaderMap {
-    if record.origin == Origin::Sqs {
-        return sqs_request_headers(record, attempt);
+    match record.origin {
+        Origin::Sqs => return queue_request_headers(record, attempt, &SQS_FACTS),
+        Origin::Redis => return queue_request_headers(record, attempt, &REDIS_FACTS),
+        Origin::Kafka => {}
     }
     let mut headers = HeaderMap::with_capacity(8 + record.headers.len());
     let content_type = record
@@ -145,27 +147,56 @@ pub fn request_headers(record: &Record, attempt: &Attempt) -> HeaderMap {
     headers
 }
 
-/// The headers of an SQS message: its `x-sqs-*` facts as the receiver wrote them, the content
-/// type from a `content-type` message attribute (text otherwise: SQS bodies are text), and the
-/// attempt counted over every receive (the third receive's first attempt is attempt 3).
-fn sqs_request_headers(record: &Record, attempt: &Attempt) -> HeaderMap {
+/// Where a queue-like source keeps its facts among a record's headers.
+struct Facts {
+    /// The prefix of its headers (`x-sqs-`).
+    prefix: &'static str,
+    /// The header holding the content type, when the message has one.
+    content_type: &'static str,
+    /// The content type otherwise.
+    default_content_type: &'static str,
+    /// The header counting deliveries of the message, this one included.
+    deliveries: &'static str,
+}
+
+/// An SQS message's: bodies are text.
+const SQS_FACTS: Facts = Facts {
+    prefix: "x-sqs-",
+    content_type: "x-sqs-attribute-content-type",
+    default_content_type: "text/plain; charset=utf-8",
+    deliveries: "x-sqs-receive-count",
+};
+
+/// A Redis entry's: its `data` field is bytes.
+const REDIS_FACTS: Facts = Facts {
+    prefix: "x-redis-",
+    content_type: "x-redis-field-content-type",
+    default_content_type: "application/octet-stream",
+    deliveries: "x-redis-delivery-count",
+};
+
+/// The headers of an SQS message or a Redis entry: its `x-sqs-*` / `x-redis-*` facts as the
+/// receiver wrote them, the content type from a `content-type` attribute or field, and the
+/// attempt counted over every delivery by the source (the third receive's first attempt is
+/// attempt 3).
+fn queue_request_headers(record: &Record, attempt: &Attempt, facts: &Facts) -> HeaderMap {
     let mut headers = HeaderMap::with_capacity(4 + record.headers.len());
     let content_type = record
         .headers
         .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("x-sqs-attribute-content-type"))
+        .find(|h| h.name.eq_ignore_ascii_case(facts.content_type))
         .and_then(|h| h.value.as_ref())
         .and_then(|v| HeaderValue::from_bytes(v).ok())
-        .unwrap_or(HeaderValue::from_static("text/plain; charset=utf-8"));
+        .unwrap_or(HeaderValue::from_static(facts.default_content_type));
     headers.insert(reqwest::header::CONTENT_TYPE, content_type);
-    for header in record.headers.iter().filter(|h| h.name.starts_with("x-sqs-")) {
+    for header in record.headers.iter().filter(|h| h.name.starts_with(facts.prefix)) {
         let Ok(name) = HeaderName::from_bytes(encode_name(&header.name).as_bytes()) else { continue };
         let value = header.value.as_deref().unwrap_or_default();
         let value = HeaderValue::from_bytes(value).unwrap_or_else(|_| text_value(&percent_encode(value)));
         headers.append(name, value);
     }
     let earlier = record
-        .header_text("x-sqs-receive-count")
+        .header_text(facts.deliveries)
         .and_then(|count| count.parse::<u32>().ok())
         .map_or(0, |count| count.saturating_sub(1));
     headers.insert("x-delivery-attempt", HeaderValue::from(attempt.number.saturating_add(earlier)));

@@ -17,6 +17,8 @@
 //! The dispatcher is one task that owns all lane state; the consumer talks to it through
 //! [`DispatchHandle`] and lane tasks report back on a channel, so no lock guards the lanes.
 
+mod paused;
+pub use paused::Paused;
 mod lane_task;
 mod lanes;
 mod partition;
@@ -228,6 +230,32 @@ pub fn spawn(setup: Setup) -> (DispatchHandle, JoinHandle<()>) {
     let dispatcher = Dispatcher::new(setup, done_tx);
     let task = tokio::spawn(dispatcher.run(rx, done_rx));
     (DispatchHandle { tx }, task)
+}
+
+/// Drains a leased source's dispatcher on stop (SQS, Redis): every lane finishes what it
+/// holds until `drain_end`, what is still in delivery then is abandoned (its lease is released
+/// with the rest), and the lane tasks end. `source` names the source in the log.
+pub async fn drain(
+    dispatch: &DispatchHandle,
+    dispatcher: JoinHandle<()>,
+    tasks: tokio_util::task::TaskTracker,
+    drain_end: tokio::time::Instant,
+    source: &str,
+) {
+    let (drained, drained_rx) = tokio::sync::oneshot::channel();
+    dispatch.send(Command::Shutdown { done: drained });
+    if tokio::time::timeout_at(drain_end, drained_rx).await.is_err() {
+        tracing::warn!(
+            source,
+            "Messages still in delivery at the end of the drain: released for another consumer."
+        );
+        dispatch.send(Command::AbortAll);
+    }
+    drop(dispatcher.await);
+    tasks.close();
+    if tokio::time::timeout(std::time::Duration::from_secs(1), tasks.wait()).await.is_err() {
+        tracing::warn!(source, running = tasks.len(), "Lane tasks still running at shutdown.");
+    }
 }
 
 /// Receives lane completions; kept here so `lanes` only sees the type.

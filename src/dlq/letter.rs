@@ -100,6 +100,7 @@ impl DeadLetter<'_> {
                 format!("{}/{day}/{}-{}.json", record.tp.topic, record.tp.partition, record.offset)
             }
             Origin::Sqs => format!("sqs/{}/{day}/{}.json", record.tp.topic, self.message_id()),
+            Origin::Redis => format!("redis/{}/{day}/{}.json", record.tp.topic, self.message_id()),
         };
         if prefix.is_empty() { path } else { format!("{prefix}/{path}") }
     }
@@ -140,10 +141,20 @@ impl DeadLetter<'_> {
         headers
     }
 
-    /// An SQS message's id, made safe as an object name (ids are UUIDs; anything else is
-    /// percent-encoded); the receiver's sequence number if it has none.
+    /// The source's id of a message: an SQS message id, a Redis entry id.
+    fn source_message_id(&self) -> Option<&str> {
+        match self.record.origin {
+            Origin::Kafka => None,
+            Origin::Sqs => self.record.header_text("x-sqs-message-id"),
+            Origin::Redis => self.record.header_text("x-redis-id"),
+        }
+    }
+
+    /// An SQS message's (or Redis entry's) id, made safe as an object name (ids are UUIDs or
+    /// `<ms>-<seq>`; anything else is percent-encoded); the receiver's sequence number if it
+    /// has none.
     pub fn message_id(&self) -> String {
-        match self.record.header_text("x-sqs-message-id").filter(|id| !id.is_empty()) {
+        match self.source_message_id().filter(|id| !id.is_empty()) {
             Some(id) => id
                 .bytes()
                 .map(|b| {
@@ -162,14 +173,12 @@ impl DeadLetter<'_> {
     pub fn archive_document(&self) -> ArchiveDocument {
         let record = self.record;
         let sqs = record.origin == Origin::Sqs;
+        let redis = record.origin == Origin::Redis;
         ArchiveDocument {
-            source_kind: sqs.then(|| "sqs".to_string()),
+            source_kind: (record.origin != Origin::Kafka).then(|| record.origin.name().to_string()),
             source_queue: sqs.then(|| record.tp.topic.to_string()),
-            source_message_id: if sqs {
-                record.header_text("x-sqs-message-id").map(str::to_string)
-            } else {
-                None
-            },
+            source_stream: redis.then(|| record.tp.topic.to_string()),
+            source_message_id: self.source_message_id().map(str::to_string),
             source_topic: record.tp.topic.to_string(),
             source_partition: record.tp.partition,
             source_offset: record.offset,
@@ -195,13 +204,17 @@ impl DeadLetter<'_> {
 /// One archived dead letter. Field names are the DLQ header names without `dlq-`, in snake case.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ArchiveDocument {
-    /// `sqs` for a message of an SQS queue; absent for a Kafka record.
+    /// `sqs` for a message of an SQS queue, `redis` for an entry of a stream; absent for a Kafka
+    /// record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_kind: Option<String>,
     /// The SQS queue's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_queue: Option<String>,
-    /// The SQS message id.
+    /// The Redis stream's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_stream: Option<String>,
+    /// The SQS message id, the Redis entry id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_message_id: Option<String>,
     /// Source topic (an SQS message: its queue).

@@ -93,6 +93,16 @@ impl DeadLetterSink for crate::dlq::queue::QueueDeadLetters {
     }
 }
 
+impl DeadLetterSink for crate::dlq::stream::StreamDeadLetters {
+    fn topic(&self) -> &str {
+        self.destination()
+    }
+
+    fn write<'a>(&'a self, letter: &'a DeadLetter<'a>) -> BoxFuture<'a, Result<Written, DlqError>> {
+        crate::dlq::stream::StreamDeadLetters::write(self, letter).boxed()
+    }
+}
+
 impl DeadLetterSink for DeadLetterWriter {
     fn topic(&self) -> &str {
         DeadLetterWriter::topic(self)

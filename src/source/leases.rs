@@ -93,6 +93,11 @@ impl LeaseLedger {
         }
     }
 
+    /// Whether `lease` of `tp` is in the ledger (a claim must not take back what is in flight).
+    pub fn holds(&self, tp: &TopicPartition, lease: &str) -> bool {
+        self.lock().get(tp).is_some_and(|q| q.leases.values().any(|h| h.lease == lease))
+    }
+
     /// The delete of a lease went through, or SQS no longer knows it: it leaves the ledger.
     pub fn deleted(&self, tp: &TopicPartition, sequence: i64) {
         if let Some(queue) = self.lock().get_mut(tp) {

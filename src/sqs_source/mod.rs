@@ -28,13 +28,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::archive::Archive;
 use crate::config::{Ordering, SqsSourceConfig, TopicMatcher};
+use crate::dispatch::Paused;
 use crate::dispatch::{self, Command, Limits, RouteEntry};
 use crate::dlq::queue::QueueDeadLetters;
 use crate::health::Health;
 use crate::record::TopicPartition;
 use crate::source::leases::LeaseLedger;
 use crate::telemetry::metrics::Metrics;
-use receiver::{Paused, Receiver};
+use receiver::Receiver;
 
 /// Why the source could not start.
 #[derive(Debug, thiserror::Error)]
@@ -190,20 +191,8 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<SqsSource, S
         for receiving in receiving {
             drop(receiving.await);
         }
-        let (drained, drained_rx) = oneshot::channel();
-        dispatch.send(Command::Shutdown { done: drained });
         let drain_end = stopped + crate::shutdown::drain_deadline(setup.grace);
-        if tokio::time::timeout_at(drain_end, drained_rx).await.is_err() {
-            tracing::warn!(
-                "SQS messages still in delivery at the end of the drain: released for another consumer."
-            );
-            dispatch.send(Command::AbortAll);
-        }
-        drop(dispatcher.await);
-        tasks.close();
-        if tokio::time::timeout(Duration::from_secs(1), tasks.wait()).await.is_err() {
-            tracing::warn!(running = tasks.len(), "SQS lane tasks still running at shutdown.");
-        }
+        dispatch::drain(&dispatch, dispatcher, tasks, drain_end, "sqs").await;
         ledger.close();
         // The deletes of delivered messages come first (a missed one is a duplicate; a missed
         // release only a delay), with at least a second even when the drain took everything.

@@ -7,47 +7,17 @@
 //! to finish (a long poll on an empty queue is then cut off, having leased nothing); what it
 //! brings is registered but not delivered, so the source's release hands it back at once.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use tokio_util::sync::CancellationToken;
 
 use super::message;
-use crate::dispatch::{Command, DispatchHandle, Flow};
+use crate::dispatch::{Command, DispatchHandle, Paused};
 use crate::health::{Component, Health, Latch};
 use crate::record::TopicPartition;
 use crate::source::leases::LeaseLedger;
-
-/// Queues the dispatcher asked to pause (back-pressure), shared by the receivers.
-#[derive(Debug, Default)]
-pub struct Paused {
-    queues: Mutex<HashSet<TopicPartition>>,
-    all: std::sync::atomic::AtomicBool,
-}
-
-impl Paused {
-    /// Applies one request of the dispatcher.
-    pub fn apply(&self, flow: Flow) {
-        let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match flow {
-            Flow::Pause(tp, _) => {
-                queues.insert(tp);
-            }
-            Flow::Resume(tp, _) => {
-                queues.remove(&tp);
-            }
-            Flow::PauseAll => self.all.store(true, std::sync::atomic::Ordering::Relaxed),
-            Flow::ResumeAll => self.all.store(false, std::sync::atomic::Ordering::Relaxed),
-        }
-    }
-
-    fn is_paused(&self, tp: &TopicPartition) -> bool {
-        self.all.load(std::sync::atomic::Ordering::Relaxed)
-            || self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(tp)
-    }
-}
 
 /// What a receiver works with.
 pub struct Receiver {

@@ -181,6 +181,11 @@ impl Tracing {
                     KeyValue::new("messaging.kafka.offset", record.offset),
                     KeyValue::new("messaging.consumer.group.name", inner.group.clone()),
                 ]),
+                Origin::Redis => {
+                    if let Some(id) = record.header_text("x-redis-id") {
+                        attributes.push(KeyValue::new("messaging.message.id", id.to_string()));
+                    }
+                }
                 // An SQS message's offset is the receiver's sequence number: not a fact of SQS.
                 Origin::Sqs => {
                     if let Some(id) = record.header_text("x-sqs-message-id") {

@@ -19,6 +19,7 @@ mod infra_policy;
 mod otel;
 mod pipeline;
 mod records;
+mod redis_source;
 mod routes;
 mod smoke;
 mod sqs;

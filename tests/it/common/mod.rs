@@ -13,6 +13,7 @@ pub mod otlp;
 pub mod process;
 pub mod proxy;
 pub mod raw_produce;
+pub mod redis;
 pub mod sasl_gateway;
 pub mod sidecar;
 pub mod sigv4_check;

@@ -1,0 +1,76 @@
+//! A Redis connection made on first use and made again after an error: the source's commands
+//! never hold a broken connection, and a server that went away is reached again with the next
+//! command (the caller backs off).
+
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd, Value};
+use tokio::sync::Mutex;
+
+/// One connection, remade on demand.
+pub struct Link {
+    client: Client,
+    config: AsyncConnectionConfig,
+    connection: Mutex<Option<MultiplexedConnection>>,
+}
+
+impl Link {
+    /// A link whose commands give up after `timeout` without an answer.
+    pub fn new(client: Client, timeout: Duration) -> Self {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(timeout));
+        Link { client, config, connection: Mutex::new(None) }
+    }
+
+    /// Runs `cmd`; an error is one line without the server's address or credentials.
+    pub async fn query(&self, cmd: &Cmd) -> Result<Value, CommandError> {
+        let mut connection = {
+            let mut slot = self.connection.lock().await;
+            match slot.as_ref() {
+                Some(connection) => connection.clone(),
+                None => {
+                    let connection = self
+                        .client
+                        .get_multiplexed_async_connection_with_config(&self.config)
+                        .await
+                        .map_err(|err| CommandError::from(&err))?;
+                    *slot = Some(connection.clone());
+                    connection
+                }
+            }
+        };
+        match cmd.query_async::<Value>(&mut connection).await {
+            Ok(value) => Ok(value),
+            Err(err) => {
+                // A refusal by the server (a wrong type, no such group) leaves the connection
+                // usable; anything else may have broken it.
+                if !matches!(err.kind(), redis::ErrorKind::Server(_) | redis::ErrorKind::Extension) {
+                    self.connection.lock().await.take();
+                }
+                Err(CommandError::from(&err))
+            }
+        }
+    }
+}
+
+/// A command that failed: the server's error code (`BUSYGROUP`, `NOGROUP`), if it answered with
+/// one, and one line that names the failure (never the URL or credentials).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{text}")]
+pub struct CommandError {
+    /// The server's error code.
+    pub code: Option<String>,
+    /// What failed.
+    pub text: String,
+}
+
+impl From<&redis::RedisError> for CommandError {
+    fn from(err: &redis::RedisError) -> Self {
+        CommandError {
+            code: err.code().map(str::to_string),
+            text: crate::config::redact_text_url(&err.to_string().replace('\n', " ")),
+        }
+    }
+}
