@@ -21,6 +21,18 @@ const VISIBILITY: (Duration, Duration) = (Duration::from_secs(2), Duration::from
 /// `.../queue/<region>/<account>/<queue name>` that LocalStack and some endpoints use).
 pub fn queue_url(text: &str) -> Result<Url, String> {
     let url = parse::http_url(text)?;
+    // The queue's name is the URL's last segment everywhere (headers, metrics, logs, archive
+    // keys): a query, fragment or user info would carry a secret there, and hide `.fifo`.
+    if url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+        || url.password().is_some()
+    {
+        return Err(format!(
+            "{} has a query, fragment or user info: an SQS queue URL has none (credentials come from the AWS SDK)",
+            super::redact_url(&url)
+        ));
+    }
     let segments: Vec<&str> = url.path_segments().map(Iterator::collect).unwrap_or_default();
     let legal = |name: &str| {
         let stem = name.strip_suffix(".fifo").unwrap_or(name);
@@ -321,8 +333,12 @@ mod tests {
             "https://sqs.eu-west-1.amazonaws.com/123/or ders",
             "sqs://x/123/orders",
             "https://sqs.eu-west-1.amazonaws.com/123/a/b",
+            "https://sqs.eu-west-1.amazonaws.com/123/t.fifo?X-Amz-Security-Token=s3cret",
+            "https://sqs.eu-west-1.amazonaws.com/123/t.fifo#x",
+            "https://user:s3cret@sqs.eu-west-1.amazonaws.com/123/t",
         ] {
-            assert!(queue_url(bad).is_err(), "{bad} accepted");
+            let err = queue_url(bad).expect_err(bad);
+            assert!(!err.contains("s3cret"), "the refusal shows no secret: {err}");
         }
     }
 }

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::{Attempt, AttemptOutcome, Failure, FailureKind};
 use crate::config::Ordering;
-use crate::record::Record;
+use crate::record::{Origin, Record};
 
 /// One record waiting for a batch.
 pub struct Pending {
@@ -103,8 +103,15 @@ impl Batcher {
     /// Submits one attempt and waits for its outcome.
     pub async fn submit(&self, record: &Record, attempt: &Attempt) -> AttemptOutcome {
         let (reply, outcome) = oneshot::channel();
-        let lane = (self.ordering != Ordering::None).then(|| {
-            let in_partition = record.lane_in_partition(self.ordering);
+        // The order a source promises wins over the route's: a FIFO queue's message group is
+        // a lane, a standard queue's messages have none (as the source's dispatcher runs them).
+        let ordering = match record.origin {
+            Origin::Sqs if record.key.is_some() => Ordering::Key,
+            Origin::Sqs => Ordering::None,
+            Origin::Kafka | Origin::Redis => self.ordering,
+        };
+        let lane = (ordering != Ordering::None).then(|| {
+            let in_partition = record.lane_in_partition(ordering);
             FxBuildHasher.hash_one((&*record.tp.topic, record.tp.partition, in_partition))
         });
         let pending = Pending { record: record.clone(), attempt: attempt.clone(), reply, lane, held: false };
@@ -405,6 +412,16 @@ mod tests {
         max_records: usize,
         records: &[(i32, i64, &str)],
     ) -> (Arc<Holding>, tokio::task::JoinHandle<Vec<AttemptOutcome>>) {
+        submit_all_from(crate::record::Origin::Kafka, ordering, max_records, records)
+    }
+
+    /// [`submit_all`] for records of a source of kind `origin`.
+    fn submit_all_from(
+        origin: crate::record::Origin,
+        ordering: Ordering,
+        max_records: usize,
+        records: &[(i32, i64, &str)],
+    ) -> (Arc<Holding>, tokio::task::JoinHandle<Vec<AttemptOutcome>>) {
         let sender = Arc::new(Holding::default());
         let batcher = Batcher::start(sender.clone(), Limits { ordering, ..limits(max_records) });
         let records: Vec<Record> = records
@@ -412,6 +429,7 @@ mod tests {
             .map(|(partition, offset, key)| Record {
                 tp: TopicPartition::new("t", *partition),
                 key: Some(Bytes::copy_from_slice(key.as_bytes())),
+                origin,
                 ..record(*offset, 10)
             })
             .collect();
@@ -459,6 +477,21 @@ mod tests {
             vec![vec![(0, 0), (0, 1)], vec![(0, 3)]],
             "key b goes, a's third record waits"
         );
+        sender.answer(0);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(sender.sent().get(2), Some(&vec![(0, 2)]));
+        sender.answer(1);
+        sender.answer(2);
+        assert_eq!(task.await.unwrap().len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fifo_message_group_keeps_its_order_whatever_the_route_says() {
+        // An SQS FIFO queue served by a route with `ordering = "none"`: the group is still a lane.
+        let records = [(0, 0, "g1"), (0, 1, "g1"), (0, 2, "g1"), (0, 3, "g2")];
+        let (sender, task) = submit_all_from(crate::record::Origin::Sqs, Ordering::None, 2, &records);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(sender.sent(), vec![vec![(0, 0), (0, 1)], vec![(0, 3)]], "g1's third message waits");
         sender.answer(0);
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(sender.sent().get(2), Some(&vec![(0, 2)]));

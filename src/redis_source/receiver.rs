@@ -140,11 +140,7 @@ impl Receiver {
             };
             failing = None;
             backoff = Duration::from_millis(200);
-            let counts = if fresh {
-                HashMap::new()
-            } else {
-                self.delivery_counts(&entries).await
-            };
+            let counts = if fresh { HashMap::new() } else { self.delivery_counts(&entries).await };
             let mut records = Vec::with_capacity(entries.len());
             for Entry { id, fields } in entries {
                 if self.ledger.holds(&self.tp, &id) {

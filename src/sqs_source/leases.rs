@@ -13,7 +13,11 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, DeleteMessageBatchRequestEntry};
 use std::sync::Arc;
 
+use std::collections::HashMap;
+
 use tokio::sync::mpsc;
+
+use crate::health::{Component, Health, Latch};
 
 use crate::source::leases::{Done, LeaseLedger};
 
@@ -30,8 +34,12 @@ const DELETE_TRIES: u32 = 5;
 pub async fn delete(
     client: aws_sdk_sqs::Client,
     ledger: Arc<LeaseLedger>,
+    health: Arc<Health>,
     mut done: mpsc::UnboundedReceiver<Done>,
 ) {
+    // A queue whose deletes keep failing (a policy that denies DeleteMessage) is on `/ready`
+    // until one of its deletes goes through: its messages come back as duplicates meanwhile.
+    let mut failing: HashMap<String, Latch> = HashMap::new();
     while let Some(first) = done.recv().await {
         // Completions arrive one lane at a time: wait a little for company, so a call deletes
         // up to ten messages instead of one (each call costs as much CPU as a delivery).
@@ -44,8 +52,28 @@ pub async fn delete(
             }
         }
         let batches = group(waiting);
-        futures::future::join_all(batches.into_iter().map(|batch| delete_batch(&client, &ledger, batch)))
-            .await;
+        let outcomes = futures::future::join_all(batches.into_iter().map(|batch| {
+            let queue = batch[0].tp.topic.to_string();
+            let deleting = delete_batch(&client, &ledger, batch);
+            async move { (queue, deleting.await) }
+        }))
+        .await;
+        for (queue, outcome) in outcomes {
+            match outcome {
+                Ok(()) => drop(failing.remove(&queue)),
+                Err(reason) => {
+                    let reason = format!(
+                        "deleting finished messages of SQS queue {queue} fails ({reason}): they will be delivered again"
+                    );
+                    match failing.get(&queue) {
+                        Some(latch) => latch.update(reason),
+                        None => drop(
+                            failing.insert(queue.clone(), health.latch(Component::Source, &queue, reason)),
+                        ),
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -66,8 +94,13 @@ fn group(mut done: Vec<Done>) -> Vec<Vec<Done>> {
 /// leaves the ledger when its delete is confirmed or SQS says the handle is no longer valid;
 /// one that could not be deleted after every try also leaves (its lease lapses, and SQS
 /// delivers it again: at least once).
-async fn delete_batch(client: &aws_sdk_sqs::Client, ledger: &LeaseLedger, mut batch: Vec<Done>) {
+async fn delete_batch(
+    client: &aws_sdk_sqs::Client,
+    ledger: &LeaseLedger,
+    mut batch: Vec<Done>,
+) -> Result<(), String> {
     let url = batch[0].address.clone();
+    let mut last_error = String::new();
     for attempt in 1..=DELETE_TRIES {
         let entries: Vec<DeleteMessageBatchRequestEntry> = batch
             .iter()
@@ -109,17 +142,18 @@ async fn delete_batch(client: &aws_sdk_sqs::Client, ledger: &LeaseLedger, mut ba
                 retry
             }
             Err(err) => {
+                last_error = crate::archive::describe_sdk_error(&err);
                 tracing::warn!(
                     queue = %batch[0].tp.topic,
                     attempt,
-                    error = %crate::archive::describe_sdk_error(&err),
+                    error = %last_error,
                     "Deleting finished messages failed; trying again."
                 );
                 batch
             }
         };
         if retry.is_empty() {
-            return;
+            return Ok(());
         }
         batch = retry;
         tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(attempt)).await;
@@ -132,6 +166,7 @@ async fn delete_batch(client: &aws_sdk_sqs::Client, ledger: &LeaseLedger, mut ba
     for item in &batch {
         ledger.deleted(&item.tp, item.sequence);
     }
+    Err(if last_error.is_empty() { "SQS refused the entries".to_string() } else { last_error })
 }
 
 /// Extends the visibility of every lease in the ledger every third of the timeout, on a fixed

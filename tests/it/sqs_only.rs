@@ -100,3 +100,97 @@ async fn an_sqs_only_sidecar_needs_no_kafka_and_labels_what_it_does_as_sqs() {
     let publish = spans.iter().find(|s| s.name.starts_with("publish ")).expect("the dead-letter span");
     assert_eq!(publish.attribute("messaging.system"), Some("aws_sqs"));
 }
+
+/// A stub in front of LocalStack's SQS that refuses `DeleteMessageBatch` (as a policy that
+/// denies `sqs:DeleteMessage` would) while `deny` is set, and forwards everything else.
+async fn denying_deletes(
+    deny: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, StatusCode};
+    let upstream = common::aws_endpoint();
+    let client = reqwest::Client::new();
+    let handler = move |method: axum::http::Method, uri: axum::http::Uri, headers: HeaderMap, body: Bytes| {
+        let (client, upstream, deny) = (client.clone(), upstream.clone(), deny.clone());
+        async move {
+            let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            if target.ends_with("DeleteMessageBatch") && deny.load(std::sync::atomic::Ordering::SeqCst) {
+                let mut answer = HeaderMap::new();
+                answer.insert("x-amzn-query-error", "AccessDenied;Sender".parse().unwrap());
+                answer.insert("content-type", "application/x-amz-json-1.0".parse().unwrap());
+                let body = r#"{"__type":"com.amazon.coral.service#AccessDeniedException","message":"denied by test"}"#;
+                return (StatusCode::BAD_REQUEST, answer, Bytes::from(body));
+            }
+            let mut request = client.request(method, format!("{upstream}{uri}")).body(body);
+            for (name, value) in &headers {
+                if name != "host" && name != "content-length" {
+                    request = request.header(name, value);
+                }
+            }
+            let response = request.send().await.expect("LocalStack answers");
+            let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+            let mut answer = HeaderMap::new();
+            for (name, value) in response.headers() {
+                if name != "content-length" && name != "transfer-encoding" {
+                    answer.insert(name, value.clone());
+                }
+            }
+            (status, answer, response.bytes().await.unwrap_or_default())
+        }
+    };
+    let app = axum::Router::new().fallback(handler);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    (addr, tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_that_keep_failing_show_on_ready_until_one_goes_through() {
+    let sqs = common::sqs().await;
+    let (name, url) = queues::create_queue(&sqs, false).await;
+    let deny = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let (stub, _server) = denying_deletes(deny.clone()).await;
+    let app = TestApp::start().await;
+    let archive = tempfile::tempdir().unwrap();
+    let mut queue = url::Url::parse(&url).unwrap();
+    queue.set_port(Some(stub.port())).unwrap();
+    queue.set_host(Some("127.0.0.1")).unwrap();
+    let admin = format!("http://127.0.0.1:{}", common::free_port());
+    let mut env: BTreeMap<String, String> = [
+        ("SQS_QUEUE_URLS", queue.to_string()),
+        ("SQS_WAIT_TIME", "1s".into()),
+        ("SIDECAR_DELIVERY_URL", app.url()),
+        ("SIDECAR_ADMIN_ADDR", admin.trim_start_matches("http://").to_string()),
+        ("SIDECAR_DLQ_ARCHIVE", format!("file://{}", archive.path().display())),
+        ("SIDECAR_SHUTDOWN_GRACE", "5s".into()),
+        ("SIDECAR_DELIVERY_TIMEOUT", "2s".into()),
+        ("SIDECAR_LOG_FORMAT", "text".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    env.extend(process::testbed_aws());
+    // Every SQS call of the sidecar goes through the stub.
+    env.insert("AWS_ENDPOINT_URL".into(), format!("http://{stub}"));
+    let log = archive.path().join("sidecar.log");
+    let mut child = process::spawn(&env, &log);
+    send(&sqs, &url, &bodies("d", 3)).await;
+    let reason = common::eventually(Duration::from_secs(40), "/ready names the failing deletes", || {
+        let admin = admin.clone();
+        async move {
+            let (status, body) = common::get(&format!("{admin}/ready")).await;
+            (status == 503 && body.contains("deleting finished messages")).then_some(body)
+        }
+    })
+    .await;
+    assert!(reason.contains(&format!("source ({name})")), "{reason}");
+    deny.store(false, std::sync::atomic::Ordering::SeqCst);
+    common::eventually(Duration::from_secs(60), "ready again once a delete goes through", || {
+        let admin = admin.clone();
+        async move { (common::get(&format!("{admin}/ready")).await.0 == 200).then_some(()) }
+    })
+    .await;
+    process::signal(&child, "TERM");
+    let (status, _) = process::wait(&mut child, Duration::from_secs(10)).await;
+    assert!(status.success(), "log:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+}
