@@ -6,9 +6,11 @@
 #                                 both answer, write .testbed/env (idempotent)
 #   localstack/testbed.sh down    stop what `up` started
 #   localstack/testbed.sh status  print what runs
+#   localstack/testbed.sh rabbitmqctl ARGS  rabbitmqctl against the test bed's node
 #
 # Ports: KAFKA_PORT (9092), LOCALSTACK_PORT (4566), REDIS_PORT (6390; Debian's redis-server,
-# installed with apt-get when missing, no persistence). KAFKA_BOOTSTRAP set by the caller means "use
+# installed with apt-get when missing, no persistence), AMQP_PORT (5682; Debian's
+# rabbitmq-server, installed likewise, its own node name, ports and data under TESTBED_DIR). KAFKA_BOOTSTRAP set by the caller means "use
 # that broker" (Redpanda, MSK, ...) and no tansu is started. State, logs and the venv live in
 # TESTBED_DIR (default .testbed/ in the repo). The env file holds KAFKA_BOOTSTRAP,
 # AWS_ENDPOINT_URL, TESTBED_REDIS_URL and test credentials; tests read them from the environment:
@@ -20,6 +22,8 @@ DIR="${TESTBED_DIR:-$REPO/.testbed}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 LOCALSTACK_PORT="${LOCALSTACK_PORT:-4566}"
 REDIS_PORT="${REDIS_PORT:-6390}"
+AMQP_PORT="${AMQP_PORT:-5682}"
+AMQP_DIST_PORT="${AMQP_DIST_PORT:-25682}"
 PYTHON="${PYTHON:-python3}"
 VENV="$DIR/venv"
 LOGS="$DIR/logs"
@@ -110,6 +114,44 @@ start_redis() {
   wait_for redis redis_answers
 }
 
+install_rabbitmq() {
+  [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] && return
+  command -v apt-get >/dev/null 2>&1 || die "rabbitmq-server is missing and there is no apt-get to install it"
+  say "installing rabbitmq-server from Debian (apt-get, about a minute)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rabbitmq-server; } \
+    >"$LOGS/apt-rabbitmq.log" 2>&1 || { tail -20 "$LOGS/apt-rabbitmq.log" >&2; die "installing rabbitmq-server failed (log: $LOGS/apt-rabbitmq.log)"; }
+  [[ -x /usr/lib/rabbitmq/bin/rabbitmq-server ]] || die "apt-get installed no /usr/lib/rabbitmq/bin/rabbitmq-server"
+}
+
+rabbitmq_env() { # the node's own name, ports, data and logs (not the package's service)
+  local base="$DIR/rabbitmq"
+  mkdir -p "$base/mnesia" "$base/log" "$base/home"
+  [[ -f "$base/enabled_plugins" ]] || echo '[].' >"$base/enabled_plugins"
+  export RABBITMQ_NODENAME="testbed@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT="$AMQP_PORT" RABBITMQ_DIST_PORT="$AMQP_DIST_PORT" \
+    RABBITMQ_MNESIA_BASE="$base/mnesia" RABBITMQ_LOG_BASE="$base/log" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" HOME="$base/home"
+}
+
+start_rabbitmq() {
+  if alive rabbitmq && port_open "$AMQP_PORT"; then return; fi
+  port_open "$AMQP_PORT" && die "port $AMQP_PORT is taken by another process; set AMQP_PORT"
+  install_rabbitmq
+  say "starting rabbitmq-server on 127.0.0.1:$AMQP_PORT"
+  (
+    rabbitmq_env
+    exec nohup /usr/lib/rabbitmq/bin/rabbitmq-server </dev/null >"$LOGS/rabbitmq.log" 2>&1 9>&-
+  ) &
+  echo $! >"$DIR/rabbitmq.pid"
+  wait_for rabbitmq port_open "$AMQP_PORT"
+}
+
+stop_rabbitmq() {
+  alive rabbitmq || { rm -f "$DIR/rabbitmq.pid"; return 0; }
+  ( rabbitmq_env; /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RABBITMQ_NODENAME" stop >/dev/null 2>&1 ) || true
+  stop rabbitmq
+}
+
 start_tansu() {
   if alive tansu && port_open "$KAFKA_PORT"; then return; fi
   port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by another process; set KAFKA_PORT"
@@ -141,6 +183,7 @@ write_env() {
 KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}
 AWS_ENDPOINT_URL=http://127.0.0.1:$LOCALSTACK_PORT
 TESTBED_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
+TESTBED_AMQP_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f
 AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test
 AWS_REGION=us-east-1
@@ -154,6 +197,7 @@ up() {
   if [[ -z "${KAFKA_BOOTSTRAP:-}" ]]; then start_tansu; else say "using the broker at $KAFKA_BOOTSTRAP"; fi
   start_localstack
   start_redis
+  start_rabbitmq
   write_env
   say "up in $((SECONDS - started))s; environment in $DIR/env"
 }
@@ -169,10 +213,10 @@ stop() {
   say "stopped $name"
 }
 
-down() { stop redis; stop localstack; stop tansu; }
+down() { stop_rabbitmq; stop redis; stop localstack; stop tansu; }
 
 status() {
-  for name in tansu localstack redis; do
+  for name in tansu localstack redis rabbitmq; do
     if alive "$name"; then say "$name running (pid $(cat "$DIR/$name.pid"))"; else say "$name not running"; fi
   done
 }
@@ -184,5 +228,6 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+  rabbitmqctl) shift; rabbitmq_env; exec /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RABBITMQ_NODENAME" "$@" ;;
+  *) echo "usage: $0 up|down|status|rabbitmqctl <args>" >&2; exit 2 ;;
 esac

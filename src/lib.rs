@@ -11,6 +11,9 @@
 //!   rebalance, commits).
 //! - [`sqs_source`]: the SQS source: receivers, message leases (extended, deleted, released),
 //!   its own dispatcher, dead letters to the queue's dead-letter queue.
+//! - [`amqp_source`]: the RabbitMQ source: a consumer per queue (prefetch as the in-flight
+//!   bound), acknowledgements on the receiving channel, dead letters by reject to the queue's
+//!   dead-letter exchange.
 //! - [`redis_source`]: the Redis Streams source: group readers (own pending, claims of dead
 //!   consumers' entries, new entries), acknowledgements, dead letters to `<stream>.dlq`.
 //! - [`offsets`]: the Kafka source's ledger: per-partition contiguous watermark of finished
@@ -34,6 +37,7 @@
 #![deny(rust_2018_idioms)]
 
 pub mod admin;
+pub mod amqp_source;
 pub mod app;
 pub mod archive;
 pub mod attempt;

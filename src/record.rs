@@ -66,7 +66,13 @@ pub enum Origin {
     Sqs,
     /// A Redis stream (read through a consumer group).
     Redis,
+    /// A RabbitMQ queue.
+    Amqp,
 }
+
+/// The header (not sent to the application) of a RabbitMQ message counting its deliveries by
+/// the broker, this one included.
+pub const AMQP_DELIVERIES: &str = "msk-sidecar-amqp-deliveries";
 
 impl Origin {
     /// The `source` label of metrics and the name in logs: `kafka`, `sqs`.
@@ -75,6 +81,7 @@ impl Origin {
             Origin::Kafka => "kafka",
             Origin::Sqs => "sqs",
             Origin::Redis => "redis",
+            Origin::Amqp => "amqp",
         }
     }
 
@@ -85,6 +92,7 @@ impl Origin {
             Origin::Sqs => "aws_sqs",
             // Not in the semantic conventions' list: the name Redis goes by.
             Origin::Redis => "redis",
+            Origin::Amqp => "rabbitmq",
         }
     }
 }

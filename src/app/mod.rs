@@ -194,6 +194,20 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
         None => None,
     };
+    // The RabbitMQ source: the default route (queue routes name SQS queues), with its own dead
+    // letters; it connects in the background.
+    let amqp = config.amqp_source.as_ref().map(|amqp_config| {
+        let setup = crate::amqp_source::Setup {
+            config: amqp_config.clone(),
+            max_in_flight: config.max_in_flight,
+            grace: config.shutdown_grace,
+            routes: built.queue_routes.iter().filter(|r| r.matcher.is_none()).cloned().collect(),
+            archive: archive.clone(),
+            health: health.clone(),
+            metrics: metrics.clone(),
+        };
+        crate::amqp_source::start(setup, stop.clone())
+    });
     let kafka = match (clients, &config.kafka) {
         (Some(clients), Some(kafka)) => {
             let setup = kafka_source::Setup {
@@ -217,6 +231,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
                     if let Some(redis) = redis {
                         redis.wait().await;
                     }
+                    if let Some(amqp) = amqp {
+                        amqp.wait().await;
+                    }
                     return Err(err);
                 }
             }
@@ -239,7 +256,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         grace: config.shutdown_grace,
     };
     tokio::spawn(async move {
-        let stopped = Stopped { kafka, sqs, redis, stop };
+        let stopped = Stopped { kafka, sqs, redis, amqp, stop };
         let result = finish(stopped, writers, admin, background, probers, telemetry)
             .await
             .and_then(|()| fatal.reason().map_or(Ok(()), |reason| Err(AppError::Fatal(reason.to_string()))));
@@ -256,6 +273,8 @@ struct Stopped {
     sqs: Option<crate::sqs_source::SqsSource>,
     /// The Redis Streams source, which stops with the same token.
     redis: Option<crate::redis_source::RedisSource>,
+    /// The RabbitMQ source, which stops with the same token.
+    amqp: Option<crate::amqp_source::AmqpSource>,
     /// That token: cancelled on SIGTERM, on a fatal error, and when the consumer ends by
     /// itself, so the other sources stop too.
     stop: CancellationToken,
@@ -338,7 +357,12 @@ async fn finish(
             redis.wait().await;
         }
     };
-    tokio::join!(sqs, redis);
+    let amqp = async {
+        if let Some(amqp) = stopped.amqp {
+            amqp.wait().await;
+        }
+    };
+    tokio::join!(sqs, redis, amqp);
     if let Some(kafka) = kafka {
         kafka.finish().await;
     }

@@ -160,6 +160,27 @@ pub struct RedisSourceConfig {
     pub start_from: StartFrom,
 }
 
+/// The RabbitMQ source (`AMQP_URL`): queues consumed with manual acknowledgements.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AmqpSourceConfig {
+    /// `amqp://` or `amqps://` (Amazon MQ), with credentials in its user info.
+    pub url: Url,
+    /// The queues, in order.
+    pub queues: Vec<String>,
+    /// Unacknowledged messages per queue's channel (`basic.qos`).
+    pub prefetch: u16,
+}
+
+impl fmt::Debug for AmqpSourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AmqpSourceConfig")
+            .field("url", &redact_url(&self.url))
+            .field("queues", &self.queues)
+            .field("prefetch", &self.prefetch)
+            .finish()
+    }
+}
+
 impl fmt::Debug for RedisSourceConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisSourceConfig")
@@ -406,6 +427,8 @@ pub struct Config {
     pub sqs_source: Option<SqsSourceConfig>,
     /// Redis streams consumed next to the other sources, if any.
     pub redis_source: Option<RedisSourceConfig>,
+    /// RabbitMQ queues consumed next to the other sources, if any.
+    pub amqp_source: Option<AmqpSourceConfig>,
 }
 
 /// One configuration problem, printed as one line.

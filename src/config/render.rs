@@ -22,6 +22,7 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
     };
     let sqs_source = config.sqs_source.as_ref();
     let redis = config.redis_source.as_ref();
+    let amqp = config.amqp_source.as_ref();
     let (http, sqs) = match &config.delivery.target {
         DeliveryTarget::Http(url) => (redact_url(url), String::new()),
         DeliveryTarget::Sqs(url) => (String::new(), redact_url(url)),
@@ -110,6 +111,9 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
         (keys::REDIS_CONSUMER_GROUP, redis.map(|r| r.group.clone()).unwrap_or_default()),
         (keys::REDIS_CONSUMER_NAME, redis.and_then(|r| r.consumer.clone()).unwrap_or_default()),
         (keys::REDIS_CLAIM_MIN_IDLE, duration(redis.map_or(Duration::from_secs(60), |r| r.claim_min_idle))),
+        (keys::AMQP_URL, amqp.map(|a| redact_url(&a.url)).unwrap_or_default()),
+        (keys::AMQP_QUEUES, amqp.map(|a| a.queues.join(",")).unwrap_or_default()),
+        (keys::AMQP_PREFETCH, amqp.map(|a| a.prefetch.to_string()).unwrap_or_default()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))

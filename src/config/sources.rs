@@ -9,7 +9,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::validate::Reader;
-use super::{RedisSourceConfig, SqsSourceConfig, StartFrom, keys, parse};
+use super::{AmqpSourceConfig, RedisSourceConfig, SqsSourceConfig, StartFrom, keys, parse};
 
 /// The longest long-poll wait SQS accepts.
 const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -179,6 +179,45 @@ impl Reader<'_> {
             claim_min_idle,
             start_from,
         }))
+    }
+}
+
+impl Reader<'_> {
+    /// The RabbitMQ source, `Some(None)` when it is off, `None` when a value is bad.
+    pub(super) fn amqp_source(&mut self, max_in_flight: Option<u64>) -> Option<Option<AmqpSourceConfig>> {
+        let url = self.parse(keys::AMQP_URL, |t| {
+            let url = url::Url::parse(t.trim()).map_err(|e| format!("not a URL: {e}"))?;
+            match url.scheme() {
+                "amqp" | "amqps" if url.host_str().is_some() => Ok(url),
+                _ => Err("expected amqp://host:port or amqps://host:port".to_string()),
+            }
+        });
+        let queues = self.parse(keys::AMQP_QUEUES, |t| {
+            let queues = parse::list(t)?;
+            if let Some(bad) = queues.iter().find(|q| q.len() > 255 || q.chars().any(char::is_control)) {
+                return Err(format!(
+                    "{bad:?} is not a queue name (at most 255 bytes, no control characters)"
+                ));
+            }
+            let mut sorted = queues.clone();
+            sorted.sort();
+            if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+                return Err(format!("queue {} is listed twice", pair[0]));
+            }
+            Ok(queues)
+        });
+        let prefetch = match self.raw.get(keys::AMQP_PREFETCH) {
+            Some(_) => self.parse(keys::AMQP_PREFETCH, |t| parse::bounded_int(t, 1, 65_535)),
+            // SIDECAR_MAX_IN_FLIGHT, within what basic.qos takes.
+            None => max_in_flight.map(|n| n.min(65_535)),
+        };
+        let Some(url) = url else {
+            return self.raw.get(keys::AMQP_URL).is_none().then_some(None);
+        };
+        if queues.is_none() && self.raw.get(keys::AMQP_QUEUES).is_none() {
+            self.problem(keys::AMQP_QUEUES, "required with AMQP_URL");
+        }
+        Some(Some(AmqpSourceConfig { url, queues: queues?, prefetch: u16::try_from(prefetch?).ok()? }))
     }
 }
 

@@ -119,6 +119,7 @@ impl Reader<'_> {
         let telemetry = self.telemetry();
         let sqs_source = self.sqs_source();
         let redis_source = self.redis_source();
+        let amqp_source = self.amqp_source(max_in_flight);
         let log_format = self.parse(keys::SIDECAR_LOG_FORMAT, |t| match t.trim() {
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
@@ -149,6 +150,7 @@ impl Reader<'_> {
             routes: Vec::new(),
             sqs_source: sqs_source?,
             redis_source: redis_source?,
+            amqp_source: amqp_source?,
         };
         let routes = super::routes::parse(self, &config);
         Some(Config { routes, ..config })
@@ -265,8 +267,9 @@ impl Reader<'_> {
         let named = [keys::KAFKA_BROKERS, keys::KAFKA_TOPICS, keys::KAFKA_CONSUMER_GROUP]
             .iter()
             .any(|name| self.raw.get(name).is_some());
-        let other_source =
-            self.raw.get(keys::SQS_QUEUE_URLS).is_some() || self.raw.get(keys::REDIS_URL).is_some();
+        let other_source = [keys::SQS_QUEUE_URLS, keys::REDIS_URL, keys::AMQP_URL]
+            .iter()
+            .any(|name| self.raw.get(name).is_some());
         if !named && other_source {
             let kafka_only: Vec<(String, RawValue)> =
                 [keys::SIDECAR_DLQ_TOPIC, keys::KAFKA_AUTH, keys::KAFKA_TLS, keys::MSK_CLUSTER_ARN]
@@ -289,7 +292,7 @@ impl Reader<'_> {
         let brokers = if named {
             "bootstrap servers, comma separated"
         } else {
-            "bootstrap servers, comma separated; at least one source must be configured: KAFKA_*, SQS_QUEUE_URLS or REDIS_URL"
+            "bootstrap servers, comma separated; at least one source must be configured: KAFKA_*, SQS_QUEUE_URLS, REDIS_URL or AMQP_URL"
         };
         self.kafka(brokers).map(Some)
     }

@@ -108,7 +108,7 @@ impl Batcher {
         let ordering = match record.origin {
             Origin::Sqs if record.key.is_some() => Ordering::Key,
             Origin::Sqs => Ordering::None,
-            Origin::Kafka | Origin::Redis => self.ordering,
+            Origin::Kafka | Origin::Redis | Origin::Amqp => self.ordering,
         };
         let lane = (ordering != Ordering::None).then(|| {
             let in_partition = record.lane_in_partition(ordering);

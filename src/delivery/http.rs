@@ -106,6 +106,7 @@ pub fn request_headers(record: &Record, attempt: &Attempt) -> HeaderMap {
     match record.origin {
         Origin::Sqs => return queue_request_headers(record, attempt, &SQS_FACTS),
         Origin::Redis => return queue_request_headers(record, attempt, &REDIS_FACTS),
+        Origin::Amqp => return queue_request_headers(record, attempt, &AMQP_FACTS),
         Origin::Kafka => {}
     }
     let mut headers = HeaderMap::with_capacity(8 + record.headers.len());
@@ -173,6 +174,14 @@ const REDIS_FACTS: Facts = Facts {
     content_type: "x-redis-field-content-type",
     default_content_type: "application/octet-stream",
     deliveries: "x-redis-delivery-count",
+};
+
+/// A RabbitMQ message's: its content type property, else bytes.
+const AMQP_FACTS: Facts = Facts {
+    prefix: "x-amqp-",
+    content_type: "x-amqp-content-type",
+    default_content_type: "application/octet-stream",
+    deliveries: crate::record::AMQP_DELIVERIES,
 };
 
 /// The headers of an SQS message or a Redis entry: its `x-sqs-*` / `x-redis-*` facts as the

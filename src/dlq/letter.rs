@@ -85,6 +85,14 @@ pub fn truncate_line(text: &str, max: usize) -> String {
     line[..end].to_string()
 }
 
+/// When this process started, in ms since the epoch (once per run).
+fn run_started_ms() -> u128 {
+    static STARTED: std::sync::OnceLock<u128> = std::sync::OnceLock::new();
+    *STARTED.get_or_init(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis())
+    })
+}
+
 impl DeadLetter<'_> {
     /// The archive object key: `<prefix>/<topic>/<yyyy>/<mm>/<dd>/<partition>-<offset>.json`
     /// (an SQS message: `<prefix>/sqs/<queue>/<yyyy>/<mm>/<dd>/<message-id>.json`), the date
@@ -101,6 +109,7 @@ impl DeadLetter<'_> {
             }
             Origin::Sqs => format!("sqs/{}/{day}/{}.json", record.tp.topic, self.message_id()),
             Origin::Redis => format!("redis/{}/{day}/{}.json", record.tp.topic, self.message_id()),
+            Origin::Amqp => format!("amqp/{}/{day}/{}.json", record.tp.topic, self.message_id()),
         };
         if prefix.is_empty() { path } else { format!("{prefix}/{path}") }
     }
@@ -147,6 +156,7 @@ impl DeadLetter<'_> {
             Origin::Kafka => None,
             Origin::Sqs => self.record.header_text("x-sqs-message-id"),
             Origin::Redis => self.record.header_text("x-redis-id"),
+            Origin::Amqp => self.record.header_text("x-amqp-message-id"),
         }
     }
 
@@ -165,14 +175,15 @@ impl DeadLetter<'_> {
                     }
                 })
                 .collect(),
-            None => format!("seq-{}", self.record.offset),
+            // Sequence numbers start again with each run: the run's start tells them apart.
+            None => format!("seq-{}-{}", run_started_ms(), self.record.offset),
         }
     }
 
     /// The archive document (JSON).
     pub fn archive_document(&self) -> ArchiveDocument {
         let record = self.record;
-        let sqs = record.origin == Origin::Sqs;
+        let sqs = matches!(record.origin, Origin::Sqs | Origin::Amqp);
         let redis = record.origin == Origin::Redis;
         ArchiveDocument {
             source_kind: (record.origin != Origin::Kafka).then(|| record.origin.name().to_string()),

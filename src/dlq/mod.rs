@@ -13,6 +13,7 @@
 
 pub mod letter;
 pub mod queue;
+pub mod reject;
 pub mod stream;
 
 use std::sync::Arc;

@@ -103,6 +103,16 @@ impl DeadLetterSink for crate::dlq::stream::StreamDeadLetters {
     }
 }
 
+impl DeadLetterSink for crate::dlq::reject::RejectDeadLetters {
+    fn topic(&self) -> &str {
+        self.destination()
+    }
+
+    fn write<'a>(&'a self, letter: &'a DeadLetter<'a>) -> BoxFuture<'a, Result<Written, DlqError>> {
+        crate::dlq::reject::RejectDeadLetters::write(self, letter).boxed()
+    }
+}
+
 impl DeadLetterSink for DeadLetterWriter {
     fn topic(&self) -> &str {
         DeadLetterWriter::topic(self)

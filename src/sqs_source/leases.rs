@@ -172,7 +172,15 @@ async fn delete_batch(
 /// Extends the visibility of every lease in the ledger every third of the timeout, on a fixed
 /// tick: every call of a sweep goes out at once and gives up at the next tick, so one slow call
 /// never lets the other leases lapse. Runs until aborted.
-pub async fn keep(client: aws_sdk_sqs::Client, ledger: Arc<LeaseLedger>, visibility: Duration) {
+pub async fn keep(
+    client: aws_sdk_sqs::Client,
+    ledger: Arc<LeaseLedger>,
+    health: Arc<Health>,
+    visibility: Duration,
+) {
+    // A queue whose leases cannot be extended is on `/ready` until a sweep extends them all: its
+    // messages in flight may come back to another consumer meanwhile.
+    let mut failing: HashMap<String, Latch> = HashMap::new();
     let every = (visibility / 3).max(Duration::from_millis(500));
     let seconds = i32::try_from(visibility.as_secs()).unwrap_or(i32::MAX);
     let client = &client;
@@ -183,13 +191,39 @@ pub async fn keep(client: aws_sdk_sqs::Client, ledger: Arc<LeaseLedger>, visibil
         tick.tick().await;
         let snapshot = ledger.snapshot();
         let calls = snapshot.iter().flat_map(|(url, handles)| {
-            handles.chunks(BATCH).map(move |chunk| change_visibility(client, url, chunk, seconds))
+            handles.chunks(BATCH).map(move |chunk| async move {
+                (url.as_str(), change_visibility(client, url, chunk, seconds).await)
+            })
         });
-        if tokio::time::timeout(every, futures::future::join_all(calls)).await.is_err() {
-            tracing::warn!(
-                every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
-                "Extending the leases of messages in flight took longer than the tick: some may lapse."
+        let outcomes = match tokio::time::timeout(every, futures::future::join_all(calls)).await {
+            Ok(outcomes) => outcomes,
+            Err(_) => {
+                tracing::warn!(
+                    every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX),
+                    "Extending the leases of messages in flight took longer than the tick: some may lapse."
+                );
+                snapshot
+                    .iter()
+                    .map(|(url, _)| (url.as_str(), Err("no answer within the tick".to_string())))
+                    .collect()
+            }
+        };
+        let mut failed: HashMap<&str, String> = HashMap::new();
+        for (url, outcome) in outcomes {
+            if let Err(reason) = outcome {
+                failed.insert(url, reason);
+            }
+        }
+        failing.retain(|url, _| failed.contains_key(url.as_str()));
+        for (url, reason) in failed {
+            let queue = url.rsplit('/').next().unwrap_or_default();
+            let reason = format!(
+                "extending the leases of messages in flight of SQS queue {queue} fails ({reason}): another consumer may get them"
             );
+            match failing.get(url) {
+                Some(latch) => latch.update(reason),
+                None => drop(failing.insert(url.to_string(), health.latch(Component::Source, queue, reason))),
+            }
         }
     }
 }
@@ -200,8 +234,10 @@ pub async fn release(client: &aws_sdk_sqs::Client, ledger: &LeaseLedger) -> usiz
     let mut released = 0;
     for (url, handles) in ledger.take_unfinished() {
         for chunk in handles.chunks(BATCH) {
-            change_visibility(client, &url, chunk, 0).await;
-            released += chunk.len();
+            // A release that fails is logged; the lease then lapses by itself (a delay only).
+            if change_visibility(client, &url, chunk, 0).await.is_ok() {
+                released += chunk.len();
+            }
         }
     }
     released
@@ -209,7 +245,12 @@ pub async fn release(client: &aws_sdk_sqs::Client, ledger: &LeaseLedger) -> usiz
 
 /// One `ChangeMessageVisibilityBatch` call; failures are logged (a message deleted meanwhile
 /// has no lease to change).
-async fn change_visibility(client: &aws_sdk_sqs::Client, url: &str, handles: &[String], seconds: i32) {
+async fn change_visibility(
+    client: &aws_sdk_sqs::Client,
+    url: &str,
+    handles: &[String],
+    seconds: i32,
+) -> Result<(), String> {
     let entries: Vec<ChangeMessageVisibilityBatchRequestEntry> = handles
         .iter()
         .enumerate()
@@ -225,19 +266,27 @@ async fn change_visibility(client: &aws_sdk_sqs::Client, url: &str, handles: &[S
     let answer =
         client.change_message_visibility_batch().queue_url(url).set_entries(Some(entries)).send().await;
     match answer {
-        Ok(output) if output.failed().is_empty() => {}
-        Ok(output) => tracing::warn!(
-            queue = %crate::config::redact_text_url(url),
-            failed = output.failed().len(),
-            code = output.failed().first().map(|f| f.code()).unwrap_or_default(),
-            "Some message leases could not be changed (deleted meanwhile, or past SQS's 12 hours)."
-        ),
-        Err(err) => tracing::warn!(
-            queue = %crate::config::redact_text_url(url),
-            visibility_s = seconds,
-            error = %crate::archive::describe_sdk_error(&err),
-            "Changing the visibility of messages in flight failed."
-        ),
+        Ok(output) if output.failed().is_empty() => Ok(()),
+        // Entries SQS refuses (deleted meanwhile, past its 12 hours) are not the queue's problem.
+        Ok(output) => {
+            tracing::warn!(
+                queue = %crate::config::redact_text_url(url),
+                failed = output.failed().len(),
+                code = output.failed().first().map(|f| f.code()).unwrap_or_default(),
+                "Some message leases could not be changed (deleted meanwhile, or past SQS's 12 hours)."
+            );
+            Ok(())
+        }
+        Err(err) => {
+            let error = crate::archive::describe_sdk_error(&err);
+            tracing::warn!(
+                queue = %crate::config::redact_text_url(url),
+                visibility_s = seconds,
+                error = %error,
+                "Changing the visibility of messages in flight failed."
+            );
+            Err(error)
+        }
     }
 }
 

@@ -179,7 +179,12 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<SqsSource, S
     }
     dispatch.send(Command::Assigned(assigned));
     let receiving: Vec<_> = receivers.into_iter().map(|r| tokio::spawn(r.run(stop.clone()))).collect();
-    let keeper = tokio::spawn(leases::keep(client.clone(), ledger.clone(), setup.config.visibility_timeout));
+    let keeper = tokio::spawn(leases::keep(
+        client.clone(),
+        ledger.clone(),
+        setup.health.clone(),
+        setup.config.visibility_timeout,
+    ));
     let deleter = tokio::spawn(leases::delete(client.clone(), ledger.clone(), setup.health.clone(), done_rx));
     let (finished, done) = oneshot::channel();
     tokio::spawn(async move {

@@ -181,6 +181,11 @@ impl Tracing {
                     KeyValue::new("messaging.kafka.offset", record.offset),
                     KeyValue::new("messaging.consumer.group.name", inner.group.clone()),
                 ]),
+                Origin::Amqp => {
+                    if let Some(id) = record.header_text("x-amqp-message-id") {
+                        attributes.push(KeyValue::new("messaging.message.id", id.to_string()));
+                    }
+                }
                 Origin::Redis => {
                     if let Some(id) = record.header_text("x-redis-id") {
                         attributes.push(KeyValue::new("messaging.message.id", id.to_string()));

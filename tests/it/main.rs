@@ -6,6 +6,7 @@
 // The fault suite prints the oracle's tables from its helpers, not only from test functions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
+mod amqp_source;
 mod architecture;
 mod auth;
 mod cli;

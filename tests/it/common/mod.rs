@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod amqp;
 pub mod app;
 pub mod credentials_endpoint;
 pub mod kafka_wire;
