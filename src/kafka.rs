@@ -67,6 +67,9 @@ pub struct Shared {
     pub auth: Option<Arc<TokenProvider>>,
     /// Readiness: the brokers rejected our authentication (cleared when records arrive).
     pub authentication: Arc<Problem>,
+    /// Whether that problem is that no token could be made (no credentials yet): then a token
+    /// made later clears it, since an idle client may have nothing else to prove it fixed.
+    pub token_failed: Arc<std::sync::atomic::AtomicBool>,
     /// A fatal client error: the process must stop and be restarted.
     pub fatal: Arc<Fatal>,
     /// Metrics (authentication failures).
@@ -114,10 +117,14 @@ impl Fatal {
 impl Shared {
     /// The OAUTHBEARER token for librdkafka.
     pub fn oauth_token(&self) -> Result<OAuthToken, Box<dyn std::error::Error>> {
-        match &self.auth {
+        let token = match &self.auth {
             Some(auth) => auth.oauth_token(),
             None => Err("OAUTHBEARER requested but KAFKA_AUTH is not msk-iam".into()),
+        };
+        if token.is_ok() && self.token_failed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.authentication.clear();
         }
+        token
     }
 
     /// Routes a client error, recording authentication failures for readiness and stopping
@@ -126,6 +133,9 @@ impl Shared {
         match error.rdkafka_error_code() {
             Some(rdkafka::types::RDKafkaErrorCode::Authentication) => {
                 self.metrics.auth_failed();
+                // librdkafka reports a token it could not get as an authentication failure.
+                let ours = reason.contains("Failed to acquire SASL OAUTHBEARER token");
+                self.token_failed.store(ours, std::sync::atomic::Ordering::SeqCst);
                 if self.authentication.set(format!("the brokers rejected authentication: {reason}")) {
                     tracing::error!(error = %error, reason, "Kafka authentication failed.");
                 }

@@ -42,16 +42,21 @@ impl Clients {
     ) -> Result<Clients, AppError> {
         let auth = crate::auth::start(config, health, metrics, background).await;
         // Each client reports its own authentication problem; what proves it fixed is that
-        // client's own success (records arriving, a dead letter acknowledged).
+        // client's own success (records arriving, a dead letter acknowledged, or a token made
+        // when the failure was that none could be).
         let authentication = |client: &str| Arc::new(Problem::new(health, Component::Authentication, client));
         let shared = kafka::Shared {
             auth,
             authentication: authentication("consumer"),
+            token_failed: Arc::default(),
             fatal,
             metrics: metrics.clone(),
         };
-        let producer_shared =
-            kafka::Shared { authentication: authentication("dead-letter producer"), ..shared.clone() };
+        let producer_shared = kafka::Shared {
+            authentication: authentication("dead-letter producer"),
+            token_failed: Arc::default(),
+            ..shared.clone()
+        };
         let producer_authentication = producer_shared.authentication.clone();
         let producer = kafka::producer_config(kafka)
             .create_with_context(KafkaContext { shared: producer_shared })

@@ -21,6 +21,7 @@ fn writer(bootstrap: &str, archive: Option<Archive>) -> DeadLetterWriter {
     let shared = Shared {
         auth: None,
         authentication: authentication.clone(),
+        token_failed: Arc::default(),
         fatal: Arc::new(Fatal::new(&health, tokio_util::sync::CancellationToken::new())),
         metrics: Metrics::new().expect("metrics"),
     };

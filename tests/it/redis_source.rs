@@ -255,3 +255,110 @@ async fn after_sigkill_a_second_consumer_claims_the_pending_entries_and_nothing_
         .count();
     assert!(claimed >= 1 || before == 60, "entries pending at the kill were claimed ({claimed})");
 }
+
+/// A Redis server of the test's own that keeps its data across a restart (append-only file),
+/// on a free port: the test bed's server keeps nothing, and other tests use it.
+struct DurableRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl DurableRedis {
+    fn start() -> DurableRedis {
+        let mut server =
+            DurableRedis { port: common::free_port(), dir: tempfile::tempdir().unwrap(), child: None };
+        server.spawn();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (installed by localstack/testbed.sh up)");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "redis-server did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the server (SIGTERM: it flushes its append-only file) and starts it again.
+    fn restart(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        self.spawn();
+    }
+}
+
+impl Drop for DurableRedis {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restarted_mid_run_loses_nothing() {
+    let mut server = DurableRedis::start();
+    let mut redis =
+        redis::Client::open(server.url()).unwrap().get_multiplexed_async_connection().await.expect("connect");
+    let stream = common::random_name("rs");
+    let group = common::random_name("g");
+    streams::add(&mut redis, &stream, &bodies("r", 60)).await;
+    let app = TestApp::start().await;
+    app.behave(|_| Reply::Slow(Duration::from_millis(30), 200));
+    let mut env = env(&stream, &group, "c1", &app);
+    env.insert("REDIS_URL".into(), server.url());
+    env.insert("SIDECAR_DLQ_ARCHIVE".into(), "none".into());
+    let sidecar = Sidecar::start(&env).await;
+    common::eventually(Duration::from_secs(30), "20 delivered", || {
+        std::future::ready((accepted(&app).len() >= 20).then_some(()))
+    })
+    .await;
+    server.restart();
+    common::eventually(Duration::from_secs(60), "all 60 delivered after the restart", || {
+        std::future::ready((accepted(&app).len() == 60).then_some(()))
+    })
+    .await;
+    let mut redis = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .expect("reconnect");
+    common::eventually(Duration::from_secs(20), "every entry acknowledged", || {
+        let mut redis = redis.clone();
+        let (stream, group) = (stream.clone(), group.clone());
+        async move { (streams::pending(&mut redis, &stream, &group).await == 0).then_some(()) }
+    })
+    .await;
+    let _ = &mut redis;
+    sidecar.stop().await;
+    let counts = accepted(&app);
+    let copies: usize = counts.values().map(|n| n - 1).sum();
+    // One lane (stream order): at most the entry whose acknowledgement the restart cut off.
+    assert!(copies <= 1, "{copies} copies: {counts:?}");
+    let order: Vec<String> = app.received().iter().filter(|r| r.status == 200).map(|r| r.text()).collect();
+    let mut first_seen = Vec::new();
+    for body in order {
+        if !first_seen.contains(&body) {
+            first_seen.push(body);
+        }
+    }
+    assert_eq!(first_seen, bodies("r", 60), "stream order across the restart");
+}
