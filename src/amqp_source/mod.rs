@@ -147,10 +147,11 @@ pub fn start(setup: Setup, stop: CancellationToken) -> AmqpSource {
         stop.cancelled().await;
         let stopped = tokio::time::Instant::now();
         let end = stopped + setup.grace.saturating_sub(Duration::from_millis(500));
-        for receiving in receiving {
-            drop(receiving.await);
-        }
         let drain_end = stopped + crate::shutdown::drain_deadline(setup.grace);
+        for receiving in receiving {
+            // A receiver ends at once on stop; should one not, the drain still starts in time.
+            drop(tokio::time::timeout_at(drain_end, receiving).await);
+        }
         dispatch::drain(&dispatch, dispatcher, tasks, drain_end, "amqp").await;
         ledger.close();
         let mut acknowledger = acknowledger;

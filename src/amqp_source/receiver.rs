@@ -25,6 +25,9 @@ use crate::health::{Component, Health, Latch};
 use crate::record::TopicPartition;
 use crate::source::leases::LeaseLedger;
 
+/// How long connecting, opening the channel and starting the consumer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// What a receiver works with.
 pub struct Receiver {
     /// `AMQP_URL` (credentials inside: never logged).
@@ -96,29 +99,36 @@ impl Receiver {
     ) -> Ended {
         // Named after the queue, so an operator sees which connection consumes what.
         let name = format!("msk-sidecar {}", self.tp.topic);
-        let properties = ConnectionProperties::default().with_connection_name(name.as_str().into());
-        let connection = match Connection::connect(&self.url, properties).await {
-            Ok(connection) => connection,
-            Err(err) => return Ended::Failed(crate::config::redact_text_url(&err.to_string())),
+        let setup = async {
+            let properties = ConnectionProperties::default().with_connection_name(name.as_str().into());
+            let connection = Connection::connect(&self.url, properties)
+                .await
+                .map_err(|err| crate::config::redact_text_url(&err.to_string()))?;
+            let channel = connection.create_channel().await.map_err(|err| err.to_string())?;
+            channel
+                .basic_qos(self.prefetch, BasicQosOptions::default())
+                .await
+                .map_err(|err| err.to_string())?;
+            let consumer = channel
+                .basic_consume(
+                    self.tp.topic.as_ref().into(),
+                    "".into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|err| err.to_string())?;
+            Ok::<_, String>((connection, channel, consumer))
         };
-        let channel = match connection.create_channel().await {
-            Ok(channel) => channel,
-            Err(err) => return Ended::Failed(err.to_string()),
-        };
-        if let Err(err) = channel.basic_qos(self.prefetch, BasicQosOptions::default()).await {
-            return Ended::Failed(err.to_string());
-        }
-        let mut consumer = match channel
-            .basic_consume(
-                self.tp.topic.as_ref().into(),
-                "".into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await
-        {
-            Ok(consumer) => consumer,
-            Err(err) => return Ended::Failed(err.to_string()),
+        // A broker that accepts the connection and says nothing neither holds a stop nor the
+        // receiver for good.
+        let (connection, channel, mut consumer) = tokio::select! {
+            set_up = tokio::time::timeout(CONNECT_TIMEOUT, setup) => match set_up {
+                Ok(Ok(parts)) => parts,
+                Ok(Err(reason)) => return Ended::Failed(reason),
+                Err(_) => return Ended::Failed(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())),
+            },
+            () = stop.cancelled() => return Ended::Stopped,
         };
         let epoch = self.epochs.fetch_add(1, Ordering::SeqCst) + 1;
         // The leases of an earlier channel leave with it (the broker requeued them).
@@ -135,7 +145,7 @@ impl Receiver {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(self.tp.topic.to_string(), connection);
         loop {
-            while self.paused.is_paused(&self.tp) {
+            while self.paused.is_paused(&self.tp, epoch) {
                 tokio::select! {
                     () = stop.cancelled() => return Ended::Stopped,
                     () = tokio::time::sleep(Duration::from_millis(100)) => {}

@@ -165,21 +165,33 @@ impl DeadLetter<'_> {
     /// has none.
     pub fn message_id(&self) -> String {
         match self.source_message_id().filter(|id| !id.is_empty()) {
-            Some(id) => id
-                .bytes()
-                .map(|b| {
-                    if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-                        char::from(b).to_string()
-                    } else {
-                        format!("%{b:02X}")
-                    }
-                })
-                .collect(),
+            // A RabbitMQ message id is the publisher's and need not be unique: the run and the
+            // sequence number keep two letters with one id apart (one letter written twice
+            // within a run still writes one object).
+            Some(id) if self.record.origin == Origin::Amqp => {
+                format!("{}-{}-{}", safe_name(id), run_started_ms(), self.record.offset)
+            }
+            Some(id) => safe_name(id),
             // Sequence numbers start again with each run: the run's start tells them apart.
             None => format!("seq-{}-{}", run_started_ms(), self.record.offset),
         }
     }
+}
 
+/// `id` as an object name: letters, digits, `-` and `_` kept, any other byte percent-encoded.
+fn safe_name(id: &str) -> String {
+    id.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+impl DeadLetter<'_> {
     /// The archive document (JSON).
     pub fn archive_document(&self) -> ArchiveDocument {
         let record = self.record;
@@ -305,6 +317,25 @@ mod tests {
         let mut no_time = record();
         no_time.timestamp = None;
         assert_eq!(letter(&no_time).archive_key("p"), "p/orders/1970/01/01/4-1234.json");
+    }
+
+    #[test]
+    fn two_rabbitmq_letters_with_one_publisher_message_id_get_two_archive_objects() {
+        let amqp = |offset: i64| Record {
+            tp: TopicPartition::new("jobs", 0),
+            offset,
+            headers: vec![Header {
+                name: "x-amqp-message-id".into(),
+                value: Some(Bytes::from_static(b"dup/1")),
+            }],
+            origin: crate::record::Origin::Amqp,
+            ..record()
+        };
+        let (first, second) = (amqp(1), amqp(2));
+        let key = letter(&first).archive_key("");
+        assert!(key.starts_with("amqp/jobs/2023/11/14/dup%2F1-"), "{key}");
+        assert_ne!(key, letter(&second).archive_key(""), "another message, another object");
+        assert_eq!(key, letter(&first).archive_key(""), "the same letter twice: one object");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! acknowledged, a SIGKILL's leftovers); then, every third of `REDIS_CLAIM_MIN_IDLE`, entries
 //! other consumers left idle that long (`XAUTOCLAIM`: a consumer that died); otherwise new
 //! entries (`XREADGROUP ... >`, blocking up to a second). Entries it already holds are never
-//! taken twice. A command that fails (the server went away, the group was deleted) is tried
+//! taken twice. After a failed read it reads its own pending entries again (an answer lost on
+//! the way may have given it some); on stop it waits for a blocked read's answer and registers
+//! what came undelivered, so the release hands those back too. A command that fails (the server went away, the group was deleted) is tried
 //! again with backoff after the connection is remade (the group created again if it is
 //! missing), and the stream shows on `/ready` until a read succeeds.
 
@@ -103,9 +105,23 @@ impl Receiver {
                     entries
                 })
             } else {
+                let current = reading.clone();
+                let read = self.read(&current, room);
+                let mut read = std::pin::pin!(read);
                 let result = tokio::select! {
-                    result = self.read(&reading, room) => result,
-                    () = stop.cancelled() => return,
+                    result = &mut read => result,
+                    () = stop.cancelled() => {
+                        // Redis hands the entries of a blocked read to this consumer even if
+                        // nobody reads the answer: take it (a read blocks at most a second) and
+                        // register them undelivered, so the release hands them back at once.
+                        if let Ok(Ok(entries)) = tokio::time::timeout(BLOCK * 2, &mut read).await {
+                            for entry in entries.into_iter().filter(|e| !self.ledger.holds(&self.tp, &e.id)) {
+                                sequence += 1;
+                                self.ledger.register(&self.tp, sequence, entry.id);
+                            }
+                        }
+                        return;
+                    }
                 };
                 result.inspect(|entries| {
                     if let Reading::Own(_) = reading {
@@ -119,6 +135,9 @@ impl Receiver {
             let entries = match read {
                 Ok(entries) => entries,
                 Err(err) => {
+                    // A read whose answer was lost may have given this consumer entries: read
+                    // its own pending ones again first (those it holds are skipped).
+                    reading = Reading::Own("0".into());
                     tracing::warn!(stream = %self.tp.topic, error = %err, "Reading from the stream failed; trying again.");
                     let reason = format!("reading Redis stream {} fails: {err}", self.tp.topic);
                     match &failing {
@@ -244,7 +263,7 @@ impl Receiver {
             let mut completed = std::pin::pin!(completed);
             completed.as_mut().enable();
             let in_flight = self.ledger.in_flight(&self.tp);
-            if in_flight < self.max_in_flight && !self.paused.is_paused(&self.tp) {
+            if in_flight < self.max_in_flight && !self.paused.is_paused(&self.tp, self.epoch) {
                 return Some(self.max_in_flight - in_flight);
             }
             tokio::select! {

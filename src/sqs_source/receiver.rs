@@ -123,7 +123,7 @@ impl Receiver {
             let mut completed = std::pin::pin!(completed);
             completed.as_mut().enable();
             let in_flight = self.ledger.in_flight(&self.tp);
-            if in_flight < self.max_in_flight && !self.paused.is_paused(&self.tp) {
+            if in_flight < self.max_in_flight && !self.paused.is_paused(&self.tp, self.epoch) {
                 return Some(self.max_in_flight - in_flight);
             }
             tokio::select! {

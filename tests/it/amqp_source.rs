@@ -133,7 +133,7 @@ async fn on_a_quorum_queue_a_retry_succeeds_and_a_permanent_failure_goes_to_the_
     }
     assert_eq!(files.len(), 1, "{files:?}");
     let key = files[0].strip_prefix(archive.path()).unwrap().to_string_lossy().into_owned();
-    assert!(key.starts_with(&format!("amqp/{queue}/")) && key.ends_with("id-poison.json"), "{key}");
+    assert!(key.starts_with(&format!("amqp/{queue}/")) && key.contains("/id-poison-"), "{key}");
     let document: serde_json::Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
     assert_eq!(document["source_kind"], "amqp");
     assert_eq!(document["error_class"], "permanent");
@@ -268,4 +268,30 @@ async fn connections_closed_by_the_broker_mid_run_lose_nothing() {
     // Only what was in flight when the connection closed may come twice (one lane at a time).
     let copies: usize = accepted(&app).values().map(|n| n - 1).sum();
     assert!(copies <= 1, "{copies} copies");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_connecting_to_a_broker_that_says_nothing_exits_within_the_grace() {
+    // A listener that accepts and never answers: the AMQP handshake hangs.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _held = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let app = TestApp::start().await;
+    let mut env = env("silent", &app);
+    env.insert("AMQP_URL".into(), format!("amqp://guest:guest@127.0.0.1:{port}/%2f"));
+    env.insert("SIDECAR_DLQ_ARCHIVE".into(), "none".into());
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sidecar.log");
+    let mut child = process::spawn(&env, &log);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    process::signal(&child, "TERM");
+    let (status, took) = process::wait(&mut child, Duration::from_secs(15)).await;
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "exit status {status:?}; log:\n{log_text}");
+    assert!(took <= Duration::from_secs(5), "exited after {took:?}, grace 5s");
 }
