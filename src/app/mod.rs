@@ -167,15 +167,15 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
         None => None,
     };
-    // The Redis Streams source: the default route (stream routes are not built yet), with its
-    // own dead letters.
+    // The Redis Streams source delivers as its stream routes say (the default route for the
+    // rest), with its own dead letters.
     let redis = match &config.redis_source {
         Some(redis_config) => {
             let setup = crate::redis_source::Setup {
                 config: redis_config.clone(),
                 max_in_flight: config.max_in_flight,
                 grace: config.shutdown_grace,
-                routes: built.queue_routes.iter().filter(|r| r.matcher.is_none()).cloned().collect(),
+                routes: built.stream_routes.clone(),
                 archive: archive.clone(),
                 health: health.clone(),
                 metrics: metrics.clone(),
@@ -194,14 +194,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> Result<Runnin
         }
         None => None,
     };
-    // The RabbitMQ source: the default route (queue routes name SQS queues), with its own dead
-    // letters; it connects in the background.
+    // The RabbitMQ source delivers as its queue routes say (the default route for the rest),
+    // with its own dead letters; it connects in the background.
     let amqp = config.amqp_source.as_ref().map(|amqp_config| {
         let setup = crate::amqp_source::Setup {
             config: amqp_config.clone(),
             max_in_flight: config.max_in_flight,
             grace: config.shutdown_grace,
-            routes: built.queue_routes.iter().filter(|r| r.matcher.is_none()).cloned().collect(),
+            routes: built.queue_routes.clone(),
             archive: archive.clone(),
             health: health.clone(),
             metrics: metrics.clone(),

@@ -41,8 +41,10 @@ pub(super) struct Common<'a> {
 pub(super) struct Built {
     /// Topic routes for the Kafka dispatcher, in order, the default last.
     pub(super) routes: Vec<Arc<RouteEntry>>,
-    /// Queue routes for the SQS source, in order, the default last.
+    /// Queue routes for the SQS and RabbitMQ sources, in order, the default last.
     pub(super) queue_routes: Vec<Arc<RouteEntry>>,
+    /// Stream routes for the Redis source, in order, the default last.
+    pub(super) stream_routes: Vec<Arc<RouteEntry>>,
     /// Each route's breaker state, for the consumer's pauses.
     pub(super) breakers: Vec<(Option<TopicMatcher>, watch::Receiver<bool>)>,
     /// Dead-letter writers (one producer underneath).
@@ -127,6 +129,7 @@ pub(super) async fn build(common: &Common<'_>) -> Result<Built, AppError> {
     let mut built = Built {
         routes: Vec::new(),
         queue_routes: Vec::new(),
+        stream_routes: Vec::new(),
         breakers: Vec::new(),
         writers: Vec::new(),
         probers: Vec::new(),
@@ -181,6 +184,7 @@ pub(super) async fn build(common: &Common<'_>) -> Result<Built, AppError> {
         });
         match (route.selects, route.matcher.is_some()) {
             (Selects::Queues, _) => built.queue_routes.push(entry),
+            (Selects::Streams, _) => built.stream_routes.push(entry),
             (Selects::Topics, true) => {
                 built.breakers.push((route.matcher.clone(), breaker.subscribe()));
                 built.routes.push(entry);
@@ -189,7 +193,8 @@ pub(super) async fn build(common: &Common<'_>) -> Result<Built, AppError> {
             (Selects::Topics, false) => {
                 built.breakers.push((route.matcher.clone(), breaker.subscribe()));
                 built.routes.push(entry.clone());
-                built.queue_routes.push(entry);
+                built.queue_routes.push(entry.clone());
+                built.stream_routes.push(entry);
             }
         }
         built.writers.extend(writer);

@@ -282,8 +282,10 @@ impl TopicMatcher {
 pub enum Selects {
     /// Kafka topics (`topic`, `topic_pattern`).
     Topics,
-    /// SQS queues (`queue`, `queue_pattern`).
+    /// SQS and RabbitMQ queues (`queue`, `queue_pattern`).
     Queues,
+    /// Redis streams (`stream`, `stream_pattern`).
+    Streams,
 }
 
 /// Where and how the records of some topics or queues are delivered (a `[[routes]]` table, or

@@ -24,6 +24,8 @@ struct RawRoute {
     topic_pattern: Option<String>,
     queue: Option<String>,
     queue_pattern: Option<String>,
+    stream: Option<String>,
+    stream_pattern: Option<String>,
     delivery_url: Option<String>,
     sqs_queue_url: Option<String>,
     delivery_timeout: Option<String>,
@@ -99,16 +101,34 @@ fn route(c: &mut Checker<'_, '_>, raw: RawRoute, config: &Config, index: usize) 
     let pattern = |p: &&String| {
         regex::Regex::new(p).map(TopicMatcher::Pattern).map_err(|e| super::raw::one_line(&e.to_string()))
     };
-    let (matcher, selects) = match (&raw.topic, &raw.topic_pattern, &raw.queue, &raw.queue_pattern) {
-        (Some(topic), None, None, None) => (
+    let selectors =
+        [&raw.topic, &raw.topic_pattern, &raw.queue, &raw.queue_pattern, &raw.stream, &raw.stream_pattern];
+    let (matcher, selects) = match selectors {
+        [Some(topic), None, None, None, None, None] => (
             c.value("topic", Some(topic), |t| parse::topic(t).map(|()| TopicMatcher::Exact(t.to_string()))),
             Selects::Topics,
         ),
-        (None, Some(p), None, None) => (c.value("topic_pattern", Some(p), pattern), Selects::Topics),
-        (None, None, Some(queue), None) => (Some(TopicMatcher::Exact(queue.clone())), Selects::Queues),
-        (None, None, None, Some(p)) => (c.value("queue_pattern", Some(p), pattern), Selects::Queues),
+        [None, Some(p), None, None, None, None] => {
+            (c.value("topic_pattern", Some(p), pattern), Selects::Topics)
+        }
+        [None, None, Some(queue), None, None, None] => {
+            (Some(TopicMatcher::Exact(queue.clone())), Selects::Queues)
+        }
+        [None, None, None, Some(p), None, None] => {
+            (c.value("queue_pattern", Some(p), pattern), Selects::Queues)
+        }
+        [None, None, None, None, Some(stream), None] => {
+            (Some(TopicMatcher::Exact(stream.clone())), Selects::Streams)
+        }
+        [None, None, None, None, None, Some(p)] => {
+            (c.value("stream_pattern", Some(p), pattern), Selects::Streams)
+        }
         _ => {
-            c.fail("topic", &raw.topic, "set exactly one of topic, topic_pattern, queue and queue_pattern");
+            c.fail(
+                "topic",
+                &raw.topic,
+                "set exactly one of topic, topic_pattern, queue, queue_pattern, stream and stream_pattern",
+            );
             (None, Selects::Topics)
         }
     };
@@ -134,19 +154,25 @@ fn route(c: &mut Checker<'_, '_>, raw: RawRoute, config: &Config, index: usize) 
         }
     }
     if let (Some(TopicMatcher::Exact(queue)), Selects::Queues) = (&matcher, selects) {
-        let consumed = config
+        let sqs = config
             .sqs_source
             .as_ref()
             .is_some_and(|s| s.queues.iter().any(|url| super::sources::queue_name(url) == *queue));
-        if !consumed {
-            c.fail("queue", queue, "is not a queue of SQS_QUEUE_URLS");
+        let amqp = config.amqp_source.as_ref().is_some_and(|a| a.queues.contains(queue));
+        if !sqs && !amqp {
+            c.fail("queue", queue, "is not a queue of SQS_QUEUE_URLS or AMQP_QUEUES");
         }
     }
-    if selects == Selects::Queues && raw.dlq_topic.is_some() {
+    if let (Some(TopicMatcher::Exact(stream)), Selects::Streams) = (&matcher, selects)
+        && !config.redis_source.as_ref().is_some_and(|r| r.streams.contains(stream))
+    {
+        c.fail("stream", stream, "is not a stream of REDIS_STREAMS");
+    }
+    if selects != Selects::Topics && raw.dlq_topic.is_some() {
         c.fail(
             "dlq_topic",
             &raw.dlq_topic,
-            "a queue's dead letters go to its own dead-letter queue (RedrivePolicy) and the archive",
+            "a queue's or stream's dead letters go to its own dead-letter place and the archive",
         );
     }
     let target = match (&raw.delivery_url, &raw.sqs_queue_url) {

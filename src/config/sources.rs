@@ -359,6 +359,34 @@ mod tests {
     }
 
     #[test]
+    fn stream_and_rabbitmq_queue_routes_name_what_is_consumed() {
+        let env: BTreeMap<String, String> = [
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("REDIS_STREAMS", "orders"),
+            ("REDIS_CONSUMER_GROUP", "g"),
+            ("AMQP_URL", "amqp://u:p@127.0.0.1:5672/%2f"),
+            ("AMQP_QUEUES", "jobs"),
+            ("SIDECAR_DELIVERY_URL", "http://127.0.0.1:8080/events"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let load = |text: &str| Config::from_sources(&env, Some((std::path::Path::new("r.toml"), text)));
+        let config = load("[[routes]]\nstream = \"orders\"\n[[routes]]\nqueue = \"jobs\"\n").expect("valid");
+        assert_eq!(config.routes.len(), 2);
+        assert!(config.kafka.is_none() && config.amqp_source.is_some() && config.redis_source.is_some());
+        for (text, field) in [
+            ("[[routes]]\nstream = \"payments\"\n", "routes[0].stream"),
+            ("[[routes]]\nqueue = \"other\"\n", "routes[0].queue"),
+            ("[[routes]]\nstream = \"orders\"\ndlq_topic = \"x\"\n", "routes[0].dlq_topic"),
+            ("[[routes]]\nstream = \"orders\"\nqueue = \"jobs\"\n", "routes[0].topic"),
+        ] {
+            let err = load(text).expect_err(text);
+            assert!(err.names(field), "{text}: {err}");
+        }
+    }
+
+    #[test]
     fn queue_urls_name_an_account_and_a_queue() {
         let url = queue_url("https://sqs.eu-west-1.amazonaws.com/123456789012/orders.fifo").expect("valid");
         assert_eq!(queue_name(&url), "orders.fifo");

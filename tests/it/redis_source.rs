@@ -362,3 +362,26 @@ async fn a_server_restarted_mid_run_loses_nothing() {
     }
     assert_eq!(first_seen, bodies("r", 60), "stream order across the restart");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_route_sends_its_stream_elsewhere_while_the_other_keeps_the_default() {
+    let mut redis = streams::connect().await;
+    let (routed, other) = (common::random_name("rs"), common::random_name("rs"));
+    let group = common::random_name("g");
+    streams::add(&mut redis, &routed, &bodies("a", 5)).await;
+    streams::add(&mut redis, &other, &bodies("b", 5)).await;
+    let (default_app, route_app) = (TestApp::start().await, TestApp::start().await);
+    let mut env = env(&format!("{routed},{other}"), &group, "c1", &default_app);
+    env.insert("SIDECAR_DLQ_ARCHIVE".into(), "none".into());
+    let toml = format!("[[routes]]\nstream = \"{routed}\"\ndelivery_url = \"{}\"\n", route_app.url());
+    let sidecar = Sidecar::start_with_file(&env, Some(&toml)).await;
+    common::eventually(Duration::from_secs(30), "both streams delivered", || {
+        std::future::ready(
+            (accepted(&default_app).len() == 5 && accepted(&route_app).len() == 5).then_some(()),
+        )
+    })
+    .await;
+    sidecar.stop().await;
+    assert!(accepted(&route_app).keys().all(|b| b.starts_with("a-")), "{:?}", accepted(&route_app));
+    assert!(accepted(&default_app).keys().all(|b| b.starts_with("b-")), "{:?}", accepted(&default_app));
+}

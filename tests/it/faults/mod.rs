@@ -8,6 +8,7 @@
 mod network;
 mod outages;
 mod peers;
+mod queues;
 mod soak;
 mod sources;
 mod storms;
