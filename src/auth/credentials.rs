@@ -195,7 +195,7 @@ pub async fn run_refresher(
                 failures += 1;
                 observer.failed(&error);
                 if failures == 1 || failures.is_power_of_two() {
-                    tracing::error!(error = %error, failures, "Cannot load AWS credentials: MSK IAM tokens cannot be signed.");
+                    tracing::error!(error = %error, failures, "Cannot load AWS credentials: IAM tokens cannot be signed.");
                 }
                 Duration::from_secs(1 << failures.min(5)).min(Duration::from_secs(30))
             }

@@ -5,6 +5,7 @@
 //! credentials and signs, so it never blocks the client thread or waits on STS or IMDS.
 //! [`policy`] prints the least-privilege IAM policy a configuration needs.
 
+pub mod cache_token;
 pub mod credentials;
 pub mod policy;
 pub mod token;

@@ -221,6 +221,18 @@ pub fn iam_policy(config: &Config) -> Policy {
     if !keyed.is_empty() {
         statement.push(queue_keys(&keyed));
     }
+    if let Some(iam) = config.redis_source.as_ref().and_then(|r| r.iam.as_ref()) {
+        // The user ARN names the user id; the Redis user name is usually the same.
+        let arn = |kind: &str, name: &str| {
+            format!("arn:{partition}:{}:{}:{PLACEHOLDER_ACCOUNT}:{kind}:{name}", iam.service, iam.region)
+        };
+        let (action, cache) = match (iam.service, iam.serverless) {
+            ("memorydb", _) => ("memorydb:Connect", arn("cluster", &iam.name)),
+            (_, true) => ("elasticache:Connect", arn("serverlesscache", &iam.name)),
+            _ => ("elasticache:Connect", arn("replicationgroup", &iam.name)),
+        };
+        statement.push(allow("ConnectToRedis", &[action], vec![cache, arn("user", &iam.user)]));
+    }
     Policy { version: "2012-10-17", statement }
 }
 

@@ -72,6 +72,19 @@ pub struct TokenArgs {
     /// Print the presigned URL and the expiry instead of the token.
     #[arg(long)]
     pub decode: bool,
+    /// Print the ElastiCache IAM token of this cache (replication group or serverless cache)
+    /// instead of an MSK token (REDIS_AUTH=iam).
+    #[arg(long, value_name = "CACHE", requires = "user")]
+    pub elasticache: Option<String>,
+    /// The same for a MemoryDB cluster.
+    #[arg(long, value_name = "CLUSTER", requires = "user", conflicts_with = "elasticache")]
+    pub memorydb: Option<String>,
+    /// The Redis user of the ElastiCache/MemoryDB token.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// The cache is ElastiCache Serverless.
+    #[arg(long, requires = "elasticache")]
+    pub serverless: bool,
 }
 
 /// Entry point of the binary.

@@ -1,4 +1,5 @@
-//! `msk-sidecar token`: prints one MSK IAM auth token for the current AWS credentials.
+//! `msk-sidecar token`: prints one MSK IAM auth token for the current AWS credentials (or, with
+//! `--elasticache`/`--memorydb`, the Redis IAM token of a cache).
 //!
 //! `--signing-time` fixes the clock so the output can be compared with AWS's signer libraries;
 //! `--decode` prints the presigned URL and the expiry instead of the token.
@@ -11,6 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::{EXIT_CONFIG, TokenArgs, output};
+use crate::auth::cache_token::{CacheTarget, sign_cache_token};
 use crate::auth::credentials::{self, CredentialCache};
 use crate::auth::token::{self, sign_token};
 use crate::config::{keys, parse};
@@ -68,6 +70,30 @@ pub fn main(env: &BTreeMap<String, String>, args: &TokenArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let cache = args
+        .elasticache
+        .as_ref()
+        .map(|name| ("elasticache", name))
+        .or(args.memorydb.as_ref().map(|name| ("memorydb", name)));
+    if let Some((service, name)) = cache {
+        let target = CacheTarget {
+            service,
+            name: name.clone(),
+            user: args.user.clone().unwrap_or_default(),
+            serverless: args.serverless,
+            region,
+        };
+        return match sign_cache_token(&credentials, &target, time) {
+            Ok(token) => {
+                output::line(&token);
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("msk-sidecar: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match sign_token(&credentials, &region, time, &token::user_agent()) {
         Ok(token) if args.decode => {
             let expiry = UNIX_EPOCH + Duration::from_millis(u64::try_from(token.expires_at_ms).unwrap_or(0));

@@ -36,6 +36,7 @@ pub const SQS_WAIT_TIME: &str = "SQS_WAIT_TIME";
 pub const SQS_VISIBILITY_TIMEOUT: &str = "SQS_VISIBILITY_TIMEOUT";
 pub const REDIS_URL: &str = "REDIS_URL";
 pub const REDIS_AUTH: &str = "REDIS_AUTH";
+pub const REDIS_IAM_CACHE: &str = "REDIS_IAM_CACHE";
 pub const REDIS_STREAMS: &str = "REDIS_STREAMS";
 pub const REDIS_CONSUMER_GROUP: &str = "REDIS_CONSUMER_GROUP";
 pub const REDIS_CONSUMER_NAME: &str = "REDIS_CONSUMER_NAME";
@@ -88,6 +89,7 @@ pub const ALL: &[(&str, Option<&str>)] = &[
     (SQS_VISIBILITY_TIMEOUT, Some("30s")),
     (REDIS_URL, None),
     (REDIS_AUTH, Some("password")),
+    (REDIS_IAM_CACHE, None),
     (REDIS_STREAMS, None),
     (REDIS_CONSUMER_GROUP, None),
     (REDIS_CONSUMER_NAME, None),

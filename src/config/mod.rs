@@ -158,6 +158,23 @@ pub struct RedisSourceConfig {
     pub claim_min_idle: Duration,
     /// Where a group created by the sidecar starts: the stream's start (`earliest`) or its end.
     pub start_from: StartFrom,
+    /// `REDIS_AUTH=iam`: each connection authenticates with an IAM token for this cache.
+    pub iam: Option<RedisIamConfig>,
+}
+
+/// The cache an ElastiCache / MemoryDB IAM token is signed for (`REDIS_AUTH=iam`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedisIamConfig {
+    /// `elasticache` or `memorydb`.
+    pub service: &'static str,
+    /// The replication group, serverless cache or MemoryDB cluster.
+    pub name: String,
+    /// An ElastiCache Serverless cache.
+    pub serverless: bool,
+    /// The Redis user (REDIS_URL's user name).
+    pub user: String,
+    /// The signing region.
+    pub region: String,
 }
 
 /// The RabbitMQ source (`AMQP_URL`): queues consumed with manual acknowledgements.
@@ -190,6 +207,7 @@ impl fmt::Debug for RedisSourceConfig {
             .field("consumer", &self.consumer)
             .field("claim_min_idle", &self.claim_min_idle)
             .field("start_from", &self.start_from)
+            .field("iam", &self.iam)
             .finish()
     }
 }

@@ -106,7 +106,21 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
             duration(sqs_source.map_or(Duration::from_secs(30), |s| s.visibility_timeout)),
         ),
         (keys::REDIS_URL, redis.map(|r| redact_url(&r.url)).unwrap_or_default()),
-        (keys::REDIS_AUTH, "password".to_string()),
+        (
+            keys::REDIS_AUTH,
+            if redis.is_some_and(|r| r.iam.is_some()) { "iam" } else { "password" }.to_string(),
+        ),
+        (
+            keys::REDIS_IAM_CACHE,
+            redis
+                .and_then(|r| r.iam.as_ref())
+                .map(|i| match (i.service, i.serverless) {
+                    ("memorydb", _) => format!("memorydb:{}", i.name),
+                    (_, true) => format!("serverless:{}", i.name),
+                    _ => i.name.clone(),
+                })
+                .unwrap_or_default(),
+        ),
         (keys::REDIS_STREAMS, redis.map(|r| r.streams.join(",")).unwrap_or_default()),
         (keys::REDIS_CONSUMER_GROUP, redis.map(|r| r.group.clone()).unwrap_or_default()),
         (keys::REDIS_CONSUMER_NAME, redis.and_then(|r| r.consumer.clone()).unwrap_or_default()),

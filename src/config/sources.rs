@@ -9,7 +9,7 @@ use std::time::Duration;
 use url::Url;
 
 use super::validate::Reader;
-use super::{AmqpSourceConfig, RedisSourceConfig, SqsSourceConfig, StartFrom, keys, parse};
+use super::{AmqpSourceConfig, RedisIamConfig, RedisSourceConfig, SqsSourceConfig, StartFrom, keys, parse};
 
 /// The longest long-poll wait SQS accepts.
 const MAX_WAIT: Duration = Duration::from_secs(20);
@@ -109,6 +109,59 @@ fn stream_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The cache an IAM token is for, from `REDIS_IAM_CACHE` (`<name>`, `serverless:<name>`,
+/// `memorydb:<name>`) or an ElastiCache / MemoryDB endpoint host: (service, name, serverless,
+/// the region when the host names it).
+pub fn iam_cache(
+    explicit: Option<&str>,
+    host: &str,
+) -> Result<(&'static str, String, bool, Option<String>), String> {
+    if let Some(text) = explicit {
+        let (service, name, serverless) = match text.split_once(':') {
+            Some(("serverless", name)) => ("elasticache", name, true),
+            Some(("memorydb", name)) => ("memorydb", name, false),
+            Some((kind, _)) => {
+                return Err(format!("{kind:?}: expected <name>, serverless:<name> or memorydb:<name>"));
+            }
+            None => ("elasticache", text, false),
+        };
+        if name.is_empty() {
+            return Err("the cache name is empty".to_string());
+        }
+        return Ok((service, name.to_string(), serverless, None));
+    }
+    let labels: Vec<&str> = host.split('.').collect();
+    let first = |skip: &[&str]| match labels.as_slice() {
+        [kind, name, ..] if skip.contains(kind) => (*name).to_string(),
+        [name, ..] => (*name).to_string(),
+        [] => String::new(),
+    };
+    if let Some(rest) = host.strip_suffix(".amazonaws.com").and_then(|h| h.split_once(".memorydb.")) {
+        // clustercfg.<cluster>.<id>.memorydb.<region>.amazonaws.com
+        return Ok(("memorydb", first(&["clustercfg"]), false, Some(rest.1.to_string())));
+    }
+    if host.ends_with(".cache.amazonaws.com") || host.ends_with(".cache.amazonaws.com.cn") {
+        if host.contains(".serverless.") {
+            // <name>-<id>.serverless.<region code>.cache.amazonaws.com
+            let label = first(&[]);
+            let name = label.rsplit_once('-').map_or(label.as_str(), |(name, _)| name).to_string();
+            return Ok(("elasticache", name, true, None));
+        }
+        // master.<group>.<id>.<region code>.cache.amazonaws.com (also clustercfg., replica.)
+        return Ok(("elasticache", first(&["master", "clustercfg", "replica"]), false, None));
+    }
+    Err(format!(
+        "cannot tell the cache from the host {host}: set REDIS_IAM_CACHE (<name>, serverless:<name> or memorydb:<name>)"
+    ))
+}
+
+/// A URL's user name as text (`%40` back to `@`).
+fn percent_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("u={text}").as_bytes())
+        .next()
+        .map_or_else(|| text.to_string(), |(_, v)| v.into_owned())
+}
+
 /// A name that must not be empty.
 fn non_empty(text: &str) -> Result<String, String> {
     let text = text.trim();
@@ -125,12 +178,9 @@ impl Reader<'_> {
                 _ => Err("expected redis://host:port or rediss://host:port".to_string()),
             }
         });
-        let auth = self.parse(keys::REDIS_AUTH, |t| match t.trim() {
-            "password" => Ok(()),
-            "iam" => {
-                Err("ElastiCache/MemoryDB IAM tokens are not built yet: use password (in REDIS_URL)"
-                    .to_string())
-            }
+        let iam = self.parse(keys::REDIS_AUTH, |t| match t.trim() {
+            "password" => Ok(false),
+            "iam" => Ok(true),
             _ => Err("expected password or iam".to_string()),
         });
         let streams = self.parse(keys::REDIS_STREAMS, |t| {
@@ -159,11 +209,12 @@ impl Reader<'_> {
             "latest" => Ok(StartFrom::Latest),
             _ => Err("expected earliest or latest".to_string()),
         });
-        let ((), claim_min_idle, start_from) = (auth?, claim_min_idle?, start_from?);
+        let (iam, claim_min_idle, start_from) = (iam?, claim_min_idle?, start_from?);
         let Some(url) = url else {
             // Unset: the source is off. Set but bad: the problem is recorded.
             return self.raw.get(keys::REDIS_URL).is_none().then_some(None);
         };
+        let iam = if iam { Some(self.redis_iam(&url)?) } else { None };
         for (name, missing) in
             [(keys::REDIS_STREAMS, streams.is_none()), (keys::REDIS_CONSUMER_GROUP, group.is_none())]
         {
@@ -178,7 +229,50 @@ impl Reader<'_> {
             consumer,
             claim_min_idle,
             start_from,
+            iam,
         }))
+    }
+
+    /// What `REDIS_AUTH=iam` signs for: the user of `REDIS_URL` (which holds no password), the
+    /// cache (`REDIS_IAM_CACHE`, else the endpoint host) and the region (`AWS_REGION`, else a
+    /// MemoryDB host's).
+    fn redis_iam(&mut self, url: &url::Url) -> Option<RedisIamConfig> {
+        let mut ok = true;
+        if url.username().is_empty() {
+            self.problem(
+                keys::REDIS_AUTH,
+                "iam needs the IAM-enabled Redis user in REDIS_URL (redis://<user>@host:port)",
+            );
+            ok = false;
+        }
+        if url.password().is_some() {
+            self.problem(
+                keys::REDIS_URL,
+                "with REDIS_AUTH=iam the URL holds no password: the IAM token is the password",
+            );
+            ok = false;
+        }
+        let explicit = self.raw.get(keys::REDIS_IAM_CACHE).map(|v| v.text.trim().to_string());
+        let cache = match iam_cache(explicit.as_deref(), url.host_str().unwrap_or_default()) {
+            Ok(cache) => Some(cache),
+            Err(message) => {
+                self.problem(keys::REDIS_IAM_CACHE, message);
+                None
+            }
+        };
+        let region = match self.raw.get(keys::AWS_REGION) {
+            Some(_) => self.parse(keys::AWS_REGION, parse::region),
+            None => cache.as_ref().and_then(|c| c.3.clone()),
+        };
+        if region.is_none() && self.raw.get(keys::AWS_REGION).is_none() {
+            self.problem(
+                keys::AWS_REGION,
+                "required with REDIS_AUTH=iam (the region the token is signed for)",
+            );
+        }
+        let (service, name, serverless, _) = cache?;
+        let user = percent_decode(url.username());
+        ok.then_some(RedisIamConfig { service, name, serverless, user, region: region? })
     }
 }
 
@@ -384,6 +478,67 @@ mod tests {
             let err = load(text).expect_err(text);
             assert!(err.names(field), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn the_iam_cache_is_read_from_the_endpoint_or_given() {
+        let cases = [
+            ("master.orders.abc123.use1.cache.amazonaws.com", ("elasticache", "orders", false, None)),
+            ("clustercfg.orders.abc123.use1.cache.amazonaws.com", ("elasticache", "orders", false, None)),
+            ("orders-x1y2z3.serverless.use1.cache.amazonaws.com", ("elasticache", "orders", true, None)),
+            (
+                "clustercfg.streams.abc.memorydb.eu-west-1.amazonaws.com",
+                ("memorydb", "streams", false, Some("eu-west-1")),
+            ),
+        ];
+        for (host, (service, name, serverless, region)) in cases {
+            let found = iam_cache(None, host).expect(host);
+            assert_eq!(found, (service, name.to_string(), serverless, region.map(str::to_string)), "{host}");
+        }
+        assert_eq!(
+            iam_cache(Some("serverless:c"), "localhost").unwrap(),
+            ("elasticache", "c".into(), true, None)
+        );
+        assert_eq!(iam_cache(Some("memorydb:m"), "localhost").unwrap().0, "memorydb");
+        assert!(iam_cache(None, "redis.internal").unwrap_err().contains("REDIS_IAM_CACHE"));
+        assert!(iam_cache(Some("other:x"), "h").is_err());
+    }
+
+    #[test]
+    fn redis_iam_needs_a_user_no_password_and_a_region() {
+        let base = [
+            ("REDIS_STREAMS", "orders"),
+            ("REDIS_CONSUMER_GROUP", "g"),
+            ("REDIS_AUTH", "iam"),
+            ("SIDECAR_DELIVERY_URL", "http://127.0.0.1:8080/events"),
+        ];
+        let load = |extra: &[(&str, &str)]| {
+            let env: BTreeMap<String, String> =
+                base.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            Config::from_sources(&env, None)
+        };
+        let ok = load(&[
+            ("REDIS_URL", "rediss://app%40team@master.orders.abc.use1.cache.amazonaws.com:6379"),
+            ("AWS_REGION", "us-east-1"),
+        ])
+        .expect("valid");
+        let iam = ok.redis_source.and_then(|r| r.iam).expect("iam");
+        assert_eq!(
+            (iam.user.as_str(), iam.name.as_str(), iam.region.as_str()),
+            ("app@team", "orders", "us-east-1")
+        );
+        for (url, variable) in [
+            ("rediss://master.orders.abc.use1.cache.amazonaws.com:6379", "REDIS_AUTH"),
+            ("rediss://u:pw@master.orders.abc.use1.cache.amazonaws.com:6379", "REDIS_URL"),
+            ("redis://u@10.0.0.1:6379", "REDIS_IAM_CACHE"),
+        ] {
+            let err = load(&[("REDIS_URL", url), ("AWS_REGION", "us-east-1")]).expect_err(url);
+            assert!(err.names(variable), "{url}: {err}");
+            assert!(!err.to_string().contains("pw@"), "no password shown: {err}");
+        }
+        let err = load(&[("REDIS_URL", "rediss://u@master.orders.abc.use1.cache.amazonaws.com:6379")])
+            .expect_err("no region");
+        assert!(err.names("AWS_REGION"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! A Redis connection made on first use and made again after an error: the source's commands
 //! never hold a broken connection, and a server that went away is reached again with the next
-//! command (the caller backs off).
+//! command (the caller backs off). With `REDIS_AUTH=iam` each new connection authenticates with
+//! a token signed then (ElastiCache accepts a token for 15 minutes, for new connections only).
 
 use std::time::Duration;
 
@@ -8,20 +9,37 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd, Value};
 use tokio::sync::Mutex;
 
+/// Signs the password of each new connection (`REDIS_AUTH=iam`).
+pub trait Password: Send + Sync + 'static {
+    /// The password for a connection made now.
+    fn password(&self) -> Result<String, String>;
+}
+
 /// One connection, remade on demand.
 pub struct Link {
     client: Client,
     config: AsyncConnectionConfig,
+    password: Option<std::sync::Arc<dyn Password>>,
     connection: Mutex<Option<MultiplexedConnection>>,
 }
 
 impl Link {
-    /// A link whose commands give up after `timeout` without an answer.
-    pub fn new(client: Client, timeout: Duration) -> Self {
+    /// A link whose commands give up after `timeout` without an answer; `password` signs each
+    /// new connection's password (else the URL's is used).
+    pub fn new(client: Client, timeout: Duration, password: Option<std::sync::Arc<dyn Password>>) -> Self {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(5)))
             .set_response_timeout(Some(timeout));
-        Link { client, config, connection: Mutex::new(None) }
+        Link { client, config, password, connection: Mutex::new(None) }
+    }
+
+    /// A client for a new connection: the URL's, or with a freshly signed password.
+    fn client(&self) -> Result<Client, CommandError> {
+        let Some(password) = &self.password else { return Ok(self.client.clone()) };
+        let token = password.password().map_err(|text| CommandError { code: None, text })?;
+        let info = self.client.get_connection_info().clone();
+        let settings = info.redis_settings().clone().set_password(token);
+        Client::open(info.set_redis_settings(settings)).map_err(|err| CommandError::from(&err))
     }
 
     /// Runs `cmd`; an error is one line without the server's address or credentials.
@@ -32,7 +50,7 @@ impl Link {
                 Some(connection) => connection.clone(),
                 None => {
                     let connection = self
-                        .client
+                        .client()?
                         .get_multiplexed_async_connection_with_config(&self.config)
                         .await
                         .map_err(|err| CommandError::from(&err))?;

@@ -16,6 +16,7 @@
 
 pub mod acks;
 pub mod entry;
+pub mod iam;
 pub mod link;
 pub mod receiver;
 
@@ -125,8 +126,12 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<RedisSource,
     let config = setup.config.clone();
     let client = redis::Client::open(config.url.as_str())
         .map_err(|err| RedisSourceError::Url(link::CommandError::from(&err).text))?;
-    let commands = Arc::new(Link::new(client.clone(), COMMAND_TIMEOUT));
-    let reads = Arc::new(Link::new(client, receiver::BLOCK + COMMAND_TIMEOUT));
+    let password: Option<Arc<dyn link::Password>> = match &config.iam {
+        Some(iam_config) => Some(iam::start(iam_config, &setup.health, stop.clone()).await),
+        None => None,
+    };
+    let commands = Arc::new(Link::new(client.clone(), COMMAND_TIMEOUT, password.clone()));
+    let reads = Arc::new(Link::new(client, receiver::BLOCK + COMMAND_TIMEOUT, password));
     let member =
         Member { group: config.group.clone(), consumer: config.consumer.clone().unwrap_or_else(host_name) };
     let (done_tx, done_rx) = mpsc::unbounded_channel();

@@ -165,3 +165,62 @@ fn check_config_prints_the_least_privilege_policy() {
     assert!(text.contains("# Least-privilege IAM policy"), "{text}");
     assert!(text.contains("MSK_CLUSTER_ARN = \"arn:aws:kafka:eu-west-1:123456789012:cluster/demo/abc-1\""));
 }
+
+/// Runs botocore's presigner (tests/support/cache_signer.py) with a frozen clock.
+fn official_cache_token(args: &[&str]) -> String {
+    let venv =
+        std::env::var("TESTBED_VENV").expect("TESTBED_VENV is not set: run the tests with scripts/test.sh");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/cache_signer.py");
+    let out =
+        Command::new(format!("{venv}/bin/python")).arg(script).args(args).output().expect("run botocore");
+    assert!(out.status.success(), "botocore failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf8").trim().to_string()
+}
+
+/// service, cache, user, serverless, session token, region, signing time.
+type CacheCase<'a> = (&'a str, &'a str, &'a str, bool, Option<&'a str>, &'a str, &'a str);
+
+#[test]
+fn elasticache_and_memorydb_tokens_match_botocore_byte_for_byte() {
+    let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    let session = "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQ+/session=token";
+    let cases: [CacheCase<'_>; 4] = [
+        ("elasticache", "my-group", "app-user", false, None, "us-east-1", "2024-01-02T03:04:05Z"),
+        ("elasticache", "orders-cache", "svc@team", true, Some(session), "eu-west-1", "2025-06-30T23:59:59Z"),
+        ("memorydb", "streams", "reader", false, Some(session), "ap-southeast-2", "2026-11-23T12:00:00Z"),
+        ("elasticache", "g", "u", false, Some("short"), "us-gov-west-1", "2024-02-29T00:00:00Z"),
+    ];
+    for (service, name, user, serverless, session_token, region, time) in cases {
+        let mut env = vec![("AWS_ACCESS_KEY_ID", "AKIAIOSFODNN7EXAMPLE"), ("AWS_SECRET_ACCESS_KEY", secret)];
+        let mut theirs_args = vec![
+            "--service",
+            service,
+            "--name",
+            name,
+            "--user",
+            user,
+            "--region",
+            region,
+            "--access-key",
+            "AKIAIOSFODNN7EXAMPLE",
+            "--secret-key",
+            secret,
+            "--time",
+            time,
+        ];
+        if let Some(token) = session_token {
+            env.push(("AWS_SESSION_TOKEN", token));
+            theirs_args.extend(["--session-token", token]);
+        }
+        let mut ours_args = vec!["token", "--region", region, "--signing-time", time, "--user", user];
+        ours_args.extend([if service == "memorydb" { "--memorydb" } else { "--elasticache" }, name]);
+        if serverless {
+            ours_args.push("--serverless");
+            theirs_args.push("--serverless");
+        }
+        let out = sidecar(&ours_args, &env);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let ours = String::from_utf8(out.stdout).expect("utf8").trim().to_string();
+        assert_eq!(ours, official_cache_token(&theirs_args), "{service} {name} {user} {region} {time}");
+    }
+}

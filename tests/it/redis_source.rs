@@ -385,3 +385,110 @@ async fn a_stream_route_sends_its_stream_elsewhere_while_the_other_keeps_the_def
     assert!(accepted(&route_app).keys().all(|b| b.starts_with("a-")), "{:?}", accepted(&route_app));
     assert!(accepted(&default_app).keys().all(|b| b.starts_with("b-")), "{:?}", accepted(&default_app));
 }
+
+/// A Redis server stand-in that records each command (as text arguments) and answers `+OK` to
+/// `AUTH`, `HELLO`, `CLIENT` and `XGROUP`, nil to anything else (no entries).
+async fn recording_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>) {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let commands = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let recorded = commands.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let recorded = recorded.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut read = BufReader::new(read);
+                loop {
+                    let mut line = String::new();
+                    if read.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let Some(count) = line.trim().strip_prefix('*').and_then(|n| n.parse::<usize>().ok())
+                    else {
+                        return;
+                    };
+                    let mut args = Vec::new();
+                    for _ in 0..count {
+                        let mut header = String::new();
+                        read.read_line(&mut header).await.unwrap();
+                        let len: usize = header.trim().trim_start_matches('$').parse().unwrap();
+                        let mut bytes = vec![0; len + 2];
+                        read.read_exact(&mut bytes).await.unwrap();
+                        args.push(String::from_utf8_lossy(&bytes[..len]).into_owned());
+                    }
+                    let name = args.first().map(|a| a.to_ascii_uppercase()).unwrap_or_default();
+                    recorded.lock().unwrap().push(args);
+                    let answer: &[u8] = match name.as_str() {
+                        "AUTH" | "HELLO" | "CLIENT" | "XGROUP" => b"+OK\r\n",
+                        _ => b"*-1\r\n",
+                    };
+                    if write.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, commands)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_iam_each_connection_authenticates_with_the_token_botocore_would_sign() {
+    let (port, commands) = recording_server().await;
+    let app = TestApp::start().await;
+    let secret = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    let mut env = env("orders", "g", "c1", &app);
+    env.insert("REDIS_URL".into(), format!("redis://app-user@127.0.0.1:{port}"));
+    env.insert("REDIS_AUTH".into(), "iam".into());
+    env.insert("REDIS_IAM_CACHE".into(), "orders-cache".into());
+    env.insert("AWS_REGION".into(), "eu-west-1".into());
+    env.insert("AWS_ACCESS_KEY_ID".into(), "AKIAIOSFODNN7EXAMPLE".into());
+    env.insert("AWS_SECRET_ACCESS_KEY".into(), secret.into());
+    env.insert("AWS_EC2_METADATA_DISABLED".into(), "true".into());
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("sidecar.log");
+    let mut child = process::spawn(&env, &log);
+    let auth = common::eventually(Duration::from_secs(20), "an AUTH command", || {
+        let auth = commands.lock().unwrap().iter().find(|c| c[0].eq_ignore_ascii_case("AUTH")).cloned();
+        std::future::ready(auth)
+    })
+    .await;
+    process::signal(&child, "TERM");
+    process::wait(&mut child, Duration::from_secs(10)).await;
+    assert_eq!(auth.len(), 3, "AUTH <user> <token>: {auth:?}");
+    assert_eq!(auth[1], "app-user");
+    let token = &auth[2];
+    // The same token from botocore's presigner, signed at the instant the sidecar signed.
+    let date = token.split("X-Amz-Date=").nth(1).and_then(|d| d.split('&').next()).expect("X-Amz-Date");
+    let at = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &date[0..4],
+        &date[4..6],
+        &date[6..8],
+        &date[9..11],
+        &date[11..13],
+        &date[13..15]
+    );
+    let venv = std::env::var("TESTBED_VENV").expect("TESTBED_VENV");
+    let out = std::process::Command::new(format!("{venv}/bin/python"))
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/cache_signer.py"))
+        .args([
+            "--service",
+            "elasticache",
+            "--name",
+            "orders-cache",
+            "--user",
+            "app-user",
+            "--region",
+            "eu-west-1",
+        ])
+        .args(["--access-key", "AKIAIOSFODNN7EXAMPLE", "--secret-key", secret, "--time", &at])
+        .output()
+        .expect("botocore");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(token, String::from_utf8_lossy(&out.stdout).trim(), "the token botocore signs");
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!log_text.contains("X-Amz-Signature"), "no token in the log");
+}
