@@ -223,8 +223,13 @@ pub fn iam_policy(config: &Config) -> Policy {
     }
     if let Some(iam) = config.redis_source.as_ref().and_then(|r| r.iam.as_ref()) {
         // The user ARN names the user id; the Redis user name is usually the same.
+        // ElastiCache ARNs separate the kind with `:`, MemoryDB's with `/`.
+        let separator = if iam.service == "memorydb" { '/' } else { ':' };
         let arn = |kind: &str, name: &str| {
-            format!("arn:{partition}:{}:{}:{PLACEHOLDER_ACCOUNT}:{kind}:{name}", iam.service, iam.region)
+            format!(
+                "arn:{partition}:{}:{}:{PLACEHOLDER_ACCOUNT}:{kind}{separator}{name}",
+                iam.service, iam.region
+            )
         };
         let (action, cache) = match (iam.service, iam.serverless) {
             ("memorydb", _) => ("memorydb:Connect", arn("cluster", &iam.name)),

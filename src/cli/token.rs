@@ -78,7 +78,8 @@ pub fn main(env: &BTreeMap<String, String>, args: &TokenArgs) -> ExitCode {
     if let Some((service, name)) = cache {
         let target = CacheTarget {
             service,
-            name: name.clone(),
+            // AWS keeps cache names in lower case, and the token must name it so.
+            name: name.to_ascii_lowercase(),
             user: args.user.clone().unwrap_or_default(),
             serverless: args.serverless,
             region,

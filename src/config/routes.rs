@@ -161,6 +161,12 @@ fn route(c: &mut Checker<'_, '_>, raw: RawRoute, config: &Config, index: usize) 
         let amqp = config.amqp_source.as_ref().is_some_and(|a| a.queues.contains(queue));
         if !sqs && !amqp {
             c.fail("queue", queue, "is not a queue of SQS_QUEUE_URLS or AMQP_QUEUES");
+        } else if sqs && amqp {
+            c.fail(
+                "queue",
+                queue,
+                "is a queue of both SQS_QUEUE_URLS and AMQP_QUEUES: the route cannot tell them apart",
+            );
         }
     }
     if let (Some(TopicMatcher::Exact(stream)), Selects::Streams) = (&matcher, selects)

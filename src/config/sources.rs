@@ -128,27 +128,41 @@ pub fn iam_cache(
         if name.is_empty() {
             return Err("the cache name is empty".to_string());
         }
-        return Ok((service, name.to_string(), serverless, None));
+        // AWS keeps cache names in lower case, and the token must name it so.
+        return Ok((service, name.to_ascii_lowercase(), serverless, None));
     }
+    let host = host.to_ascii_lowercase();
     let labels: Vec<&str> = host.split('.').collect();
-    let first = |skip: &[&str]| match labels.as_slice() {
-        [kind, name, ..] if skip.contains(kind) => (*name).to_string(),
-        [name, ..] => (*name).to_string(),
+    // The group or cluster: the label after master./clustercfg./replica.; a cluster-mode node's
+    // second label (`<group>-0001-001.<group>.`); a reader's first label without `-ro`
+    // (`<group>-ro.<id>.ng.`); a node's without its `-001` (`<group>-001.<id>.0001.`); else the
+    // first label (`<group>.<id>.ng.`).
+    let name = || match labels.as_slice() {
+        [kind, name, ..] if ["master", "clustercfg", "replica"].contains(kind) => (*name).to_string(),
+        [node, group, ..] if node.starts_with(&format!("{group}-")) => (*group).to_string(),
+        [reader, _, "ng", ..] if reader.ends_with("-ro") => reader.trim_end_matches("-ro").to_string(),
+        [node, _, number, ..] if !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) => {
+            node.rsplit_once('-').map_or(*node, |(group, _)| group).to_string()
+        }
+        [first, ..] => (*first).to_string(),
         [] => String::new(),
     };
-    if let Some(rest) = host.strip_suffix(".amazonaws.com").and_then(|h| h.split_once(".memorydb.")) {
+    let memorydb = host
+        .strip_suffix(".amazonaws.com")
+        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))
+        .and_then(|h| h.split_once(".memorydb."));
+    if let Some((_, region)) = memorydb {
         // clustercfg.<cluster>.<id>.memorydb.<region>.amazonaws.com
-        return Ok(("memorydb", first(&["clustercfg"]), false, Some(rest.1.to_string())));
+        return Ok(("memorydb", name(), false, Some(region.to_string())));
     }
     if host.ends_with(".cache.amazonaws.com") || host.ends_with(".cache.amazonaws.com.cn") {
         if host.contains(".serverless.") {
             // <name>-<id>.serverless.<region code>.cache.amazonaws.com
-            let label = first(&[]);
-            let name = label.rsplit_once('-').map_or(label.as_str(), |(name, _)| name).to_string();
+            let label = labels.first().copied().unwrap_or_default();
+            let name = label.rsplit_once('-').map_or(label, |(name, _)| name).to_string();
             return Ok(("elasticache", name, true, None));
         }
-        // master.<group>.<id>.<region code>.cache.amazonaws.com (also clustercfg., replica.)
-        return Ok(("elasticache", first(&["master", "clustercfg", "replica"]), false, None));
+        return Ok(("elasticache", name(), false, None));
     }
     Err(format!(
         "cannot tell the cache from the host {host}: set REDIS_IAM_CACHE (<name>, serverless:<name> or memorydb:<name>)"
@@ -245,6 +259,16 @@ impl Reader<'_> {
             );
             ok = false;
         }
+        // The token is a bearer credential for 15 minutes: it travels over TLS only (ElastiCache
+        // takes IAM only with in-transit encryption), or to a server on this host.
+        let local = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        if url.scheme() != "rediss" && !local {
+            self.problem(
+                keys::REDIS_URL,
+                "with REDIS_AUTH=iam use rediss:// (TLS): the token must not travel in clear text",
+            );
+            ok = false;
+        }
         if url.password().is_some() {
             self.problem(
                 keys::REDIS_URL,
@@ -260,9 +284,12 @@ impl Reader<'_> {
                 None
             }
         };
-        let region = match self.raw.get(keys::AWS_REGION) {
-            Some(_) => self.parse(keys::AWS_REGION, parse::region),
-            None => cache.as_ref().and_then(|c| c.3.clone()),
+        // A MemoryDB host names its region: the token is signed for the cache's region, whatever
+        // region the task or pod runs in (AWS_REGION).
+        let region = match (cache.as_ref().and_then(|c| c.3.clone()), self.raw.get(keys::AWS_REGION)) {
+            (Some(region), _) => Some(region),
+            (None, Some(_)) => self.parse(keys::AWS_REGION, parse::region),
+            (None, None) => None,
         };
         if region.is_none() && self.raw.get(keys::AWS_REGION).is_none() {
             self.problem(
@@ -478,6 +505,15 @@ mod tests {
             let err = load(text).expect_err(text);
             assert!(err.names(field), "{text}: {err}");
         }
+        // A queue of both sources: a route naming it cannot tell them apart.
+        let mut both = env.clone();
+        both.insert("SQS_QUEUE_URLS".into(), "https://sqs.eu-west-1.amazonaws.com/123456789012/jobs".into());
+        let err = Config::from_sources(
+            &both,
+            Some((std::path::Path::new("r.toml"), "[[routes]]\nqueue = \"jobs\"\n")),
+        )
+        .expect_err("ambiguous");
+        assert!(err.to_string().contains("both"), "{err}");
     }
 
     #[test]
@@ -486,6 +522,17 @@ mod tests {
             ("master.orders.abc123.use1.cache.amazonaws.com", ("elasticache", "orders", false, None)),
             ("clustercfg.orders.abc123.use1.cache.amazonaws.com", ("elasticache", "orders", false, None)),
             ("orders-x1y2z3.serverless.use1.cache.amazonaws.com", ("elasticache", "orders", true, None)),
+            ("orders-001.abc123.0001.use1.cache.amazonaws.com", ("elasticache", "orders", false, None)),
+            (
+                "orders-0001-001.orders.abc123.use1.cache.amazonaws.com",
+                ("elasticache", "orders", false, None),
+            ),
+            ("orders-ro.abc.ng.0001.use1.cache.amazonaws.com", ("elasticache", "orders", false, None)),
+            ("orders-2024.abc.ng.0001.use1.cache.amazonaws.com", ("elasticache", "orders-2024", false, None)),
+            (
+                "streams-0001-001.streams.abc.memorydb.eu-west-1.amazonaws.com",
+                ("memorydb", "streams", false, Some("eu-west-1")),
+            ),
             (
                 "clustercfg.streams.abc.memorydb.eu-west-1.amazonaws.com",
                 ("memorydb", "streams", false, Some("eu-west-1")),
@@ -500,6 +547,7 @@ mod tests {
             ("elasticache", "c".into(), true, None)
         );
         assert_eq!(iam_cache(Some("memorydb:m"), "localhost").unwrap().0, "memorydb");
+        assert_eq!(iam_cache(Some("Orders"), "localhost").unwrap().1, "orders", "names are lower case");
         assert!(iam_cache(None, "redis.internal").unwrap_err().contains("REDIS_IAM_CACHE"));
         assert!(iam_cache(Some("other:x"), "h").is_err());
     }
@@ -522,7 +570,7 @@ mod tests {
             ("AWS_REGION", "us-east-1"),
         ])
         .expect("valid");
-        let iam = ok.redis_source.and_then(|r| r.iam).expect("iam");
+        let iam = ok.redis_source.clone().and_then(|r| r.iam).expect("iam");
         assert_eq!(
             (iam.user.as_str(), iam.name.as_str(), iam.region.as_str()),
             ("app@team", "orders", "us-east-1")
@@ -539,6 +587,35 @@ mod tests {
         let err = load(&[("REDIS_URL", "rediss://u@master.orders.abc.use1.cache.amazonaws.com:6379")])
             .expect_err("no region");
         assert!(err.names("AWS_REGION"), "{err}");
+        let policy = serde_json::to_string(&crate::auth::policy::iam_policy(
+            &load(&[(
+                "REDIS_URL",
+                "rediss://reader@clustercfg.streams.abc.memorydb.eu-west-1.amazonaws.com:6379",
+            )])
+            .expect("valid"),
+        ))
+        .expect("json");
+        assert!(policy.contains("memorydb:Connect"), "{policy}");
+        assert!(policy.contains(":memorydb:eu-west-1:ACCOUNT_ID:cluster/streams"), "{policy}");
+        assert!(policy.contains(":memorydb:eu-west-1:ACCOUNT_ID:user/reader"), "{policy}");
+        let elasticache = serde_json::to_string(&crate::auth::policy::iam_policy(&ok)).expect("json");
+        assert!(
+            elasticache.contains(":elasticache:us-east-1:ACCOUNT_ID:replicationgroup:orders"),
+            "{elasticache}"
+        );
+        let err = load(&[
+            ("REDIS_URL", "redis://u@master.orders.abc.use1.cache.amazonaws.com:6379"),
+            ("AWS_REGION", "us-east-1"),
+        ])
+        .expect_err("clear text");
+        assert!(err.names("REDIS_URL"), "{err}");
+        let memorydb = load(&[
+            ("REDIS_URL", "rediss://u@clustercfg.streams.abc.memorydb.eu-west-1.amazonaws.com:6379"),
+            ("AWS_REGION", "us-east-1"),
+        ])
+        .expect("valid");
+        let iam = memorydb.redis_source.and_then(|r| r.iam).expect("iam");
+        assert_eq!(iam.region, "eu-west-1", "the cache's region, not the pod's");
     }
 
     #[test]

@@ -323,7 +323,15 @@ fn commit(consumer: &StreamConsumer<ConsumerContext>, tracker: &OffsetTracker, m
                 consumer.context().metrics.commit_failed();
                 context::report_maps_refused(tracker, &err);
                 sent.iter().for_each(|(tp, c)| tracker.commit_failed(tp, c.offset));
-                tracing::warn!(error = %err, "Offset commit failed: it is retried at the next commit.");
+                match mode {
+                    // The shutdown's commit: the revoke that follows tries once more.
+                    CommitMode::Sync => {
+                        tracing::warn!(error = %err, "Final offset commit failed: the revoke commits once more; what neither commits is delivered again.")
+                    }
+                    CommitMode::Async => {
+                        tracing::warn!(error = %err, "Offset commit failed: it is retried at the next commit.")
+                    }
+                }
             }
         }
     }

@@ -86,6 +86,9 @@ impl Receiver {
         let mut sequence: i64 = 0;
         let mut reading = Reading::Own("0".into());
         let mut failing: Option<Latch> = None;
+        // Reads failed in a row: one failure is retried before it shows on /ready (ElastiCache
+        // closes IAM connections after 12 hours; the next read reconnects).
+        let mut failures = 0u32;
         let mut backoff = Duration::from_millis(200);
         let claim_every = self.claim_min_idle / 3;
         let mut next_claim = tokio::time::Instant::now();
@@ -140,9 +143,13 @@ impl Receiver {
                     reading = Reading::Own("0".into());
                     tracing::warn!(stream = %self.tp.topic, error = %err, "Reading from the stream failed; trying again.");
                     let reason = format!("reading Redis stream {} fails: {err}", self.tp.topic);
+                    failures += 1;
                     match &failing {
                         Some(latch) => latch.update(reason),
-                        None => failing = Some(self.health.latch(Component::Source, &self.tp.topic, reason)),
+                        None if failures >= 2 => {
+                            failing = Some(self.health.latch(Component::Source, &self.tp.topic, reason));
+                        }
+                        None => {}
                     }
                     if err.code.as_deref() == Some("NOGROUP")
                         && let Err(err) = self.ensure_group().await
@@ -158,6 +165,7 @@ impl Receiver {
                 }
             };
             failing = None;
+            failures = 0;
             backoff = Duration::from_millis(200);
             let counts = if fresh { HashMap::new() } else { self.delivery_counts(&entries).await };
             let mut records = Vec::with_capacity(entries.len());

@@ -56,6 +56,8 @@ pub async fn publish(channel: &Channel, queue: &str, bodies: &[String]) {
         let properties = BasicProperties::default()
             .with_message_id(ShortString::from(format!("id-{body}")))
             .with_content_type("application/json".into())
+            // Persistent: a broker restart keeps them.
+            .with_delivery_mode(2)
             .with_headers(headers);
         channel
             .basic_publish(

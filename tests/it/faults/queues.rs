@@ -1,6 +1,6 @@
 //! Faults of the Redis Streams and RabbitMQ sources: the server black-holed for 20 s (a proxy
-//! that accepts and answers nothing) while entries flow, judged by the oracle like every fault
-//! test. Entry `m-<i>` is record `(0, i)` of one lane (the stream or queue, in order);
+//! that accepts and answers nothing) while entries flow, and the RabbitMQ broker restarted,
+//! judged by the oracle like every fault test. Entry `m-<i>` is record `(0, i)` of one lane (the stream or queue, in order);
 //! "committed past" means acknowledged, which an empty pending list (Redis) or an empty queue
 //! with no consumer holding anything (RabbitMQ) says of every message at the end. Every message
 //! must be delivered, in order, none dead-lettered (an outage is not the message's fault), none
@@ -175,4 +175,66 @@ async fn rabbitmq_black_holed_loses_nothing_keeps_order_and_dead_letters_nothing
         null_target: false,
     };
     judge("RabbitMQ black-holed 20 s", &evidence, settled, &proxy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rabbitmq_broker_restarted_mid_run_loses_nothing() {
+    let queue = common::random_name("arestart");
+    {
+        let (_connection, channel) = amqp::channel().await;
+        amqp::declare(&channel, &queue, false).await;
+        amqp::publish(&channel, &queue, &bodies()).await;
+    }
+    let app = TestApp::start().await;
+    app.behave(|_| Reply::Slow(Duration::from_millis(20), 200));
+    let env: std::collections::BTreeMap<String, String> = [
+        ("AMQP_URL", amqp::url()),
+        ("AMQP_QUEUES", queue.clone()),
+        ("SIDECAR_DELIVERY_URL", app.url()),
+        ("SIDECAR_ADMIN_ADDR", "127.0.0.1:0".to_string()),
+        ("SIDECAR_MAX_IN_FLIGHT", IN_FLIGHT.to_string()),
+        ("SIDECAR_DLQ_ARCHIVE", "none".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let sidecar = Sidecar::start(&env).await;
+    common::eventually(Duration::from_secs(60), "50 messages before the restart", || {
+        std::future::ready((distinct(&accepted(&app, "x-amqp-queue")) >= 50).then_some(()))
+    })
+    .await;
+    // The broker's application stops and starts again (the node stays up): every connection
+    // drops, unacknowledged messages go back to the (durable) queue.
+    for step in ["stop_app", "start_app"] {
+        let output = std::process::Command::new("bash")
+            .args(["localstack/testbed.sh", "rabbitmqctl", step])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("rabbitmqctl");
+        assert!(output.status.success(), "{step}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let restarted = Instant::now();
+    let settled = tokio::time::timeout(Duration::from_secs(90), async {
+        while distinct(&accepted(&app, "x-amqp-queue")) < MESSAGES {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        restarted.elapsed()
+    })
+    .await
+    .ok();
+    sidecar.stop().await;
+    let (_connection, channel) = amqp::channel().await;
+    let left = amqp::ready(&channel, &queue).await;
+    let evidence = Evidence {
+        accepted: accepted(&app, "x-amqp-queue"),
+        dead_letters: Vec::new(),
+        archived: None,
+        committed: vec![if left == 0 { MESSAGES as i64 } else { -1 }],
+        null_target: false,
+    };
+    let verdict = oracle().judge(&evidence, Lanes::Partition);
+    println!("RabbitMQ restarted: settled {settled:?} after the restart");
+    verdict.assert_clean("RabbitMQ broker restarted", &[Cause::AckLost]);
+    assert!(settled.is_some(), "not all delivered within 90 s of the restart");
+    assert!(verdict.extra_deliveries() <= 2 * IN_FLIGHT, "{} copies", verdict.extra_deliveries());
 }

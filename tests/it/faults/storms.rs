@@ -96,7 +96,17 @@ pub async fn rebalance_storm(length: Duration, outage: Duration, seed_records: u
     let committed = mock::offsets_at(&kafka.bootstrap, &group, &topic, 4);
     let verdict = oracle.judge(&super::evidence(Some(&app), &letters, None, committed), Lanes::Key);
     let lost = logs.iter().any(|log| super::lost_an_assignment(log));
-    if std::env::var("FAULTS_DEBUG").is_ok() {
+    let refused = logs.iter().any(|log| super::refused_a_commit(log));
+    let mut causes = Vec::new();
+    if lost {
+        causes.push(Cause::LostAssignment);
+    }
+    if refused {
+        causes.push(Cause::CommitRefused);
+    }
+    // The members' own account when asked, and always when duplicates have no cause the logs
+    // show: a failure leaves its evidence in the output.
+    if std::env::var("FAULTS_DEBUG").is_ok() || (!verdict.duplicated.is_empty() && causes.is_empty()) {
         for log in &logs {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             for line in text.lines().filter(|l| {
@@ -109,14 +119,6 @@ pub async fn rebalance_storm(length: Duration, outage: Duration, seed_records: u
                 println!("{}: {line}", log.display());
             }
         }
-    }
-    let refused = logs.iter().any(|log| super::refused_a_commit(log));
-    let mut causes = Vec::new();
-    if lost {
-        causes.push(Cause::LostAssignment);
-    }
-    if refused {
-        causes.push(Cause::CommitRefused);
     }
     let failed_checks = if letters.is_empty() {
         vec![]
