@@ -27,8 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::archive::Archive;
-use crate::config::{AmqpSourceConfig, TopicMatcher};
-use crate::dispatch::{self, Limits, Paused, RouteEntry};
+use crate::config::AmqpSourceConfig;
+use crate::dispatch::{self, RouteEntry, leased};
 use crate::dlq::reject::{RejectDeadLetters, RejectMarker};
 use crate::health::Health;
 use crate::record::TopicPartition;
@@ -84,42 +84,19 @@ pub fn start(setup: Setup, stop: CancellationToken) -> AmqpSource {
     let ledger = Arc::new(LeaseLedger::new(done_tx));
     let channels = Arc::new(Channels::default());
     let rejects = Arc::new(Rejects::default());
-    let (flow_tx, mut flow_rx) = mpsc::unbounded_channel();
-    let paused = Arc::new(Paused::default());
-    let mut routes = Vec::new();
-    for queue in &config.queues {
-        let Some(route) = setup.routes.iter().find(|r| r.matcher.as_ref().is_none_or(|m| m.matches(queue)))
-        else {
-            continue; // the default route matches every queue
-        };
-        let dead_letters = RejectDeadLetters::new(rejects.clone(), queue, setup.archive.clone());
-        routes.push(Arc::new(RouteEntry {
-            matcher: Some(TopicMatcher::Exact(queue.clone())),
-            pipeline: Arc::new(route.pipeline.with_dead_letters(Arc::new(dead_letters))),
-            ordering: route.ordering,
-            chunk: route.chunk,
-        }));
-    }
-    let tasks = tokio_util::task::TaskTracker::new();
-    let (dispatch, dispatcher) = dispatch::spawn(dispatch::Setup {
-        source: crate::record::Origin::Amqp,
+    let partitions = config.queues.iter().map(|queue| leased::Partition {
+        name: queue.clone(),
+        dead_letters: Arc::new(RejectDeadLetters::new(rejects.clone(), queue, setup.archive.clone())),
+        ordering: None,
+    });
+    let routes = leased::routes_for(partitions.collect(), &setup.routes);
+    let leased::Leased { handle: dispatch, task: dispatcher, tasks, paused } = leased::spawn(
+        crate::record::Origin::Amqp,
         routes,
-        max_in_flight: setup.max_in_flight,
-        limits: Limits::for_in_flight(setup.max_in_flight),
-        ledger: ledger.clone(),
-        metrics: setup.metrics.clone(),
-        flow: flow_tx,
-        backlog: Arc::new(dispatch::Backlog::default()),
-        tasks: tasks.clone(),
-    });
-    tokio::spawn({
-        let paused = paused.clone();
-        async move {
-            while let Some(flow) = flow_rx.recv().await {
-                paused.apply(flow);
-            }
-        }
-    });
+        setup.max_in_flight,
+        ledger.clone(),
+        setup.metrics.clone(),
+    );
     let epochs = Arc::new(AtomicU64::new(0));
     let connections = Arc::new(std::sync::Mutex::new(HashMap::new()));
     let receiving: Vec<_> = config

@@ -17,6 +17,7 @@
 //! The dispatcher is one task that owns all lane state; the consumer talks to it through
 //! [`DispatchHandle`] and lane tasks report back on a channel, so no lock guards the lanes.
 
+pub mod leased;
 mod paused;
 pub use paused::Paused;
 mod lane_task;

@@ -27,8 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::archive::Archive;
-use crate::config::{RedisSourceConfig, StartFrom, TopicMatcher};
-use crate::dispatch::{self, Command, Limits, Paused, RouteEntry};
+use crate::config::{RedisSourceConfig, StartFrom};
+use crate::dispatch::{self, Command, RouteEntry, leased};
 use crate::dlq::stream::{StreamDeadLetters, StreamWriter};
 use crate::health::Health;
 use crate::record::TopicPartition;
@@ -136,47 +136,27 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<RedisSource,
         Member { group: config.group.clone(), consumer: config.consumer.clone().unwrap_or_else(host_name) };
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let ledger = Arc::new(LeaseLedger::new(done_tx));
-    let (flow_tx, mut flow_rx) = mpsc::unbounded_channel();
-    let paused = Arc::new(Paused::default());
-    let mut routes = Vec::new();
-    for stream in &config.streams {
-        let Some(route) = setup.routes.iter().find(|r| r.matcher.as_ref().is_none_or(|m| m.matches(stream)))
-        else {
-            continue; // the default route matches every stream
-        };
-        let dead_letters = StreamDeadLetters::new(
-            Box::new(LinkWriter(commands.clone())),
-            stream,
-            &config.group,
-            setup.archive.clone(),
-        );
-        routes.push(Arc::new(RouteEntry {
-            matcher: Some(TopicMatcher::Exact(stream.clone())),
-            pipeline: Arc::new(route.pipeline.with_dead_letters(Arc::new(dead_letters))),
-            ordering: route.ordering,
-            chunk: route.chunk,
-        }));
-    }
-    let tasks = tokio_util::task::TaskTracker::new();
-    let (dispatch, dispatcher) = dispatch::spawn(dispatch::Setup {
-        source: crate::record::Origin::Redis,
-        routes,
-        max_in_flight: setup.max_in_flight,
-        limits: Limits::for_in_flight(setup.max_in_flight),
-        ledger: ledger.clone(),
-        metrics: setup.metrics.clone(),
-        flow: flow_tx,
-        backlog: Arc::new(dispatch::Backlog::default()),
-        tasks: tasks.clone(),
-    });
-    tokio::spawn({
-        let paused = paused.clone();
-        async move {
-            while let Some(flow) = flow_rx.recv().await {
-                paused.apply(flow);
-            }
+    let partitions = config.streams.iter().map(|stream| {
+        let writer = Box::new(LinkWriter(commands.clone()));
+        leased::Partition {
+            name: stream.clone(),
+            dead_letters: Arc::new(StreamDeadLetters::new(
+                writer,
+                stream,
+                &config.group,
+                setup.archive.clone(),
+            )),
+            ordering: None,
         }
     });
+    let routes = leased::routes_for(partitions.collect(), &setup.routes);
+    let leased::Leased { handle: dispatch, task: dispatcher, tasks, paused } = leased::spawn(
+        crate::record::Origin::Redis,
+        routes,
+        setup.max_in_flight,
+        ledger.clone(),
+        setup.metrics.clone(),
+    );
     let start_id = match config.start_from {
         StartFrom::Earliest => "0",
         StartFrom::Latest => "$",

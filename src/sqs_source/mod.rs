@@ -27,9 +27,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::archive::Archive;
-use crate::config::{Ordering, SqsSourceConfig, TopicMatcher};
-use crate::dispatch::Paused;
-use crate::dispatch::{self, Command, Limits, RouteEntry};
+use crate::config::{Ordering, SqsSourceConfig};
+use crate::dispatch::{self, Command, RouteEntry, leased};
 use crate::dlq::queue::QueueDeadLetters;
 use crate::health::Health;
 use crate::record::TopicPartition;
@@ -119,42 +118,20 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<SqsSource, S
     }
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let ledger = Arc::new(LeaseLedger::new(done_tx));
-    let mut routes: Vec<Arc<RouteEntry>> = Vec::new();
-    for q in &queues {
-        let name = q.tp.topic.to_string();
-        let Some(route) = setup.routes.iter().find(|r| r.matcher.as_ref().is_none_or(|m| m.matches(&name)))
-        else {
-            continue; // the default route matches every queue
-        };
-        routes.push(Arc::new(RouteEntry {
-            matcher: Some(TopicMatcher::Exact(name)),
-            pipeline: Arc::new(route.pipeline.with_dead_letters(q.dead_letters.clone())),
-            ordering: if q.fifo { Ordering::Key } else { Ordering::None },
-            chunk: route.chunk,
-        }));
-    }
-    let (flow_tx, mut flow_rx) = mpsc::unbounded_channel();
-    let tasks = tokio_util::task::TaskTracker::new();
-    let (dispatch, dispatcher) = dispatch::spawn(dispatch::Setup {
-        source: crate::record::Origin::Sqs,
+    let partitions = queues.iter().map(|q| leased::Partition {
+        name: q.tp.topic.to_string(),
+        dead_letters: q.dead_letters.clone(),
+        // A FIFO queue's lanes are its message groups; a standard queue promises no order.
+        ordering: Some(if q.fifo { Ordering::Key } else { Ordering::None }),
+    });
+    let routes = leased::routes_for(partitions.collect(), &setup.routes);
+    let leased::Leased { handle: dispatch, task: dispatcher, tasks, paused } = leased::spawn(
+        crate::record::Origin::Sqs,
         routes,
-        max_in_flight: setup.max_in_flight,
-        limits: Limits::for_in_flight(setup.max_in_flight),
-        ledger: ledger.clone(),
-        metrics: setup.metrics.clone(),
-        flow: flow_tx,
-        backlog: Arc::new(dispatch::Backlog::default()),
-        tasks: tasks.clone(),
-    });
-    let paused = Arc::new(Paused::default());
-    tokio::spawn({
-        let paused = paused.clone();
-        async move {
-            while let Some(flow) = flow_rx.recv().await {
-                paused.apply(flow);
-            }
-        }
-    });
+        setup.max_in_flight,
+        ledger.clone(),
+        setup.metrics.clone(),
+    );
     let mut assigned = Vec::new();
     let mut receivers = Vec::new();
     for (index, queue) in queues.into_iter().enumerate() {

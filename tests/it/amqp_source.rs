@@ -32,15 +32,11 @@ fn env(queue: &str, app: &TestApp) -> BTreeMap<String, String> {
 
 /// How many times the application accepted each body.
 fn accepted(app: &TestApp) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for received in app.received().iter().filter(|r| r.status == 200 && r.header("x-amqp-queue").is_some()) {
-        *counts.entry(received.text()).or_insert(0) += 1;
-    }
-    counts
+    common::accepted_bodies(app, "x-amqp-queue")
 }
 
 fn bodies(prefix: &str, count: usize) -> Vec<String> {
-    (0..count).map(|i| format!("{prefix}-{i}")).collect()
+    common::bodies(prefix, count)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,18 +31,27 @@ fn env(stream: &str, group: &str, consumer: &str, app: &TestApp) -> BTreeMap<Str
     .collect()
 }
 
-/// How many times the application accepted each body of `stream`.
+/// How many times the application accepted each body.
 fn accepted(app: &TestApp) -> BTreeMap<String, usize> {
-    let mut counts = BTreeMap::new();
-    for received in app.received().iter().filter(|r| r.status == 200 && r.header("x-redis-stream").is_some())
-    {
-        *counts.entry(received.text()).or_insert(0) += 1;
-    }
-    counts
+    common::accepted_bodies(app, "x-redis-stream")
 }
 
 fn bodies(prefix: &str, count: usize) -> Vec<String> {
-    (0..count).map(|i| format!("{prefix}-{i}")).collect()
+    common::bodies(prefix, count)
+}
+
+/// Waits (at most `patience`) until `group` has nothing pending on `stream`.
+async fn wait_acknowledged(
+    redis: &redis::aio::MultiplexedConnection,
+    stream: &str,
+    group: &str,
+    patience: Duration,
+) {
+    common::eventually(patience, "every entry acknowledged", || {
+        let (mut redis, stream, group) = (redis.clone(), stream.to_string(), group.to_string());
+        async move { (streams::pending(&mut redis, &stream, &group).await == 0).then_some(()) }
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -59,12 +68,7 @@ async fn every_entry_is_delivered_once_with_its_facts_then_acknowledged() {
         std::future::ready((accepted(&app).len() == 30).then_some(()))
     })
     .await;
-    common::eventually(Duration::from_secs(10), "every entry acknowledged", || {
-        let mut redis = redis.clone();
-        let (stream, group) = (stream.clone(), group.clone());
-        async move { (streams::pending(&mut redis, &stream, &group).await == 0).then_some(()) }
-    })
-    .await;
+    wait_acknowledged(&redis, &stream, &group, Duration::from_secs(10)).await;
     let (status, ready) = common::get(&format!("{}/ready", sidecar.admin())).await;
     assert_eq!(status, 200, "ready without Kafka: {ready}");
     let (_, metrics) = common::get(&format!("{}/metrics", sidecar.admin())).await;
@@ -187,12 +191,7 @@ async fn sigterm_hands_back_what_is_not_done_and_a_restart_delivers_the_rest_onc
         std::future::ready((accepted(&app).len() == 40).then_some(()))
     })
     .await;
-    common::eventually(Duration::from_secs(10), "every entry acknowledged", || {
-        let mut redis = redis.clone();
-        let (stream, group) = (stream.clone(), group.clone());
-        async move { (streams::pending(&mut redis, &stream, &group).await == 0).then_some(()) }
-    })
-    .await;
+    wait_acknowledged(&redis, &stream, &group, Duration::from_secs(10)).await;
     process::signal(&second, "TERM");
     process::wait(&mut second, Duration::from_secs(10)).await;
     let counts = accepted(&app);
@@ -237,12 +236,7 @@ async fn after_sigkill_a_second_consumer_claims_the_pending_entries_and_nothing_
         std::future::ready((accepted(&app).len() == 60).then_some(()))
     })
     .await;
-    common::eventually(Duration::from_secs(10), "every entry acknowledged", || {
-        let mut redis = redis.clone();
-        let (stream, group) = (stream.clone(), group.clone());
-        async move { (streams::pending(&mut redis, &stream, &group).await == 0).then_some(()) }
-    })
-    .await;
+    wait_acknowledged(&redis, &stream, &group, Duration::from_secs(10)).await;
     process::signal(&second, "TERM");
     process::wait(&mut second, Duration::from_secs(10)).await;
     let counts = accepted(&app);
@@ -341,12 +335,7 @@ async fn a_server_restarted_mid_run_loses_nothing() {
         .get_multiplexed_async_connection()
         .await
         .expect("reconnect");
-    common::eventually(Duration::from_secs(20), "every entry acknowledged", || {
-        let mut redis = redis.clone();
-        let (stream, group) = (stream.clone(), group.clone());
-        async move { (streams::pending(&mut redis, &stream, &group).await == 0).then_some(()) }
-    })
-    .await;
+    wait_acknowledged(&redis, &stream, &group, Duration::from_secs(20)).await;
     let _ = &mut redis;
     sidecar.stop().await;
     let counts = accepted(&app);

@@ -327,3 +327,18 @@ pub fn lost_rebalances(metrics: &str) -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix("msk_sidecar_rebalances_total{kind=\"lost\"} ")?.parse().ok())
 }
+
+/// How many times the application accepted (2xx) each body of the requests that carry
+/// `header` (one source's messages).
+pub fn accepted_bodies(app: &app::TestApp, header: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut counts = std::collections::BTreeMap::new();
+    for received in app.received().iter().filter(|r| r.status == 200 && r.header(header).is_some()) {
+        *counts.entry(received.text()).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// `count` bodies `<prefix>-<i>`.
+pub fn bodies(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}-{i}")).collect()
+}
