@@ -26,46 +26,19 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::archive::Archive;
 use crate::config::AmqpSourceConfig;
-use crate::dispatch::{self, RouteEntry, leased};
+use crate::dispatch::{self, leased};
 use crate::dlq::reject::{RejectDeadLetters, RejectMarker};
-use crate::health::Health;
 use crate::record::TopicPartition;
 use crate::source::leases::LeaseLedger;
-use crate::telemetry::metrics::Metrics;
 use acks::{Channels, Rejects};
 use receiver::Receiver;
 
 /// What the source needs from the rest of the process.
-pub struct Setup {
-    /// `AMQP_*` settings.
-    pub config: AmqpSourceConfig,
-    /// `SIDECAR_MAX_IN_FLIGHT`: lanes at once.
-    pub max_in_flight: usize,
-    /// `SIDECAR_SHUTDOWN_GRACE`.
-    pub grace: Duration,
-    /// The routes in order, the default last.
-    pub routes: Vec<Arc<RouteEntry>>,
-    /// The dead-letter archive, if one is configured.
-    pub archive: Option<Archive>,
-    /// Readiness.
-    pub health: Arc<Health>,
-    /// Metrics.
-    pub metrics: Metrics,
-}
+pub type Setup = leased::SourceSetup<AmqpSourceConfig>;
 
 /// A running source.
-pub struct AmqpSource {
-    done: oneshot::Receiver<()>,
-}
-
-impl AmqpSource {
-    /// Waits until the source has drained, acknowledged what finished and closed.
-    pub async fn wait(self) {
-        drop(self.done.await);
-    }
-}
+pub type AmqpSource = leased::Running;
 
 impl RejectMarker for Rejects {
     fn mark(&self, queue: &str, sequence: i64) {
@@ -157,5 +130,5 @@ pub fn start(setup: Setup, stop: CancellationToken) -> AmqpSource {
         tracing::info!("RabbitMQ source stopped; unfinished messages requeued.");
         let _ = finished.send(());
     });
-    AmqpSource { done }
+    AmqpSource::new(done)
 }

@@ -14,6 +14,43 @@ use crate::record::Origin;
 use crate::source::Ledger;
 use crate::telemetry::metrics::Metrics;
 
+/// What a leased source needs from the rest of the process, with its own settings `C`.
+pub struct SourceSetup<C> {
+    /// The source's settings (`SQS_*`, `REDIS_*`, `AMQP_*`).
+    pub config: C,
+    /// `SIDECAR_MAX_IN_FLIGHT`: messages in flight per queue or stream, and lanes at once.
+    pub max_in_flight: usize,
+    /// `SIDECAR_SHUTDOWN_GRACE`.
+    pub grace: std::time::Duration,
+    /// The routes in order, the default last: the first whose matcher matches a queue's or
+    /// stream's name gives its pipeline (target, retries, breaker) and chunk.
+    pub routes: Vec<Arc<RouteEntry>>,
+    /// The dead-letter archive, if one is configured.
+    pub archive: Option<crate::archive::Archive>,
+    /// Readiness.
+    pub health: Arc<crate::health::Health>,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// A running leased source: resolves when it has drained, acknowledged what finished and
+/// released the rest.
+pub struct Running {
+    done: tokio::sync::oneshot::Receiver<()>,
+}
+
+impl Running {
+    /// A source that reports on `done` when it has stopped.
+    pub fn new(done: tokio::sync::oneshot::Receiver<()>) -> Self {
+        Running { done }
+    }
+
+    /// Waits until the source has stopped.
+    pub async fn wait(self) {
+        drop(self.done.await);
+    }
+}
+
 /// One queue or stream of a leased source.
 pub struct Partition {
     /// Its name (the topic of its records).

@@ -26,14 +26,11 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::archive::Archive;
 use crate::config::{RedisSourceConfig, StartFrom};
-use crate::dispatch::{self, Command, RouteEntry, leased};
+use crate::dispatch::{self, Command, leased};
 use crate::dlq::stream::{StreamDeadLetters, StreamWriter};
-use crate::health::Health;
 use crate::record::TopicPartition;
 use crate::source::leases::LeaseLedger;
-use crate::telemetry::metrics::Metrics;
 use acks::Member;
 use link::{CommandError, Link};
 use receiver::Receiver;
@@ -60,34 +57,10 @@ pub enum RedisSourceError {
 }
 
 /// What the source needs from the rest of the process.
-pub struct Setup {
-    /// `REDIS_*` settings.
-    pub config: RedisSourceConfig,
-    /// `SIDECAR_MAX_IN_FLIGHT`: entries in flight per stream, and lanes at once.
-    pub max_in_flight: usize,
-    /// `SIDECAR_SHUTDOWN_GRACE`.
-    pub grace: Duration,
-    /// The routes in order, the default last (its pipeline, retries, breaker and chunk).
-    pub routes: Vec<Arc<RouteEntry>>,
-    /// The dead-letter archive, if one is configured.
-    pub archive: Option<Archive>,
-    /// Readiness.
-    pub health: Arc<Health>,
-    /// Metrics.
-    pub metrics: Metrics,
-}
+pub type Setup = leased::SourceSetup<RedisSourceConfig>;
 
 /// A running source.
-pub struct RedisSource {
-    done: oneshot::Receiver<()>,
-}
-
-impl RedisSource {
-    /// Waits until the source has drained, acknowledged what finished and released the rest.
-    pub async fn wait(self) {
-        drop(self.done.await);
-    }
-}
+pub type RedisSource = leased::Running;
 
 /// Dead-letter entries go through the source's command connection.
 struct LinkWriter(Arc<Link>);
@@ -232,5 +205,5 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<RedisSource,
         }
         let _ = finished.send(());
     });
-    Ok(RedisSource { done })
+    Ok(RedisSource::new(done))
 }

@@ -28,12 +28,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::archive::Archive;
 use crate::config::{Ordering, SqsSourceConfig};
-use crate::dispatch::{self, Command, RouteEntry, leased};
+use crate::dispatch::{self, Command, leased};
 use crate::dlq::queue::QueueDeadLetters;
-use crate::health::Health;
 use crate::record::TopicPartition;
 use crate::source::leases::LeaseLedger;
-use crate::telemetry::metrics::Metrics;
 use receiver::Receiver;
 
 /// Why the source could not start.
@@ -58,35 +56,10 @@ pub enum SqsSourceError {
 }
 
 /// What the source needs from the rest of the process.
-pub struct Setup {
-    /// `SQS_*` settings.
-    pub config: SqsSourceConfig,
-    /// `SIDECAR_MAX_IN_FLIGHT`: messages in flight per queue, and lanes at once.
-    pub max_in_flight: usize,
-    /// `SIDECAR_SHUTDOWN_GRACE`.
-    pub grace: Duration,
-    /// The queue routes in order, the default last: the first whose matcher matches a queue's
-    /// name gives its pipeline (target, retries, breaker) and chunk.
-    pub routes: Vec<Arc<RouteEntry>>,
-    /// The dead-letter archive, if one is configured.
-    pub archive: Option<Archive>,
-    /// Readiness.
-    pub health: Arc<Health>,
-    /// Metrics.
-    pub metrics: Metrics,
-}
+pub type Setup = leased::SourceSetup<SqsSourceConfig>;
 
 /// A running source.
-pub struct SqsSource {
-    done: oneshot::Receiver<()>,
-}
-
-impl SqsSource {
-    /// Waits until the source has drained, deleted what finished and released the rest.
-    pub async fn wait(self) {
-        drop(self.done.await);
-    }
-}
+pub type SqsSource = leased::Running;
 
 /// One queue as configured and found.
 struct QueueSetup {
@@ -198,7 +171,7 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<SqsSource, S
         }
         let _ = finished.send(());
     });
-    Ok(SqsSource { done })
+    Ok(SqsSource::new(done))
 }
 
 /// Reads what the source needs of a queue: FIFO or not, and its dead-letter queue.
