@@ -21,13 +21,12 @@ pub mod receiver;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::AmqpSourceConfig;
-use crate::dispatch::{self, leased};
+use crate::dispatch::leased;
 use crate::dlq::reject::{RejectDeadLetters, RejectMarker};
 use crate::record::TopicPartition;
 use crate::source::leases::LeaseLedger;
@@ -63,13 +62,14 @@ pub fn start(setup: Setup, stop: CancellationToken) -> AmqpSource {
         ordering: None,
     });
     let routes = leased::routes_for(partitions.collect(), &setup.routes);
-    let leased::Leased { handle: dispatch, task: dispatcher, tasks, paused } = leased::spawn(
+    let dispatcher = leased::spawn(
         crate::record::Origin::Amqp,
         routes,
         setup.max_in_flight,
         ledger.clone(),
         setup.metrics.clone(),
     );
+    let (dispatch, paused) = (dispatcher.handle.clone(), dispatcher.paused.clone());
     let epochs = Arc::new(AtomicU64::new(0));
     let connections = Arc::new(std::sync::Mutex::new(HashMap::new()));
     let receiving: Vec<_> = config
@@ -95,18 +95,10 @@ pub fn start(setup: Setup, stop: CancellationToken) -> AmqpSource {
     let (finished, done) = oneshot::channel();
     tokio::spawn(async move {
         stop.cancelled().await;
-        let stopped = tokio::time::Instant::now();
-        let end = stopped + setup.grace.saturating_sub(Duration::from_millis(500));
-        let drain_end = stopped + crate::shutdown::drain_deadline(setup.grace);
-        for receiving in receiving {
-            // A receiver ends at once on stop; should one not, the drain still starts in time.
-            drop(tokio::time::timeout_at(drain_end, receiving).await);
-        }
-        dispatch::drain(&dispatch, dispatcher, tasks, drain_end, "amqp").await;
-        ledger.close();
+        let deadlines = leased::stop(receiving, dispatcher, &ledger, setup.grace, "amqp").await;
+        let end = deadlines.end;
         let mut acknowledger = acknowledger;
-        let acks_until = end.checked_sub(Duration::from_millis(300)).unwrap_or(end);
-        if tokio::time::timeout_at(acks_until, &mut acknowledger).await.is_err() {
+        if tokio::time::timeout_at(deadlines.acknowledgements, &mut acknowledger).await.is_err() {
             acknowledger.abort();
             tracing::warn!(
                 "Acknowledgements of finished RabbitMQ messages did not all go through before the grace ended: they will be delivered again."

@@ -123,3 +123,68 @@ pub fn spawn(
     });
     Leased { handle, task, tasks, paused }
 }
+
+/// Waits until queue (or stream) `tp`, consumed under `epoch`, may take more: fewer than
+/// `max_in_flight` of its messages in the ledger and no pause; how many, or `None` on `stop`.
+pub async fn room(
+    ledger: &crate::source::leases::LeaseLedger,
+    tp: &crate::record::TopicPartition,
+    epoch: u64,
+    max_in_flight: usize,
+    paused: &Paused,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Option<usize> {
+    loop {
+        let completed = ledger.room();
+        let mut completed = std::pin::pin!(completed);
+        completed.as_mut().enable();
+        let in_flight = ledger.in_flight(tp);
+        if in_flight < max_in_flight && !paused.is_paused(tp, epoch) {
+            return Some(max_in_flight - in_flight);
+        }
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            () = completed => {}
+            // A pause ends without a completion.
+            () = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+/// When the parts of a leased source's stop must be done.
+#[derive(Clone, Copy, Debug)]
+pub struct Deadlines {
+    /// The acknowledgements of what finished (deletes, XACK, basic.ack).
+    pub acknowledgements: tokio::time::Instant,
+    /// The release of the rest, the end of the grace.
+    pub end: tokio::time::Instant,
+}
+
+/// The first half of a leased source's stop, within `grace` from now: the receivers end, the
+/// dispatcher drains as Kafka's does (the grace less two seconds) and the ledger closes (a
+/// completion after that is left to the lease). Then come the acknowledgements of what
+/// finished (a missed one is a duplicate: they go first, with at least a second even when the
+/// drain took everything) and the release of the rest (a missed one is only a delay).
+pub async fn stop(
+    receivers: Vec<JoinHandle<()>>,
+    dispatcher: Leased,
+    ledger: &crate::source::leases::LeaseLedger,
+    grace: std::time::Duration,
+    source: &str,
+) -> Deadlines {
+    let stopped = tokio::time::Instant::now();
+    let end = stopped + grace.saturating_sub(std::time::Duration::from_millis(500));
+    let drain_end = stopped + crate::shutdown::drain_deadline(grace);
+    for receiving in receivers {
+        // A receiver ends at once on stop; should one not, the drain still starts in time.
+        drop(tokio::time::timeout_at(drain_end, receiving).await);
+    }
+    let Leased { handle, task, tasks, .. } = dispatcher;
+    super::drain(&handle, task, tasks, drain_end, source).await;
+    ledger.close();
+    let acknowledgements = end
+        .checked_sub(std::time::Duration::from_millis(300))
+        .unwrap_or(end)
+        .max(tokio::time::Instant::now() + std::time::Duration::from_secs(1));
+    Deadlines { acknowledgements, end }
+}

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{RedisSourceConfig, StartFrom};
-use crate::dispatch::{self, Command, leased};
+use crate::dispatch::{Command, leased};
 use crate::dlq::stream::{StreamDeadLetters, StreamWriter};
 use crate::record::TopicPartition;
 use crate::source::leases::LeaseLedger;
@@ -123,13 +123,14 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<RedisSource,
         }
     });
     let routes = leased::routes_for(partitions.collect(), &setup.routes);
-    let leased::Leased { handle: dispatch, task: dispatcher, tasks, paused } = leased::spawn(
+    let dispatcher = leased::spawn(
         crate::record::Origin::Redis,
         routes,
         setup.max_in_flight,
         ledger.clone(),
         setup.metrics.clone(),
     );
+    let (dispatch, paused) = (dispatcher.handle.clone(), dispatcher.paused.clone());
     let start_id = match config.start_from {
         StartFrom::Earliest => "0",
         StartFrom::Latest => "$",
@@ -173,22 +174,10 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<RedisSource,
     let (finished, done) = oneshot::channel();
     tokio::spawn(async move {
         stop.cancelled().await;
-        let stopped = tokio::time::Instant::now();
-        let end = stopped + setup.grace.saturating_sub(Duration::from_millis(500));
-        for receiving in receiving {
-            drop(receiving.await);
-        }
-        let drain_end = stopped + crate::shutdown::drain_deadline(setup.grace);
-        dispatch::drain(&dispatch, dispatcher, tasks, drain_end, "redis").await;
-        ledger.close();
-        // The acknowledgements of delivered entries come first (a missed one is a duplicate; a
-        // missed release only a delay).
+        let deadlines = leased::stop(receiving, dispatcher, &ledger, setup.grace, "redis").await;
+        let end = deadlines.end;
         let mut acknowledger = acknowledger;
-        let acks_until = end
-            .checked_sub(Duration::from_millis(300))
-            .unwrap_or(end)
-            .max(tokio::time::Instant::now() + Duration::from_secs(1));
-        if tokio::time::timeout_at(acks_until, &mut acknowledger).await.is_err() {
+        if tokio::time::timeout_at(deadlines.acknowledgements, &mut acknowledger).await.is_err() {
             acknowledger.abort();
             tracing::warn!(
                 "Acknowledgements of finished Redis entries did not all go through before the grace ended: they will be delivered again."

@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::entry::{self, Entry};
 use super::link::{CommandError, Link};
-use crate::dispatch::{Command, DispatchHandle, Paused};
+use crate::dispatch::{Command, DispatchHandle, Paused, leased};
 use crate::health::{Component, Health, Latch};
 use crate::record::TopicPartition;
 use crate::source::leases::LeaseLedger;
@@ -266,20 +266,6 @@ impl Receiver {
 
     /// Waits until the stream may take more entries; how many, or `None` on stop.
     async fn room(&self, stop: &CancellationToken) -> Option<usize> {
-        loop {
-            let completed = self.ledger.room();
-            let mut completed = std::pin::pin!(completed);
-            completed.as_mut().enable();
-            let in_flight = self.ledger.in_flight(&self.tp);
-            if in_flight < self.max_in_flight && !self.paused.is_paused(&self.tp, self.epoch) {
-                return Some(self.max_in_flight - in_flight);
-            }
-            tokio::select! {
-                () = stop.cancelled() => return None,
-                () = completed => {}
-                // A pause ends without a completion.
-                () = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
-        }
+        leased::room(&self.ledger, &self.tp, self.epoch, self.max_in_flight, &self.paused, stop).await
     }
 }

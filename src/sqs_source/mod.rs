@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::archive::Archive;
 use crate::config::{Ordering, SqsSourceConfig};
-use crate::dispatch::{self, Command, leased};
+use crate::dispatch::{Command, leased};
 use crate::dlq::queue::QueueDeadLetters;
 use crate::record::TopicPartition;
 use crate::source::leases::LeaseLedger;
@@ -98,13 +98,14 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<SqsSource, S
         ordering: Some(if q.fifo { Ordering::Key } else { Ordering::None }),
     });
     let routes = leased::routes_for(partitions.collect(), &setup.routes);
-    let leased::Leased { handle: dispatch, task: dispatcher, tasks, paused } = leased::spawn(
+    let dispatcher = leased::spawn(
         crate::record::Origin::Sqs,
         routes,
         setup.max_in_flight,
         ledger.clone(),
         setup.metrics.clone(),
     );
+    let (dispatch, paused) = (dispatcher.handle.clone(), dispatcher.paused.clone());
     let mut assigned = Vec::new();
     let mut receivers = Vec::new();
     for (index, queue) in queues.into_iter().enumerate() {
@@ -139,24 +140,10 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<SqsSource, S
     let (finished, done) = oneshot::channel();
     tokio::spawn(async move {
         stop.cancelled().await;
-        // Everything below fits in the grace: the drain as Kafka's, then the deletes of what
-        // finished, then the release of the rest.
-        let stopped = tokio::time::Instant::now();
-        let end = stopped + setup.grace.saturating_sub(Duration::from_millis(500));
-        for receiving in receiving {
-            drop(receiving.await);
-        }
-        let drain_end = stopped + crate::shutdown::drain_deadline(setup.grace);
-        dispatch::drain(&dispatch, dispatcher, tasks, drain_end, "sqs").await;
-        ledger.close();
-        // The deletes of delivered messages come first (a missed one is a duplicate; a missed
-        // release only a delay), with at least a second even when the drain took everything.
+        let deadlines = leased::stop(receiving, dispatcher, &ledger, setup.grace, "sqs").await;
+        let end = deadlines.end;
         let mut deleter = deleter;
-        let deletes_until = end
-            .checked_sub(Duration::from_millis(300))
-            .unwrap_or(end)
-            .max(tokio::time::Instant::now() + Duration::from_secs(1));
-        if tokio::time::timeout_at(deletes_until, &mut deleter).await.is_err() {
+        if tokio::time::timeout_at(deadlines.acknowledgements, &mut deleter).await.is_err() {
             deleter.abort();
             tracing::warn!(
                 "Deletes of finished SQS messages did not all go through before the grace ended: SQS will deliver those again."
