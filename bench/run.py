@@ -14,6 +14,9 @@ Rows (see bench/README.md):
   W5     1% permanent failures (null://?fail_permille=10, dead-lettered) relative to W1
   TRACE  CPU per record with tracing off / on (100% sampling) / on (0% sampling)
   BATCH  HTTP batches of 100 vs single records
+  SQS    SQS source (LocalStack) to HTTP vs the seeds' boto3 polling loop
+  REDIS  Redis Streams source to HTTP vs the seeds' redis-py XREADGROUP loop (test bed's Redis)
+  AMQP   RabbitMQ source to HTTP vs the seeds' aio-pika queue.iterator() (test bed's RabbitMQ)
 
 Every row starts a fresh `bench-mock-cluster` (librdkafka's mock cluster in its own process)
 so every tool in a comparison reads the same records from the same kind of broker. Results go
@@ -60,13 +63,18 @@ RESULTS = BENCH_DIR / "results"
 LOG_ROOT = REPO / ".testbed" / "bench-logs"
 PYTHON_PATTERN = BENCH_DIR / "python_pattern.py"
 SQS_PATTERN = BENCH_DIR / "sqs_pattern.py"
+REDIS_PATTERN = BENCH_DIR / "redis_pattern.py"
+AMQP_PATTERN = BENCH_DIR / "amqp_pattern.py"
 BENCH_PACKAGE = "msk-sidecar-bench"
 HELPER_BINS = ("bench-mock-cluster", "bench-baseline", "bench-sink")
 SCHEMA = "msk-sidecar-bench/1"
 MIB = 1024 * 1024
 TOPIC = "bench"
 
-ROWS = ("W1", "W2", "W4", "W5", "TRACE", "BATCH", "SQS")
+ROWS = ("W1", "W2", "W4", "W5", "TRACE", "BATCH", "SQS", "REDIS", "AMQP")
+# Comparison kinds with their own data; the last two read no Kafka topic at all.
+KINDS = ("backlog", "http", "sqs", "redis", "amqp")
+KAFKA_KINDS = ("backlog", "http", "sqs")
 SMOKE_ROWS = ("W1", "W2", "W4", "W5")
 
 # Target thresholds (from the benchmark issue).
@@ -565,7 +573,8 @@ def clean_env(extra: dict[str, str]) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith(("SIDECAR_", "KAFKA_", "OTEL_", "AWS_")) and k not in ("RUST_LOG", "MSK_BENCH_REEXEC")
+        if not k.startswith(("SIDECAR_", "KAFKA_", "OTEL_", "AWS_", "SQS_", "REDIS_", "AMQP_"))
+        and k not in ("RUST_LOG", "MSK_BENCH_REEXEC")
     }
     env.update(extra)
     return env
@@ -850,7 +859,7 @@ def run_python(ctx: Ctx, variant: str, repeat: int, cluster: Cluster) -> Run:
 class Variant:
     name: str
     label: str
-    run: Callable[[Ctx, str, int, Cluster], Run]
+    run: Callable[[Ctx, str, int, Cluster | None], Run]
     config: dict[str, Any]
 
 
@@ -962,7 +971,7 @@ def sqs_fill(name: str, n: int, size: int) -> str:
     return url
 
 
-def sqs_window(ctx: Ctx, sink: Sink, n: int, child: Child) -> dict[str, Any]:
+def sqs_window(ctx: Ctx, sink: Sink, n: int, child: Child) -> dict[str, Any]:  # also the REDIS and AMQP rows
     """Waits until the sink has `n` requests (or the run times out); the sink's counts."""
     deadline = time.monotonic() + run_timeout(ctx, n, 50)
     while time.monotonic() < deadline:
@@ -1065,6 +1074,166 @@ def sqs_variants(args: argparse.Namespace) -> dict[str, Variant]:
     }
 
 
+# --------------------------------------------------------------------------------------------
+# REDIS and AMQP rows: the test bed's servers, no Kafka.
+# --------------------------------------------------------------------------------------------
+
+
+def redis_fill(name: str, n: int, size: int) -> tuple[str, str]:
+    """A new stream holding `n` entries whose `data` field has `size` bytes, and a consumer group
+    on it from its start: (stream, group)."""
+    import redis  # the bench venv has it; only the REDIS row needs it
+
+    client = redis.Redis.from_url(os.environ["TESTBED_REDIS_URL"])
+    stream, group = f"bench-{name}-{uuid.uuid4().hex[:8]}", f"bench-{uuid.uuid4().hex[:8]}"
+    body = b"x" * size
+    for start in range(0, n, 1000):
+        pipe = client.pipeline(transaction=False)
+        for _ in range(min(1000, n - start)):
+            pipe.xadd(stream, {"data": body})
+        pipe.execute()
+    client.xgroup_create(stream, group, id="0")
+    if client.xlen(stream) != n:
+        raise BenchError(f"Redis holds {client.xlen(stream)} of {n} entries in {stream}")
+    client.close()
+    return stream, group
+
+
+def amqp_fill(name: str, n: int, size: int) -> str:
+    """A new durable classic queue holding `n` persistent messages of `size` bytes, published with
+    confirms; its name."""
+    import asyncio
+
+    import aio_pika  # the bench venv has it; only the AMQP row needs it
+
+    queue = f"bench-{name}-{uuid.uuid4().hex[:8]}"
+
+    async def fill() -> int:
+        connection = await aio_pika.connect(os.environ["TESTBED_AMQP_URL"])
+        async with connection:
+            channel = await connection.channel(publisher_confirms=True)
+            declared = await channel.declare_queue(queue, durable=True)
+            for start in range(0, n, 500):
+                await asyncio.gather(*(
+                    channel.default_exchange.publish(
+                        aio_pika.Message(b"x" * size, message_id=f"m-{start + i}",
+                                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                        routing_key=queue,
+                    )
+                    for i in range(min(500, n - start))
+                ))  # fmt: skip
+            declared = await channel.declare_queue(queue, durable=True, passive=True)
+            return int(declared.declaration_result.message_count or 0)
+
+    held = asyncio.run(fill())
+    if held != n:
+        raise BenchError(f"RabbitMQ holds {held} of {n} messages in {queue}")
+    return queue
+
+
+def run_sidecar_source(kind: str) -> Callable[..., Run]:
+    """`msk-sidecar run` with only a Redis or RabbitMQ source, POSTing each message."""
+
+    def run(ctx: Ctx, variant: str, repeat: int, _cluster: Cluster | None) -> Run:
+        n, size = getattr(ctx.args, f"{kind}_records"), 100
+        if kind == "redis":
+            stream, group = redis_fill(f"{variant}-r{repeat}", n, size)
+            source = {"REDIS_URL": os.environ["TESTBED_REDIS_URL"], "REDIS_STREAMS": stream,
+                      "REDIS_CONSUMER_GROUP": group, "REDIS_CONSUMER_NAME": "sidecar"}  # fmt: skip
+        else:
+            stream = amqp_fill(f"{variant}-r{repeat}", n, size)
+            source = {"AMQP_URL": os.environ["TESTBED_AMQP_URL"], "AMQP_QUEUES": stream}
+        sink = Sink(ctx, f"{variant}-r{repeat}")
+        try:
+            config = {k: str(v) for k, v in source_variants(ctx.args, kind)[variant].config.items()}
+            env = clean_env({
+                **source, **config,
+                "SIDECAR_ADMIN_ADDR": f"127.0.0.1:{free_port()}",
+                "SIDECAR_LOG_FORMAT": "text",
+                "RUST_LOG": "warn",
+                "SIDECAR_DELIVERY_URL": f"{sink.url}/events",
+                "SIDECAR_DLQ_ARCHIVE": f"file://{ctx.log_dir / (variant + '-archive')}",
+            })  # fmt: skip
+            child = Child(f"{variant}-r{repeat}", [ctx.bins["msk-sidecar"], "run"], ctx.log_dir, env=env)
+            sampler = Sampler(child.pid)
+            sampler.start()
+            try:
+                counts = sqs_window(ctx, sink, n, child)
+                child.stop(30)
+                sampler.finish()
+                return sink_run(ctx, variant, repeat, n, child, sampler, counts, n, **{kind: stream})
+            finally:
+                sampler.finish()
+                child.stop(5)
+        finally:
+            sink.stop()
+
+    return run
+
+
+def run_python_source(kind: str) -> Callable[..., Run]:
+    """The seeds' consumer of that source (bench/redis_pattern.py, bench/amqp_pattern.py)."""
+
+    def run(ctx: Ctx, variant: str, repeat: int, _cluster: Cluster | None) -> Run:
+        n, size = getattr(ctx.args, f"{kind}_records"), 100
+        sink = Sink(ctx, f"{variant}-r{repeat}")
+        try:
+            if kind == "redis":
+                stream, group = redis_fill(f"{variant}-r{repeat}", n, size)
+                argv = [VENV / "bin" / "python", REDIS_PATTERN, "--redis-url", os.environ["TESTBED_REDIS_URL"],
+                        "--stream", stream, "--group", group]  # fmt: skip
+            else:
+                stream = amqp_fill(f"{variant}-r{repeat}", n, size)
+                argv = [VENV / "bin" / "python", AMQP_PATTERN, "--amqp-url", os.environ["TESTBED_AMQP_URL"],
+                        "--queue", stream, "--prefetch", "256"]  # fmt: skip
+            argv += ["--url", f"{sink.url}/events", "--messages", str(n)]
+            child = Child(f"{variant}-r{repeat}", argv, ctx.log_dir, env=clean_env({"PYTHONUNBUFFERED": "1"}))
+            sampler = Sampler(child.pid)
+            sampler.start()
+            try:
+                try:
+                    code = child.wait(run_timeout(ctx, n, 50) + 30)
+                except TimeoutError as error:
+                    raise child.failure(str(error)) from error
+                sampler.finish()
+                report = last_json_line(child.read_stdout())
+                if code != 0 or report is None or report.get("messages", 0) < n:
+                    raise child.failure(f"exited with {code}, report {report!r}")
+                counts = sink.count()
+                return sink_run(
+                    ctx, variant, repeat, n, child, sampler, counts, int(counts["requests"]),
+                    report=report, **{kind: stream},
+                )  # fmt: skip
+            finally:
+                sampler.finish()
+                child.stop(5)
+        finally:
+            sink.stop()
+
+    return run
+
+
+def source_variants(args: argparse.Namespace, kind: str) -> dict[str, Variant]:
+    """The REDIS or AMQP row: the sidecar in order (the default, one stream or queue is one lane,
+    as the Python loop), the sidecar with `SIDECAR_ORDERING=none`, and the seeds' loop."""
+    what = {"redis": ("Redis Streams", "redis-py XREADGROUP loop, XACK per entry"),
+            "amqp": ("RabbitMQ", "aio-pika queue.iterator(), prefetch 256")}[kind]  # fmt: skip
+    ordered = {"SIDECAR_MAX_IN_FLIGHT": "256"}
+    return {
+        f"sidecar-{kind}": Variant(f"sidecar-{kind}", f"msk-sidecar ({what[0]} source, in order)",
+                                   run_sidecar_source(kind), ordered),  # fmt: skip
+        f"sidecar-{kind}-none": Variant(f"sidecar-{kind}-none", f"msk-sidecar ({what[0]} source, SIDECAR_ORDERING=none)",
+                                        run_sidecar_source(kind), {**ordered, "SIDECAR_ORDERING": "none"}),  # fmt: skip
+        f"python-{kind}": Variant(f"python-{kind}", f"{what[1]} (the seeds' consumer)", run_python_source(kind),
+                                  {"messages handled": "one at a time"}),  # fmt: skip
+    }
+
+
+def catalogs(args: argparse.Namespace) -> dict[str, dict[str, Variant]]:
+    return {"backlog": backlog_variants(args), "http": http_variants(args), "sqs": sqs_variants(args),
+            "redis": source_variants(args, "redis"), "amqp": source_variants(args, "amqp")}  # fmt: skip
+
+
 ROW_VARIANTS = {
     "W1": ("backlog", ["sidecar", "baseline", "kcat", "python"]),
     "W5": ("backlog", ["sidecar", "sidecar-fail1pct"]),
@@ -1072,6 +1241,8 @@ ROW_VARIANTS = {
     "W2": ("http", ["sidecar-http", "python-http"]),
     "BATCH": ("http", ["sidecar-http", "sidecar-http-batch100"]),
     "SQS": ("sqs", ["sidecar-sqs", "python-sqs"]),
+    "REDIS": ("redis", ["sidecar-redis", "sidecar-redis-none", "python-redis"]),
+    "AMQP": ("amqp", ["sidecar-amqp", "sidecar-amqp-none", "python-amqp"]),
 }
 
 ROW_TITLES = {
@@ -1082,6 +1253,8 @@ ROW_TITLES = {
     "TRACE": "Tracing cost (W1 workload, null://)",
     "BATCH": "HTTP batch delivery (W2 workload)",
     "SQS": "SQS source to HTTP (LocalStack), one request per message",
+    "REDIS": "Redis Streams source to HTTP (the test bed's redis-server), one request per entry",
+    "AMQP": "RabbitMQ source to HTTP (the test bed's rabbitmq-server), one request per message",
 }
 
 
@@ -1146,7 +1319,7 @@ def describe_run(run: Run) -> str:
 def execute(ctx: Ctx, rows: list[str]) -> dict[str, Any]:
     args = ctx.args
     comparisons: dict[str, Any] = {}
-    wanted: dict[str, list[str]] = {"backlog": [], "http": [], "sqs": []}
+    wanted: dict[str, list[str]] = {kind: [] for kind in KINDS}
     for row in rows:
         if row in ROW_VARIANTS:
             kind, names = ROW_VARIANTS[row]
@@ -1155,17 +1328,24 @@ def execute(ctx: Ctx, rows: list[str]) -> dict[str, Any]:
                     wanted[kind].append(name)
     if "kcat" in wanted["backlog"] and ctx.kcat is None:
         wanted["backlog"].remove("kcat")
-    catalog = {"backlog": backlog_variants(args), "http": http_variants(args), "sqs": sqs_variants(args)}
+    catalog = catalogs(args)
     data = {
         "backlog": {"partitions": 24, "records": args.records, "size": 100, "keys": 0},
         "http": {"partitions": 24, "records": args.w2_records, "size": 100, "keys": 0},
         # The SQS row's Kafka side: one record on one partition, next to the queue.
         "sqs": {"partitions": 1, "records": 1, "size": 100, "keys": 0},
+        # One stream or queue: "partitions" counts them.
+        "redis": {"partitions": 1, "records": args.redis_records, "size": 100, "keys": 0},
+        "amqp": {"partitions": 1, "records": args.amqp_records, "size": 100, "keys": 0},
     }
     if wanted["sqs"] and "AWS_ENDPOINT_URL" not in os.environ:
         loud("SQS row SKIPPED: it needs LocalStack (localstack/testbed.sh up; set -a; . .testbed/env; set +a)")
         wanted["sqs"] = []
-    for kind in ("backlog", "http", "sqs"):
+    for kind, variable in (("redis", "TESTBED_REDIS_URL"), ("amqp", "TESTBED_AMQP_URL")):
+        if wanted[kind] and variable not in os.environ:
+            loud(f"{kind.upper()} row SKIPPED: it needs {variable} (localstack/testbed.sh up; set -a; . .testbed/env; set +a)")
+            wanted[kind] = []
+    for kind in KINDS:
         names = wanted[kind]
         if not names:
             continue
@@ -1180,8 +1360,10 @@ def execute(ctx: Ctx, rows: list[str]) -> dict[str, Any]:
         for repeat in range(args.repeats):
             say(f"\n== {kind}: {params['records']:,} x {params['size']} B over {params['partitions']} partitions, "
                 f"repeat {repeat + 1}/{args.repeats}")  # fmt: skip
-            cluster = Cluster(ctx, f"{kind}-r{repeat}", params["partitions"], params["records"], params["size"])
-            say(f"    mock cluster {cluster.bootstrap} ready in {cluster.ready_s:.1f}s")
+            cluster = None
+            if kind in KAFKA_KINDS:
+                cluster = Cluster(ctx, f"{kind}-r{repeat}", params["partitions"], params["records"], params["size"])
+                say(f"    mock cluster {cluster.bootstrap} ready in {cluster.ready_s:.1f}s")
             try:
                 order = names[repeat % len(names) :] + names[: repeat % len(names)]
                 for name in order:
@@ -1195,7 +1377,8 @@ def execute(ctx: Ctx, rows: list[str]) -> dict[str, Any]:
                     )
                     comparison["variants"][name]["runs"].append(asdict(run))
             finally:
-                cluster.stop()
+                if cluster is not None:
+                    cluster.stop()
     if "W4" in rows:
         points = w4_points(args)
         comparisons["w4"] = {
@@ -1232,7 +1415,7 @@ def median_of(runs: list[dict[str, Any]], metric: str) -> float | None:
 
 
 def summarize(comparisons: dict[str, Any]) -> None:
-    for kind in ("backlog", "http", "sqs"):
+    for kind in KINDS:
         for variant in comparisons.get(kind, {}).get("variants", {}).values():
             runs = variant["runs"]
             variant["median"] = {m: median_of(runs, m) for m in METRICS}
@@ -1961,6 +2144,12 @@ def fake_comparisons(args: argparse.Namespace, rows: list[str]) -> dict[str, Any
         "sidecar-http-batch100": (420_000, 2.5, 47, 36, 3.3),
         "sidecar-sqs": (2_500, 60.0, 40, 33, 3.3),
         "python-sqs": (400, 900.0, 60, 55, 0.8),
+        "sidecar-redis": (9_000, 45.0, 24, 20, 0.1),
+        "sidecar-redis-none": (30_000, 35.0, 30, 24, 0.1),
+        "python-redis": (1_800, 420.0, 40, 38, 0.4),
+        "sidecar-amqp": (5_000, 50.0, 26, 22, 0.1),
+        "sidecar-amqp-none": (20_000, 40.0, 32, 25, 0.1),
+        "python-amqp": (1_500, 480.0, 42, 40, 0.5),
     }
 
     def fake_run(name: str, repeat: int, n: int, shape: tuple[float, ...]) -> dict[str, Any]:
@@ -1971,9 +2160,10 @@ def fake_comparisons(args: argparse.Namespace, rows: list[str]) -> dict[str, Any
         return asdict(run)
 
     comparisons: dict[str, Any] = {}
-    catalog = {"backlog": backlog_variants(args), "http": http_variants(args), "sqs": sqs_variants(args)}
-    sizes = {"backlog": args.records, "http": args.w2_records, "sqs": args.sqs_records}
-    for kind in ("backlog", "http", "sqs"):
+    catalog = catalogs(args)
+    sizes = {"backlog": args.records, "http": args.w2_records, "sqs": args.sqs_records,
+             "redis": args.redis_records, "amqp": args.amqp_records}  # fmt: skip
+    for kind in KINDS:
         names: list[str] = []
         for row in rows:
             if row in ROW_VARIANTS and ROW_VARIANTS[row][0] == kind:
@@ -1982,7 +2172,7 @@ def fake_comparisons(args: argparse.Namespace, rows: list[str]) -> dict[str, Any
             continue
         n = sizes[kind]
         comparisons[kind] = {
-            "data": {"partitions": 24, "records": n, "size": 100, "keys": 0, "topic": TOPIC},
+            "data": {"partitions": 24 if kind in KAFKA_KINDS else 1, "records": n, "size": 100, "keys": 0, "topic": TOPIC},
             "variants": {
                 name: {
                     "label": catalog[kind][name].label,
@@ -2031,6 +2221,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=64, help="Python pattern worker tasks")
     p.add_argument("--sqs-records", type=int, default=20_000, help="SQS row messages (needs LocalStack)")
     p.add_argument("--sqs-loops", type=int, default=1, help="boto3 polling loops of the SQS row's baseline")
+    p.add_argument("--redis-records", type=int, default=20_000, help="REDIS row entries (needs the test bed)")
+    p.add_argument("--amqp-records", type=int, default=20_000, help="AMQP row messages (needs the test bed)")
     p.add_argument(
         "--concurrency", type=int_list, default=[1, 12, 64, 256, 1024], help="W4 SIDECAR_MAX_IN_FLIGHT values"
     )
@@ -2129,7 +2321,7 @@ def main(argv: list[str]) -> int:
                       mono_minus_wall=time.monotonic() - time.time())  # fmt: skip
             say(f"rows {','.join(args.rows)}; {args.repeats} repeat(s); logs in {log_dir}")
             comparisons = execute(ctx, args.rows)
-        for group in ("backlog", "http", "sqs"):
+        for group in KINDS:
             for name, variant in comparisons.get(group, {}).get("variants", {}).items():
                 errors += [f"{name} repeat {r['repeat'] + 1}: {r['error']}" for r in variant["runs"] if r.get("error")]
         for point in comparisons.get("w4", {}).get("points", []):

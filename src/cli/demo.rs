@@ -3,8 +3,9 @@
 //! Starts librdkafka's in-process mock cluster, a small demo application (HTTP on loopback)
 //! that fails some records transiently and some for good, produces sample orders, runs the real
 //! sidecar against them with a directory archive, prints a live summary and a final report that
-//! shows where every record went, and checks the counts add up. With `--sqs` an SQS queue on
-//! LocalStack is consumed next to the topic ([`super::demo_sqs`]).
+//! shows where every record went, and checks the counts add up. With `--sqs`, `--redis` and
+//! `--amqp` an SQS queue, a Redis stream and a RabbitMQ queue are consumed next to the topic
+//! ([`super::demo_sources`]).
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
+use super::demo_sources::{self, SourceDemo};
 use super::output;
 use crate::config::{Config, LogFormat};
 use crate::record::Origin;
@@ -45,6 +47,14 @@ pub struct DemoArgs {
     /// Also consume an SQS queue of as many sample tasks (needs LocalStack: `AWS_ENDPOINT_URL`).
     #[arg(long)]
     pub sqs: bool,
+    /// Also consume a Redis stream of as many sample tasks, on the server at URL (default: the
+    /// test bed's, `TESTBED_REDIS_URL`).
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub redis: Option<String>,
+    /// Also consume a RabbitMQ queue of as many sample tasks, on the broker at URL (default: the
+    /// test bed's, `TESTBED_AMQP_URL`).
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub amqp: Option<String>,
 }
 
 /// What the demo application does with an order.
@@ -163,11 +173,27 @@ async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         args.records, expected[0], expected[1], expected[2], expected[3]
     ));
 
-    let sqs = if args.sqs { Some(super::demo_sqs::prepare(args.records, failures).await?) } else { None };
-    if let Some(sqs) = &sqs {
+    let mut sources = Vec::new();
+    if args.sqs {
+        sources.push(demo_sources::sqs(args.records, failures).await?);
+    }
+    if let Some(url) = &args.redis {
+        sources.push(demo_sources::redis(url, args.records, failures).await?);
+    }
+    if let Some(url) = &args.amqp {
+        sources.push(demo_sources::amqp(url, args.records, failures).await?);
+    }
+    for source in &sources {
         output::line(&format!(
-            "sent {} tasks to SQS queue {}: {} ok, {} flaky, {} invalid, {} broken (dead letters to the archive)",
-            args.records, sqs.name, sqs.expected[0], sqs.expected[1], sqs.expected[2], sqs.expected[3]
+            "sent {} tasks to {} {}: {} ok, {} flaky, {} invalid, {} broken (dead letters to {})",
+            args.records,
+            source_label(source.origin),
+            source.name,
+            source.expected[0],
+            source.expected[1],
+            source.expected[2],
+            source.expected[3],
+            source.dead_letter_place()
         ));
     }
     let env: std::collections::BTreeMap<String, String> = [
@@ -190,15 +216,14 @@ async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     .collect();
     let mut env = env;
     env.insert("SIDECAR_DLQ_ARCHIVE".into(), format!("file://{}", archive.display()));
-    if let Some(sqs) = &sqs {
-        env.insert("SQS_QUEUE_URLS".into(), sqs.url.clone());
-        env.insert("SQS_WAIT_TIME".into(), "1s".into());
+    for source in &sources {
+        env.extend(source.env.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
     }
     let config = Config::from_sources(&env, None).map_err(|err| anyhow::anyhow!("{err}"))?;
     let shutdown = CancellationToken::new();
     let running = crate::app::start(config, shutdown.clone()).await?;
     let metrics = running.metrics.clone();
-    let total = u64::from(args.records) * if sqs.is_some() { 2 } else { 1 };
+    let total = u64::from(args.records) * (1 + sources.len() as u64);
     let live = std::io::stdout().is_terminal();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -222,8 +247,21 @@ async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     shutdown.cancel();
     running.wait().await?;
-    let sqs_expected = sqs.as_ref().map(|s| (s.name.clone(), s.expected));
-    report(&metrics, &bootstrap, &archive, expected, sqs_expected, total, elapsed).await
+    let reported = report(&metrics, &bootstrap, &archive, expected, &sources, total, elapsed).await;
+    for source in &sources {
+        source.remove().await;
+    }
+    reported
+}
+
+/// "SQS queue", "Redis stream", "RabbitMQ queue".
+fn source_label(origin: Origin) -> &'static str {
+    match origin {
+        Origin::Kafka => "Kafka topic",
+        Origin::Sqs => "SQS queue",
+        Origin::Redis => "Redis stream",
+        Origin::Amqp => "RabbitMQ queue",
+    }
 }
 
 fn summary(metrics: &Metrics, total: u64) -> (String, bool) {
@@ -242,30 +280,41 @@ async fn report(
     bootstrap: &str,
     archive: &PathBuf,
     expected: [u32; 4],
-    sqs: Option<(String, [u32; 4])>,
+    sources: &[SourceDemo],
     total: u64,
     elapsed: Duration,
 ) -> anyhow::Result<()> {
     let delivered = metrics.total(|c| c.delivered.load(Ordering::Relaxed));
     let dead = metrics.total(|c| c.dead_lettered_total());
-    let sqs_dead = sqs.as_ref().map_or(0, |(name, _)| {
-        metrics.counters(Origin::Sqs, &std::sync::Arc::from(name.as_str())).dead_lettered_total()
-    });
-    let letters = read_topic(bootstrap, DLQ, dead - sqs_dead).await?;
     let mut expected = expected;
-    if let Some((name, tasks)) = &sqs {
-        let counters = metrics.counters(Origin::Sqs, &std::sync::Arc::from(name.as_str()));
+    let mut sources_dead = 0;
+    let mut at_sources_agree = true;
+    for source in sources {
+        let counters = metrics.counters(source.origin, &std::sync::Arc::from(source.name.as_str()));
+        let source_dead = counters.dead_lettered_total();
+        sources_dead += source_dead;
         output::line(&format!(
-            "from SQS queue {name}: delivered {} (expected {}), dead-lettered {} to the archive (expected {})",
+            "from {} {}: delivered {} (expected {}), dead-lettered {} to {} (expected {})",
+            source_label(source.origin),
+            source.name,
             counters.delivered.load(Ordering::Relaxed),
-            tasks[0] + tasks[1],
-            sqs_dead,
-            tasks[2] + tasks[3]
+            source.expected[0] + source.expected[1],
+            source_dead,
+            source.dead_letter_place(),
+            source.expected[2] + source.expected[3]
         ));
-        for (sum, add) in expected.iter_mut().zip(tasks) {
+        if let Some(held) = source.dead_letters_at_source(source_dead).await? {
+            output::line(&format!(
+                "  {held} of them in {}",
+                source.dead_letter_place().replace(" and the archive", "")
+            ));
+            at_sources_agree &= held == source_dead;
+        }
+        for (sum, add) in expected.iter_mut().zip(source.expected) {
             *sum += add;
         }
     }
+    let letters = read_topic(bootstrap, DLQ, dead.saturating_sub(sources_dead)).await?;
     let mut files = Vec::new();
     collect_files(archive, &mut files);
     files.sort();
@@ -288,7 +337,8 @@ async fn report(
     let expected_dead = u64::from(expected[2] + expected[3]);
     if delivered != expected_delivered
         || dead != expected_dead
-        || letters.len() as u64 != dead - sqs_dead
+        || letters.len() as u64 != dead.saturating_sub(sources_dead)
+        || !at_sources_agree
         || files.len() as u64 != dead
     {
         bail!("the counts do not add up (see above)");

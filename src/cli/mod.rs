@@ -6,7 +6,7 @@
 
 mod check_config;
 mod demo;
-mod demo_sqs;
+mod demo_sources;
 mod healthcheck;
 pub mod output;
 mod token;

@@ -96,9 +96,20 @@ fn run_started_ms() -> u128 {
 impl DeadLetter<'_> {
     /// The archive object key: `<prefix>/<topic>/<yyyy>/<mm>/<dd>/<partition>-<offset>.json`
     /// (an SQS message: `<prefix>/sqs/<queue>/<yyyy>/<mm>/<dd>/<message-id>.json`), the date
-    /// taken from the record timestamp in UTC (epoch 0 when the record has none).
+    /// taken from the record timestamp in UTC. A Kafka record without one: epoch 0, so a rewrite
+    /// still lands on the same key; a queue message without one (a RabbitMQ message without the
+    /// timestamp property): the day of its first failure, whose key is per run anyway.
     pub fn archive_key(&self, prefix: &str) -> String {
-        let ms = self.record.timestamp.unwrap_or(0);
+        let failed_ms = || {
+            self.first_failure
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        };
+        let ms = match (self.record.timestamp, self.record.origin) {
+            (Some(ms), _) => ms,
+            (None, Origin::Kafka) => 0,
+            (None, _) => failed_ms(),
+        };
         let date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         let day = format!("{:04}/{:02}/{:02}", date.year(), u8::from(date.month()), date.day());
@@ -317,6 +328,9 @@ mod tests {
         let mut no_time = record();
         no_time.timestamp = None;
         assert_eq!(letter(&no_time).archive_key("p"), "p/orders/1970/01/01/4-1234.json");
+        // A RabbitMQ message without a timestamp property: the day it first failed.
+        no_time.origin = Origin::Amqp;
+        assert!(letter(&no_time).archive_key("p").starts_with("p/amqp/orders/2023/11/14/"));
     }
 
     #[test]

@@ -173,3 +173,58 @@ fn demo_with_sqs_consumes_a_queue_next_to_the_topic_or_says_what_it_needs() {
     assert!(stdout.contains(": 20 objects"), "{stdout}");
     assert!(stdout.contains("every record is accounted for"), "{stdout}");
 }
+
+#[test]
+fn demo_with_redis_and_rabbitmq_consumes_them_next_to_the_topic_or_says_what_they_need() {
+    for flag in ["--redis", "--amqp"] {
+        let without = sidecar(&["demo", flag, "--records", "20"], &[("PATH", "/usr/bin:/bin")]);
+        assert!(!without.status.success(), "{flag}");
+        let stderr = String::from_utf8_lossy(&without.stderr);
+        assert!(
+            stderr.contains(&format!("demo {flag} needs a server"))
+                && stderr.contains("localstack/testbed.sh up"),
+            "{stderr}"
+        );
+    }
+
+    let redis_url = crate::common::redis::url();
+    let amqp_url = crate::common::amqp::url();
+    let out = sidecar(
+        &["demo", "--redis", "--amqp"],
+        &[("PATH", "/usr/bin:/bin"), ("TESTBED_REDIS_URL", &redis_url), ("TESTBED_AMQP_URL", &amqp_url)],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    for (what, place) in [
+        ("Redis stream", "to stream msk-sidecar-demo-tasks-"),
+        ("RabbitMQ queue", "to queue msk-sidecar-demo-tasks-"),
+    ] {
+        let line = stdout.lines().find(|l| l.starts_with(&format!("from {what} "))).unwrap_or_default();
+        assert!(
+            line.contains("delivered 290 (expected 290), dead-lettered 10 ") && line.contains(place),
+            "{stdout}"
+        );
+    }
+    // Each source's own dead-letter place holds its 10: the stream's `.dlq`, the queue's
+    // dead-letter exchange's queue.
+    assert_eq!(stdout.matches("  10 of them in ").count(), 2, "{stdout}");
+    assert!(stdout.contains("to topic demo.orders.dlq: 10 records"), "{stdout}");
+    assert!(stdout.contains(": 30 objects"), "{stdout}");
+    assert!(stdout.contains("every record is accounted for"), "{stdout}");
+
+    // What the demo made is gone afterwards.
+    let stream = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("from Redis stream "))
+        .and_then(|l| l.split(':').next())
+        .expect("the demo names its stream")
+        .to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let exists: u64 = runtime
+        .block_on(async {
+            let mut connection = crate::common::redis::connect().await;
+            redis::cmd("EXISTS").arg(&stream).arg(format!("{stream}.dlq")).query_async(&mut connection).await
+        })
+        .expect("EXISTS");
+    assert_eq!(exists, 0, "the demo left {stream} behind");
+}
