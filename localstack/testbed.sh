@@ -10,7 +10,10 @@
 #
 # Ports: KAFKA_PORT (9092), LOCALSTACK_PORT (4566), REDIS_PORT (6390; Debian's redis-server,
 # installed with apt-get when missing, no persistence), AMQP_PORT (5682; Debian's
-# rabbitmq-server, installed likewise, its own node name, ports and data under TESTBED_DIR). KAFKA_BOOTSTRAP set by the caller means "use
+# rabbitmq-server, installed likewise, its own node name, ports and data under TESTBED_DIR),
+# REDIS_TLS_PORT (6391) and AMQP_TLS_PORT (5683): the same servers over TLS, with a server
+# certificate for localhost from the test bed's own CA (TESTBED_CA_FILE; openssl makes both once,
+# under TESTBED_DIR/tls). KAFKA_BOOTSTRAP set by the caller means "use
 # that broker" (Redpanda, MSK, ...) and no tansu is started. State, logs and the venv live in
 # TESTBED_DIR (default .testbed/ in the repo). The env file holds KAFKA_BOOTSTRAP,
 # AWS_ENDPOINT_URL, TESTBED_REDIS_URL and test credentials; tests read them from the environment:
@@ -22,7 +25,9 @@ DIR="${TESTBED_DIR:-$REPO/.testbed}"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 LOCALSTACK_PORT="${LOCALSTACK_PORT:-4566}"
 REDIS_PORT="${REDIS_PORT:-6390}"
+REDIS_TLS_PORT="${REDIS_TLS_PORT:-6391}"
 AMQP_PORT="${AMQP_PORT:-5682}"
+AMQP_TLS_PORT="${AMQP_TLS_PORT:-5683}"
 AMQP_DIST_PORT="${AMQP_DIST_PORT:-25682}"
 PYTHON="${PYTHON:-python3}"
 VENV="$DIR/venv"
@@ -95,6 +100,24 @@ install_redis() {
   command -v redis-server >/dev/null 2>&1 || die "apt-get installed no redis-server"
 }
 
+tls_material() { # the test bed's CA and a server certificate for localhost / 127.0.0.1 (once)
+  local d="$DIR/tls"
+  [[ -s "$d/server.pem" && -s "$d/ca.pem" ]] && return
+  command -v openssl >/dev/null 2>&1 || die "openssl is missing: it makes the test bed's TLS certificates"
+  mkdir -p "$d"
+  {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=msk-sidecar test bed CA" \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+      -keyout "$d/ca-key.pem" -out "$d/ca.pem"
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$d/server-key.pem" -out "$d/server.csr"
+    printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=CA:FALSE" \
+      "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >"$d/server.ext"
+    openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial \
+      -days 3650 -extfile "$d/server.ext" -out "$d/server.pem"
+  } >"$LOGS/tls.log" 2>&1 || { tail -20 "$LOGS/tls.log" >&2; die "making the test bed's certificates failed (log: $LOGS/tls.log)"; }
+  chmod 0644 "$d"/*.pem
+}
+
 redis_answers() { # a PING answered with PONG
   local reply
   { exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT" && printf 'PING\r\n' >&3 && IFS= read -r -t 2 reply <&3; } 2>/dev/null || return 1
@@ -103,15 +126,20 @@ redis_answers() { # a PING answered with PONG
 }
 
 start_redis() {
-  if alive redis && redis_answers; then return; fi
+  if alive redis && redis_answers && port_open "$REDIS_TLS_PORT"; then return; fi
+  stop redis
   port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process; set REDIS_PORT"
   install_redis
   say "starting redis-server on 127.0.0.1:$REDIS_PORT"
   mkdir -p "$DIR/redis"
+  tls_material
   nohup redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$DIR/redis" \
+    --tls-port "$REDIS_TLS_PORT" --tls-cert-file "$DIR/tls/server.pem" --tls-key-file "$DIR/tls/server-key.pem" \
+    --tls-ca-cert-file "$DIR/tls/ca.pem" --tls-auth-clients no \
     </dev/null >"$LOGS/redis.log" 2>&1 9>&- &
   echo $! >"$DIR/redis.pid"
   wait_for redis redis_answers
+  wait_for redis port_open "$REDIS_TLS_PORT"
 }
 
 install_rabbitmq() {
@@ -130,11 +158,23 @@ rabbitmq_env() { # the node's own name, ports, data and logs (not the package's 
   export RABBITMQ_NODENAME="testbed@localhost" RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
     RABBITMQ_NODE_PORT="$AMQP_PORT" RABBITMQ_DIST_PORT="$AMQP_DIST_PORT" \
     RABBITMQ_MNESIA_BASE="$base/mnesia" RABBITMQ_LOG_BASE="$base/log" \
-    RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" HOME="$base/home"
+    RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins" HOME="$base/home" \
+    RABBITMQ_CONFIG_FILE="$base/rabbitmq.conf"
 }
 
 start_rabbitmq() {
-  if alive rabbitmq && port_open "$AMQP_PORT"; then return; fi
+  if alive rabbitmq && port_open "$AMQP_PORT" && port_open "$AMQP_TLS_PORT"; then return; fi
+  stop_rabbitmq
+  tls_material
+  mkdir -p "$DIR/rabbitmq"
+  cat >"$DIR/rabbitmq/rabbitmq.conf" <<CONF
+listeners.ssl.default = 127.0.0.1:$AMQP_TLS_PORT
+ssl_options.cacertfile = $DIR/tls/ca.pem
+ssl_options.certfile = $DIR/tls/server.pem
+ssl_options.keyfile = $DIR/tls/server-key.pem
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+CONF
   port_open "$AMQP_PORT" && die "port $AMQP_PORT is taken by another process; set AMQP_PORT"
   install_rabbitmq
   say "starting rabbitmq-server on 127.0.0.1:$AMQP_PORT"
@@ -144,6 +184,7 @@ start_rabbitmq() {
   ) &
   echo $! >"$DIR/rabbitmq.pid"
   wait_for rabbitmq port_open "$AMQP_PORT"
+  wait_for rabbitmq port_open "$AMQP_TLS_PORT"
 }
 
 stop_rabbitmq() {
@@ -184,6 +225,9 @@ KAFKA_BOOTSTRAP=${KAFKA_BOOTSTRAP:-127.0.0.1:$KAFKA_PORT}
 AWS_ENDPOINT_URL=http://127.0.0.1:$LOCALSTACK_PORT
 TESTBED_REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 TESTBED_AMQP_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f
+TESTBED_REDIS_TLS_URL=rediss://localhost:$REDIS_TLS_PORT
+TESTBED_AMQP_TLS_URL=amqps://guest:guest@localhost:$AMQP_TLS_PORT/%2f
+TESTBED_CA_FILE=$DIR/tls/ca.pem
 AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test
 AWS_REGION=us-east-1

@@ -155,11 +155,24 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<RedisSource,
             health: setup.health.clone(),
             max_in_flight: setup.max_in_flight,
         };
-        receiver.ensure_group().await.map_err(|error| RedisSourceError::Group {
-            stream: stream.clone(),
-            group: member.group.clone(),
-            error,
-        })?;
+        match receiver.ensure_group().await {
+            Ok(()) => {}
+            // Redis answered no (a key that is not a stream, an ACL without XGROUP): the
+            // configuration is wrong, and starting would only hide it.
+            Err(error) if error.code.is_some() => {
+                return Err(RedisSourceError::Group {
+                    stream: stream.clone(),
+                    group: member.group.clone(),
+                    error,
+                });
+            }
+            // No answer (server down, failing over, a TLS or auth handshake that fails): start
+            // anyway; the receiver retries with backoff, shows the reason on /ready, and creates
+            // the group when a read finds it missing.
+            Err(error) => {
+                tracing::warn!(stream = %stream, group = %member.group, error = %error, "Redis does not answer yet; the stream is read once it does.")
+            }
+        }
         ledger.add_queue(tp.clone(), stream.clone(), epoch);
         assigned.push((tp, epoch));
         receivers.push(receiver);

@@ -26,3 +26,4 @@ mod smoke;
 mod sqs;
 mod sqs_only;
 mod sqs_source;
+mod tls_sources;
