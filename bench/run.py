@@ -1131,6 +1131,31 @@ def amqp_fill(name: str, n: int, size: int) -> str:
     return queue
 
 
+def source_remove(kind: str, name: str) -> None:
+    """Deletes a REDIS row's stream or an AMQP row's queue (best effort: the run is measured)."""
+    try:
+        if kind == "redis":
+            import redis
+
+            client = redis.Redis.from_url(os.environ["TESTBED_REDIS_URL"])
+            client.delete(name, f"{name}.dlq")
+            client.close()
+        else:
+            import asyncio
+
+            import aio_pika
+
+            async def remove() -> None:
+                connection = await aio_pika.connect(os.environ["TESTBED_AMQP_URL"])
+                async with connection:
+                    channel = await connection.channel()
+                    await channel.queue_delete(name)
+
+            asyncio.run(remove())
+    except Exception as error:  # noqa: BLE001 - leftovers are clutter, not a failed run
+        say(f"    could not remove {kind} {name}: {error}")
+
+
 def run_sidecar_source(kind: str) -> Callable[..., Run]:
     """`msk-sidecar run` with only a Redis or RabbitMQ source, POSTing each message."""
 
@@ -1167,6 +1192,7 @@ def run_sidecar_source(kind: str) -> Callable[..., Run]:
                 child.stop(5)
         finally:
             sink.stop()
+            source_remove(kind, stream)
 
     return run
 
@@ -1207,6 +1233,7 @@ def run_python_source(kind: str) -> Callable[..., Run]:
             finally:
                 sampler.finish()
                 child.stop(5)
+                source_remove(kind, stream)
         finally:
             sink.stop()
 

@@ -115,7 +115,10 @@ tls_material() { # the test bed's CA and a server certificate for localhost / 12
     openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca-key.pem" -CAcreateserial \
       -days 3650 -extfile "$d/server.ext" -out "$d/server.pem"
   } >"$LOGS/tls.log" 2>&1 || { tail -20 "$LOGS/tls.log" >&2; die "making the test bed's certificates failed (log: $LOGS/tls.log)"; }
-  chmod 0644 "$d"/*.pem
+  # The servers run as this user; the CA's key stays private (a certificate it signs is trusted
+  # wherever ca.pem is).
+  chmod 0600 "$d"/*-key.pem
+  chmod 0644 "$d/ca.pem" "$d/server.pem"
 }
 
 redis_answers() { # a PING answered with PONG
@@ -126,9 +129,14 @@ redis_answers() { # a PING answered with PONG
 }
 
 start_redis() {
-  if alive redis && redis_answers && port_open "$REDIS_TLS_PORT"; then return; fi
-  stop redis
+  if alive redis; then
+    # Ours and running: keep it (its streams may be in use), unless it predates the TLS port.
+    if port_open "$REDIS_TLS_PORT"; then wait_for redis redis_answers; return; fi
+    say "redis-server runs without its TLS port $REDIS_TLS_PORT: restarting it"
+    stop redis
+  fi
   port_open "$REDIS_PORT" && die "port $REDIS_PORT is taken by another process; set REDIS_PORT"
+  port_open "$REDIS_TLS_PORT" && die "port $REDIS_TLS_PORT is taken by another process; set REDIS_TLS_PORT"
   install_redis
   say "starting redis-server on 127.0.0.1:$REDIS_PORT"
   mkdir -p "$DIR/redis"
@@ -163,8 +171,12 @@ rabbitmq_env() { # the node's own name, ports, data and logs (not the package's 
 }
 
 start_rabbitmq() {
-  if alive rabbitmq && port_open "$AMQP_PORT" && port_open "$AMQP_TLS_PORT"; then return; fi
-  stop_rabbitmq
+  if alive rabbitmq; then
+    if port_open "$AMQP_TLS_PORT"; then wait_for rabbitmq port_open "$AMQP_PORT"; return; fi
+    say "rabbitmq-server runs without its TLS port $AMQP_TLS_PORT: restarting it"
+    stop_rabbitmq
+  fi
+  port_open "$AMQP_TLS_PORT" && die "port $AMQP_TLS_PORT is taken by another process; set AMQP_TLS_PORT"
   tls_material
   mkdir -p "$DIR/rabbitmq"
   cat >"$DIR/rabbitmq/rabbitmq.conf" <<CONF

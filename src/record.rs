@@ -115,8 +115,20 @@ pub struct Record {
     /// What of the record could not be read (a header name that is not UTF-8): such a record
     /// is dead-lettered as `malformed`, never delivered.
     pub malformed: Option<Box<str>>,
+    /// What the sidecar decoded (`SIDECAR_VALUE_FORMAT`, `SIDECAR_KEY_FORMAT`): the value, or
+    /// the key, is JSON now (`None`: as the source gave it).
+    pub decoded: Option<Box<Decoded>>,
     /// The kind of source.
     pub origin: Origin,
+}
+
+/// What the sidecar decoded of a record: which of its parts are JSON now, and by which schema.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Decoded {
+    /// The value is JSON; the schema it was decoded with (`None`: JSON checked, no schema).
+    pub value: Option<Option<Arc<str>>>,
+    /// The key is JSON; the schema it was decoded with.
+    pub key: Option<Option<Arc<str>>>,
 }
 
 impl Record {
@@ -171,6 +183,7 @@ mod tests {
             value: Some(Bytes::from_static(b"secret-value")),
             headers: vec![Header { name: "h".into(), value: Some(Bytes::from_static(b"secret-header")) }],
             malformed: None,
+            decoded: None,
             origin: crate::record::Origin::Kafka,
         };
         let shown = format!("{record:?}");

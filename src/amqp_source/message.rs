@@ -85,6 +85,7 @@ pub fn to_record(tp: &TopicPartition, sequence: i64, delivery: &Delivery) -> Rec
         value: Some(Bytes::from(delivery.data.clone())),
         headers,
         malformed: None,
+        decoded: None,
         origin: Origin::Amqp,
     }
 }

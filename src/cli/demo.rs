@@ -174,6 +174,25 @@ async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     ));
 
     let mut sources = Vec::new();
+    let outcome =
+        run_with(args, failures, &mut sources, (&bootstrap, &url, &archive), expected, started).await;
+    // Whatever happened, the streams and queues the demo made go.
+    for source in &sources {
+        source.remove().await;
+    }
+    outcome
+}
+
+/// The demo after the topic is filled: fills the other sources (into `sources`), runs the
+/// sidecar, reports.
+async fn run_with(
+    args: &DemoArgs,
+    failures: bool,
+    sources: &mut Vec<SourceDemo>,
+    (bootstrap, url, archive): (&str, &str, &PathBuf),
+    expected: [u32; 4],
+    started: Instant,
+) -> anyhow::Result<()> {
     if args.sqs {
         sources.push(demo_sources::sqs(args.records, failures).await?);
     }
@@ -183,7 +202,7 @@ async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     if let Some(url) = &args.amqp {
         sources.push(demo_sources::amqp(url, args.records, failures).await?);
     }
-    for source in &sources {
+    for source in sources.iter() {
         output::line(&format!(
             "sent {} tasks to {} {}: {} ok, {} flaky, {} invalid, {} broken (dead letters to {})",
             args.records,
@@ -197,11 +216,11 @@ async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         ));
     }
     let env: std::collections::BTreeMap<String, String> = [
-        ("KAFKA_BROKERS", bootstrap.as_str()),
+        ("KAFKA_BROKERS", bootstrap),
         ("KAFKA_TOPICS", TOPIC),
         ("KAFKA_CONSUMER_GROUP", "demo"),
         ("KAFKA_AUTH", "none"),
-        ("SIDECAR_DELIVERY_URL", url.as_str()),
+        ("SIDECAR_DELIVERY_URL", url),
         ("SIDECAR_RETRY_MAX_ATTEMPTS", "3"),
         ("SIDECAR_RETRY_INITIAL_BACKOFF", "20ms"),
         ("SIDECAR_RETRY_MAX_BACKOFF", "200ms"),
@@ -216,7 +235,7 @@ async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     .collect();
     let mut env = env;
     env.insert("SIDECAR_DLQ_ARCHIVE".into(), format!("file://{}", archive.display()));
-    for source in &sources {
+    for source in sources.iter() {
         env.extend(source.env.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
     }
     let config = Config::from_sources(&env, None).map_err(|err| anyhow::anyhow!("{err}"))?;
@@ -247,11 +266,7 @@ async fn run(args: &DemoArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed();
     shutdown.cancel();
     running.wait().await?;
-    let reported = report(&metrics, &bootstrap, &archive, expected, &sources, total, elapsed).await;
-    for source in &sources {
-        source.remove().await;
-    }
-    reported
+    report(&metrics, bootstrap, archive, expected, sources, total, elapsed).await
 }
 
 /// "SQS queue", "Redis stream", "RabbitMQ queue".

@@ -107,12 +107,18 @@ pub async fn sqs(count: u32, failures: bool) -> anyhow::Result<SourceDemo> {
     Ok(SourceDemo { origin: Origin::Sqs, name, expected, env, server: Server::Sqs })
 }
 
+/// An error about the server at `url`, without the URL (it may hold a password): some client
+/// errors quote what they could not parse in full.
+fn hidden(url: &str, what: &str, err: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::anyhow!("{what}: {}", err.to_string().replace(url, "<the URL given>"))
+}
+
 async fn redis_connection(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    let client = redis::Client::open(url).context("the Redis URL")?;
+    let client = redis::Client::open(url).map_err(|err| hidden(url, "the Redis URL", err))?;
     tokio::time::timeout(Duration::from_secs(5), client.get_multiplexed_async_connection())
         .await
         .context("connecting to Redis timed out")?
-        .context("connecting to Redis")
+        .map_err(|err| hidden(url, "connecting to Redis", err))
 }
 
 /// Adds `count` tasks to a new Redis stream (field `data`).
@@ -142,7 +148,7 @@ async fn amqp_channel(url: &str) -> anyhow::Result<(Connection, lapin::Channel)>
     )
     .await
     .context("connecting to RabbitMQ timed out")?
-    .context("connecting to RabbitMQ")?;
+    .map_err(|err| hidden(url, "connecting to RabbitMQ", err))?;
     let channel = connection.create_channel().await.context("opening a RabbitMQ channel")?;
     Ok((connection, channel))
 }

@@ -56,6 +56,7 @@ pub fn to_record(message: &BorrowedMessage<'_>, topics: &mut TopicNames) -> Reco
         value: message.payload().map(Bytes::copy_from_slice),
         headers,
         malformed,
+        decoded: None,
         origin: crate::record::Origin::Kafka,
     }
 }

@@ -318,6 +318,7 @@ mod tests {
             value: Some(Bytes::from(vec![b'x'; size])),
             headers: vec![],
             malformed: None,
+            decoded: None,
             origin: crate::record::Origin::Kafka,
         }
     }

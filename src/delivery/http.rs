@@ -363,6 +363,7 @@ mod tests {
                 Header { name: "dup".into(), value: Some(Bytes::from_static(b"2")) },
             ],
             malformed: None,
+            decoded: None,
             origin: crate::record::Origin::Kafka,
         }
     }
@@ -386,6 +387,7 @@ mod tests {
                 header("x-sqs-attribute-content-type", b"application/json"),
             ],
             malformed: None,
+            decoded: None,
             origin: crate::record::Origin::Sqs,
         };
         let h = request_headers(&record, &Attempt { number: 2, ..Attempt::default() });

@@ -314,6 +314,7 @@ mod tests {
             value: Some(Bytes::from_static(b"v")),
             headers: vec![],
             malformed: None,
+            decoded: None,
             origin: crate::record::Origin::Kafka,
         }
     }

@@ -392,6 +392,7 @@ mod tests {
             value: value.map(Bytes::copy_from_slice),
             headers: vec![],
             malformed: None,
+            decoded: None,
             origin: crate::record::Origin::Kafka,
         }
     }

@@ -162,6 +162,7 @@ fn record(tp: &TopicPartition, offset: i64, key: Option<&str>) -> Record {
         value: Some(Bytes::from_static(b"v")),
         headers: vec![],
         malformed: None,
+        decoded: None,
         origin: crate::record::Origin::Kafka,
     }
 }

@@ -96,9 +96,9 @@ fn run_started_ms() -> u128 {
 impl DeadLetter<'_> {
     /// The archive object key: `<prefix>/<topic>/<yyyy>/<mm>/<dd>/<partition>-<offset>.json`
     /// (an SQS message: `<prefix>/sqs/<queue>/<yyyy>/<mm>/<dd>/<message-id>.json`), the date
-    /// taken from the record timestamp in UTC. A Kafka record without one: epoch 0, so a rewrite
-    /// still lands on the same key; a queue message without one (a RabbitMQ message without the
-    /// timestamp property): the day of its first failure, whose key is per run anyway.
+    /// taken from the record timestamp in UTC. A record without one: epoch 0, so a rewrite
+    /// still lands on the same key; but a RabbitMQ message without the timestamp property: the
+    /// day of its first failure (its key names the delivery of this run anyway).
     pub fn archive_key(&self, prefix: &str) -> String {
         let failed_ms = || {
             self.first_failure
@@ -107,8 +107,9 @@ impl DeadLetter<'_> {
         };
         let ms = match (self.record.timestamp, self.record.origin) {
             (Some(ms), _) => ms,
-            (None, Origin::Kafka) => 0,
-            (None, _) => failed_ms(),
+            // Its key holds the delivery's sequence of this run: it cannot be rewritten anyway.
+            (None, Origin::Amqp) => failed_ms(),
+            (None, _) => 0,
         };
         let date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH);
@@ -303,6 +304,7 @@ mod tests {
                 Header { name: "traceparent".into(), value: Some(Bytes::from_static(b"00-old-old-01")) },
             ],
             malformed: None,
+            decoded: None,
             origin: crate::record::Origin::Kafka,
         }
     }

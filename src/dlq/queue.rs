@@ -191,6 +191,7 @@ mod tests {
                 value: Some(Bytes::from_static(b"m-1")),
             }],
             malformed: None,
+            decoded: None,
             origin: Origin::Sqs,
         };
         let letter = DeadLetter {

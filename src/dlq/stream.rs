@@ -148,6 +148,7 @@ mod tests {
             value: Some(bytes::Bytes::from_static(b"payload")),
             headers: vec![header("x-redis-id", "17-3"), header("x-redis-field-kind", "order")],
             malformed: None,
+            decoded: None,
             origin: crate::record::Origin::Redis,
         };
         let now = std::time::SystemTime::now();

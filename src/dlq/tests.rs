@@ -43,6 +43,7 @@ fn record(key: usize, value: usize, header: usize) -> Record {
         value: Some(Bytes::from(vec![b'v'; value])),
         headers: vec![RecordHeader { name: "h".into(), value: Some(Bytes::from(vec![b'h'; header])) }],
         malformed: None,
+        decoded: None,
         origin: crate::record::Origin::Kafka,
     }
 }

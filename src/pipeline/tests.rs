@@ -83,6 +83,7 @@ fn record() -> Record {
         value: Some(Bytes::from_static(b"v")),
         headers: vec![],
         malformed: None,
+        decoded: None,
         origin: crate::record::Origin::Kafka,
     }
 }

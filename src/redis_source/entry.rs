@@ -142,6 +142,7 @@ pub fn to_record(
         value: Some(Bytes::from(value)),
         headers,
         malformed,
+        decoded: None,
         origin: Origin::Redis,
     }
 }

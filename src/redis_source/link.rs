@@ -36,7 +36,7 @@ impl Link {
     /// A client for a new connection: the URL's, or with a freshly signed password.
     fn client(&self) -> Result<Client, CommandError> {
         let Some(password) = &self.password else { return Ok(self.client.clone()) };
-        let token = password.password().map_err(|text| CommandError { code: None, text })?;
+        let token = password.password().map_err(|text| CommandError { code: None, refused: false, text })?;
         let info = self.client.get_connection_info().clone();
         let settings = info.redis_settings().clone().set_password(token);
         Client::open(info.set_redis_settings(settings)).map_err(|err| CommandError::from(&err))
@@ -80,14 +80,21 @@ impl Link {
 pub struct CommandError {
     /// The server's error code.
     pub code: Option<String>,
+    /// The server answered, and no retry changes the answer: wrong credentials, a key that is
+    /// not a stream, an ACL that forbids the command. (Failing over, loading, too many clients
+    /// and no answer at all pass.)
+    pub refused: bool,
     /// What failed.
     pub text: String,
 }
 
 impl From<&redis::RedisError> for CommandError {
     fn from(err: &redis::RedisError) -> Self {
+        let code = err.code().map(str::to_string);
         CommandError {
-            code: err.code().map(str::to_string),
+            refused: err.kind() == redis::ErrorKind::AuthenticationFailed
+                || matches!(code.as_deref(), Some("WRONGTYPE" | "NOPERM" | "WRONGPASS" | "NOAUTH")),
+            code,
             text: crate::config::redact_text_url(&err.to_string().replace('\n', " ")),
         }
     }

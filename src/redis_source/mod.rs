@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{RedisSourceConfig, StartFrom};
 use crate::dispatch::{Command, leased};
 use crate::dlq::stream::{StreamDeadLetters, StreamWriter};
+use crate::health::Component;
 use crate::record::TopicPartition;
 use crate::source::leases::LeaseLedger;
 use acks::Member;
@@ -140,7 +141,8 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<RedisSource,
     for (index, stream) in config.streams.iter().enumerate() {
         let epoch = u64::try_from(index).unwrap_or(u64::MAX).saturating_add(1);
         let tp = TopicPartition::new(stream.as_str(), 0);
-        let receiver = Receiver {
+        let mut receiver = Receiver {
+            unready: None,
             reads: reads.clone(),
             commands: commands.clone(),
             tp: tp.clone(),
@@ -157,20 +159,25 @@ pub async fn start(setup: Setup, stop: CancellationToken) -> Result<RedisSource,
         };
         match receiver.ensure_group().await {
             Ok(()) => {}
-            // Redis answered no (a key that is not a stream, an ACL without XGROUP): the
-            // configuration is wrong, and starting would only hide it.
-            Err(error) if error.code.is_some() => {
+            // Redis answered no (wrong credentials, a key that is not a stream, an ACL without
+            // XGROUP): the configuration is wrong, and starting would only hide it.
+            Err(error) if error.refused => {
                 return Err(RedisSourceError::Group {
                     stream: stream.clone(),
                     group: member.group.clone(),
                     error,
                 });
             }
-            // No answer (server down, failing over, a TLS or auth handshake that fails): start
-            // anyway; the receiver retries with backoff, shows the reason on /ready, and creates
-            // the group when a read finds it missing.
+            // No answer, or not yet (server down, loading, failing over, a TLS handshake that
+            // fails): start anyway, not ready until a read goes through; the receiver retries
+            // with backoff and creates the group when a read finds it missing.
             Err(error) => {
-                tracing::warn!(stream = %stream, group = %member.group, error = %error, "Redis does not answer yet; the stream is read once it does.")
+                tracing::warn!(stream = %stream, group = %member.group, error = %error, "Redis does not answer yet; the stream is read once it does.");
+                receiver.unready = Some(setup.health.latch(
+                    Component::Source,
+                    stream,
+                    format!("Redis stream {stream}: cannot create consumer group {}: {error}", member.group),
+                ));
             }
         }
         ledger.add_queue(tp.clone(), stream.clone(), epoch);

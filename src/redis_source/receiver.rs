@@ -58,6 +58,9 @@ pub struct Receiver {
     pub health: Arc<Health>,
     /// Entries in flight at most.
     pub max_in_flight: usize,
+    /// The readiness problem the start found (Redis did not answer): it goes with the first
+    /// read that does.
+    pub unready: Option<Latch>,
 }
 
 /// Which entries a read asks for.
@@ -82,10 +85,10 @@ impl Receiver {
     }
 
     /// Receives until `stop`.
-    pub async fn run(self, stop: CancellationToken) {
+    pub async fn run(mut self, stop: CancellationToken) {
         let mut sequence: i64 = 0;
         let mut reading = Reading::Own("0".into());
-        let mut failing: Option<Latch> = None;
+        let mut failing: Option<Latch> = self.unready.take();
         // Reads failed in a row: one failure is retried before it shows on /ready (ElastiCache
         // closes IAM connections after 12 hours; the next read reconnects).
         let mut failures = 0u32;

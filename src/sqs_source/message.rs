@@ -46,6 +46,7 @@ pub fn to_record(tp: &TopicPartition, sequence: i64, message: &Message) -> Optio
         value: Some(Bytes::from(message.body().unwrap_or_default().to_string())),
         headers,
         malformed: None,
+        decoded: None,
         origin: Origin::Sqs,
     };
     Some((record, receipt_handle))
