@@ -22,6 +22,8 @@
 //!   in the source's ledger.
 //! - [`dispatch`]: ordering lanes, the in-flight bound, back-pressure, drains.
 //! - [`pipeline`]: one record from first attempt to terminal outcome (retries, breaker).
+//! - [`prepare`]: what a route does to a record before its first attempt: expiry, decoding,
+//!   filtering.
 //! - [`delivery`]: one attempt to the application (HTTP, SQS).
 //! - [`dlq`]: dead-letter topic record and archive document.
 //! - [`archive`]: objects in S3 or a directory, for dead letters and SQS claim checks.
@@ -53,6 +55,7 @@ pub mod kafka;
 pub mod offsets;
 pub mod panics;
 pub mod pipeline;
+pub mod prepare;
 pub mod record;
 pub mod redis_source;
 pub mod shutdown;

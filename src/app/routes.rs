@@ -166,6 +166,7 @@ pub(super) async fn build(common: &Common<'_>) -> Result<Built, AppError> {
             tracing: common.tracing.for_target(target_info(&route.delivery.target)),
             route: scope.clone(),
             panics: Default::default(),
+            rules: route.rules.clone(),
         });
         built.probers.push(tokio::spawn(breaker::run_prober(
             breaker.clone(),

@@ -34,6 +34,9 @@ pub fn main(env: &BTreeMap<String, String>, file: Option<&Path>, args: &CheckCon
     for (variable, value) in config.effective() {
         output::line(&format!("{variable} = {value:?}"));
     }
+    for line in config.effective_routes() {
+        output::line(&line);
+    }
     output::line("");
     output::line(
         "# Least-privilege IAM policy for this configuration (check-config --iam-policy prints only this)",

@@ -11,6 +11,7 @@ pub mod parse;
 pub mod raw;
 mod render;
 mod routes;
+pub mod rules;
 mod sources;
 mod validate;
 
@@ -324,6 +325,8 @@ pub struct Route {
     pub retry: RetryPolicy,
     /// Dead-letter topic (`None` without a Kafka source).
     pub dlq_topic: Option<String>,
+    /// What happens to a record before its first attempt: expiry, decoding, filtering.
+    pub rules: crate::prepare::Rules,
 }
 
 /// Retry policy for retryable delivery failures.
@@ -449,6 +452,10 @@ pub struct Config {
     pub redis_source: Option<RedisSourceConfig>,
     /// RabbitMQ queues consumed next to the other sources, if any.
     pub amqp_source: Option<AmqpSourceConfig>,
+    /// The top-level record rules (expiry, decoding, filtering): the default route's.
+    pub rules: crate::prepare::Rules,
+    /// The Protobuf descriptor that `protobuf` formats (top level and routes) read.
+    pub protobuf: rules::ProtobufSettings,
 }
 
 /// One configuration problem, printed as one line.
@@ -555,6 +562,7 @@ impl Config {
             ordering: self.ordering,
             retry: self.retry,
             dlq_topic: self.dlq.topic.clone(),
+            rules: self.rules.clone(),
         }
     }
 
@@ -563,6 +571,11 @@ impl Config {
         let mut routes = self.routes.clone();
         routes.push(self.default_route());
         routes
+    }
+
+    /// The routes' record rules as TOML lines (`check-config`).
+    pub fn effective_routes(&self) -> Vec<String> {
+        render::routes(self)
     }
 
     /// The effective configuration, one `(variable, value)` per line, secrets redacted.

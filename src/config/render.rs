@@ -14,6 +14,52 @@ fn duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 
+/// A decoder's format as configured (`raw` without one).
+fn format_name(decoder: Option<&crate::prepare::decode::Decoder>) -> String {
+    use crate::prepare::decode::Decoder;
+    match decoder {
+        None => "raw",
+        Some(Decoder::Json) => "json",
+        Some(Decoder::Protobuf { .. }) => "protobuf",
+    }
+    .to_string()
+}
+
+/// The `[[routes]]` tables as TOML, with every record rule a route ends up with (its own or
+/// the top-level one): what `check-config` shows under the variables.
+pub(super) fn routes(config: &Config) -> Vec<String> {
+    use super::TopicMatcher;
+    let mut lines = Vec::new();
+    for route in &config.routes {
+        lines.push(String::new());
+        lines.push(format!("[[routes]]  # {}", route.name));
+        let selector = match route.selects {
+            super::Selects::Topics => "topic",
+            super::Selects::Queues => "queue",
+            super::Selects::Streams => "stream",
+        };
+        match &route.matcher {
+            Some(TopicMatcher::Exact(name)) => lines.push(format!("{selector} = {name:?}")),
+            Some(TopicMatcher::Pattern(pattern)) => {
+                lines.push(format!("{selector}_pattern = {:?}", pattern.as_str()))
+            }
+            None => {}
+        }
+        let rules = &route.rules;
+        lines.push(format!("value_format = {:?}", format_name(rules.value.as_deref())));
+        if let Some(crate::prepare::decode::Decoder::Protobuf { message, .. }) = rules.value.as_deref() {
+            lines.push(format!("protobuf_message = {:?}", message.full_name()));
+        }
+        lines.push(format!("key_format = {:?}", format_name(rules.key.as_deref())));
+        lines.push(format!("filter = {:?}", rules.filter.as_ref().map_or("", |f| f.text())));
+        lines.push(format!(
+            "max_record_age = {:?}",
+            rules.max_age.map_or_else(|| "none".to_string(), duration)
+        ));
+    }
+    lines
+}
+
 /// Every variable with its effective value.
 pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
     // Without a Kafka source its variables show empty, as an unset source's do.
@@ -93,6 +139,18 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
             .to_string(),
         ),
         (keys::SIDECAR_TRACE_RECORD_KEYS, config.trace_record_keys.to_string()),
+        (keys::SIDECAR_VALUE_FORMAT, format_name(config.rules.value.as_deref())),
+        (keys::SIDECAR_KEY_FORMAT, format_name(config.rules.key.as_deref())),
+        (
+            keys::SIDECAR_PROTOBUF_DESCRIPTOR,
+            config.protobuf.descriptor.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        ),
+        (keys::SIDECAR_PROTOBUF_MESSAGE, config.protobuf.message.clone().unwrap_or_default()),
+        (
+            keys::SIDECAR_FILTER,
+            config.rules.filter.as_ref().map(|f| f.text().to_string()).unwrap_or_default(),
+        ),
+        (keys::SIDECAR_MAX_RECORD_AGE, config.rules.max_age.map(duration).unwrap_or_default()),
         (
             keys::SQS_QUEUE_URLS,
             sqs_source

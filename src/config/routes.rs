@@ -37,6 +37,11 @@ struct RawRoute {
     batch_max_records: Option<u64>,
     batch_max_bytes: Option<u64>,
     batch_linger: Option<String>,
+    value_format: Option<String>,
+    key_format: Option<String>,
+    protobuf_message: Option<String>,
+    filter: Option<String>,
+    max_record_age: Option<String>,
 }
 
 /// Collects the problems of one route.
@@ -181,6 +186,7 @@ fn route(c: &mut Checker<'_, '_>, raw: RawRoute, config: &Config, index: usize) 
             "a queue's or stream's dead letters go to its own dead-letter place and the archive",
         );
     }
+    let rules = route_rules(c, &raw, config);
     let target = match (&raw.delivery_url, &raw.sqs_queue_url) {
         (Some(_), Some(_)) => {
             c.fail("delivery_url", &raw.delivery_url, "set either delivery_url or sqs_queue_url, not both");
@@ -280,7 +286,44 @@ fn route(c: &mut Checker<'_, '_>, raw: RawRoute, config: &Config, index: usize) 
         ordering: ordering?,
         retry: RetryPolicy { max_attempts: max_attempts?, initial_backoff: initial?, max_backoff: max? },
         dlq_topic: dlq_topic?,
+        rules: rules?,
     })
+}
+
+/// The route's record rules: its own `value_format`, `key_format` (with `protobuf_message` of
+/// the shared descriptor), `filter` (`""`: none) and `max_record_age` (`"none"`), the top-level
+/// ones for what it leaves out.
+fn route_rules(c: &mut Checker<'_, '_>, raw: &RawRoute, config: &Config) -> Option<crate::prepare::Rules> {
+    use super::rules;
+    use crate::prepare::decode::Format;
+    let base = &config.rules;
+    let message = raw.protobuf_message.as_deref();
+    if message.is_some() && raw.value_format.as_deref().map(str::trim) != Some("protobuf") {
+        c.fail("protobuf_message", &message, "needs value_format = \"protobuf\" in the same route");
+    }
+    let value = match &raw.value_format {
+        Some(f) => {
+            c.value("value_format", Some(f), |f| rules::decoder(Format::parse(f)?, &config.protobuf, message))
+        }
+        None => Some(base.value.clone()),
+    };
+    let key = match &raw.key_format {
+        Some(f) => {
+            c.value("key_format", Some(f), |f| rules::decoder(Format::parse(f)?, &config.protobuf, None))
+        }
+        None => Some(base.key.clone()),
+    };
+    let filter = match raw.filter.as_deref().map(str::trim) {
+        Some("") => Some(None),
+        Some(text) => c.value("filter", Some(text), |t| rules::filter(t).map(Some)),
+        None => Some(base.filter.clone()),
+    };
+    let max_age = match raw.max_record_age.as_deref().map(str::trim) {
+        Some("none") => Some(None),
+        Some(text) => c.value("max_record_age", Some(text), |t| rules::max_age(t).map(Some)),
+        None => Some(base.max_age),
+    };
+    Some(crate::prepare::Rules { value: value?, key: key?, filter: filter?, max_age: max_age? })
 }
 
 #[cfg(test)]

@@ -120,6 +120,7 @@ impl Reader<'_> {
         let sqs_source = self.sqs_source();
         let redis_source = self.redis_source();
         let amqp_source = self.amqp_source(max_in_flight);
+        let rules = self.rules();
         let log_format = self.parse(keys::SIDECAR_LOG_FORMAT, |t| match t.trim() {
             "json" => Ok(LogFormat::Json),
             "text" => Ok(LogFormat::Text),
@@ -151,7 +152,11 @@ impl Reader<'_> {
             sqs_source: sqs_source?,
             redis_source: redis_source?,
             amqp_source: amqp_source?,
+            rules: Default::default(),
+            protobuf: Default::default(),
         };
+        let (rules, protobuf) = rules?;
+        let config = Config { rules, protobuf, ..config };
         let routes = super::routes::parse(self, &config);
         Some(Config { routes, ..config })
     }

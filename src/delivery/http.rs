@@ -145,7 +145,27 @@ pub fn request_headers(record: &Record, attempt: &Attempt) -> HeaderMap {
     if let Some(tracestate) = attempt.tracestate.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
         headers.insert("tracestate", tracestate);
     }
+    decoded_headers(record, "x-kafka-", &mut headers);
     headers
+}
+
+/// A decoded value is JSON (`content-type: application/json`), with the schema it was decoded
+/// with in `<prefix>value-schema` (and the key's in `<prefix>key-schema`).
+fn decoded_headers(record: &Record, prefix: &str, headers: &mut HeaderMap) {
+    let Some(decoded) = &record.decoded else { return };
+    if let Some(schema) = &decoded.value {
+        headers.insert(reqwest::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(schema) = schema
+            && let Ok(name) = HeaderName::from_bytes(format!("{prefix}value-schema").as_bytes())
+        {
+            headers.insert(name, text_value(schema));
+        }
+    }
+    if let Some(Some(schema)) = &decoded.key
+        && let Ok(name) = HeaderName::from_bytes(format!("{prefix}key-schema").as_bytes())
+    {
+        headers.insert(name, text_value(schema));
+    }
 }
 
 /// Where a queue-like source keeps its facts among a record's headers.
@@ -215,6 +235,7 @@ fn queue_request_headers(record: &Record, attempt: &Attempt, facts: &Facts) -> H
     if let Some(tracestate) = attempt.tracestate.as_deref().and_then(|v| HeaderValue::from_str(v).ok()) {
         headers.insert("tracestate", tracestate);
     }
+    decoded_headers(record, facts.prefix, &mut headers);
     headers
 }
 

@@ -1,6 +1,7 @@
 //! HTTP batch delivery: many records in one POST, per-record results in the answer.
 //!
-//! Request body: `{"records":[{"topic","partition","offset","timestamp","key_b64","value_b64",
+//! Request body: `{"records":[{"topic","partition","offset","timestamp","key_b64","value_b64"
+//! (or, decoded, "value" as JSON and "value_schema"),
 //! "headers":{name: base64},"attempt","traceparent"}]}`. The application answers 2xx, optionally
 //! with `{"failures":[{"partition":..,"offset":..,"retryable":true|false}]}` (a `topic` field
 //! narrows it when a batch spans topics); records not listed are delivered, like AWS Lambda's
@@ -39,6 +40,11 @@ struct BatchRecord<'a> {
     timestamp: Option<i64>,
     key_b64: Option<String>,
     value_b64: Option<String>,
+    /// The decoded value (`SIDECAR_VALUE_FORMAT`), as JSON, instead of `value_b64`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_schema: Option<&'a str>,
     headers: BTreeMap<&'a str, String>,
     attempt: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -164,13 +170,24 @@ impl BatchSender for Sender {
                     .iter()
                     .map(|p| {
                         let record = &p.record;
+                        let decoded = record.decoded.as_ref().and_then(|d| d.value.as_ref());
+                        // A decoded value is JSON we made: it parses.
+                        let value = decoded
+                            .and(record.value.as_ref())
+                            .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok());
                         BatchRecord {
                             topic: &record.tp.topic,
                             partition: record.tp.partition,
                             offset: record.offset,
                             timestamp: record.timestamp,
                             key_b64: record.key.as_ref().map(|k| BASE64.encode(k)),
-                            value_b64: record.value.as_ref().map(|v| BASE64.encode(v)),
+                            value_b64: if value.is_some() {
+                                None
+                            } else {
+                                record.value.as_ref().map(|v| BASE64.encode(v))
+                            },
+                            value,
+                            value_schema: decoded.and_then(|s| s.as_deref()),
                             headers: record
                                 .headers
                                 .iter()

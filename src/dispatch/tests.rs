@@ -113,6 +113,7 @@ fn harness_with(
         tracing: crate::telemetry::spans::Tracing::disabled(),
         route: String::new(),
         panics: Default::default(),
+        rules: Default::default(),
     });
     let tracker = Arc::new(OffsetTracker::new(max_uncommitted));
     let (flow_tx, flow) = mpsc::unbounded_channel();

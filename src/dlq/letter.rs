@@ -31,6 +31,12 @@ pub enum ErrorClass {
     Malformed,
     /// The record's processing panicked (a bug of ours that this record triggers).
     Panic,
+    /// Its value or key does not decode in the configured format: never delivered.
+    Undecodable,
+    /// The filter failed on it (a missing field, a type mismatch): never delivered unfiltered.
+    FilterError,
+    /// It is older than the maximum record age.
+    Expired,
 }
 
 impl ErrorClass {
@@ -42,6 +48,9 @@ impl ErrorClass {
             ErrorClass::Oversized => "oversized",
             ErrorClass::Malformed => "malformed",
             ErrorClass::Panic => "panic",
+            ErrorClass::Undecodable => "undecodable",
+            ErrorClass::FilterError => "filter-error",
+            ErrorClass::Expired => "expired",
         }
     }
 }

@@ -27,6 +27,7 @@ use crate::config::RetryPolicy;
 use crate::delivery::{Attempt, AttemptOutcome, Delivery, Failure, FailureKind};
 use crate::dlq::{DeadLetter, DeadLetterWriter, DlqError, ErrorClass, Written};
 use crate::health::{Component, Health, Latch};
+use crate::prepare::{Prepared, Rules};
 use crate::record::Record;
 use crate::telemetry::metrics::{Metrics, TopicCounters};
 use crate::telemetry::spans::{RecordTrace, Tracing};
@@ -63,6 +64,8 @@ pub enum Outcome {
         /// Attempts made.
         attempts: u32,
     },
+    /// The route's filter turned it away: finished, never delivered.
+    Filtered,
     /// Cancelled before reaching a terminal state; it will be delivered again.
     Abandoned,
 }
@@ -147,6 +150,8 @@ pub struct Pipeline {
     pub route: String,
     /// Recent panics of this route: many in a short time are not one record's fault.
     pub panics: PanicWindow,
+    /// The route's expiry, decoding and filter, applied before the first attempt.
+    pub rules: Rules,
 }
 
 impl Pipeline {
@@ -165,6 +170,7 @@ impl Pipeline {
             tracing: self.tracing.clone(),
             route: self.route.clone(),
             panics: PanicWindow::default(),
+            rules: self.rules.clone(),
         }
     }
 }
@@ -268,10 +274,30 @@ impl Pipeline {
                 };
                 self.dead_letter(Job { record, counters, cancel, trace: &trace }, verdict).await
             }
-            None => self.attempts(record, counters, cancel, &trace).await,
+            None if self.rules.is_empty() => self.attempts(record, counters, cancel, &trace).await,
+            None => match self.rules.prepare(record, SystemTime::now()) {
+                Prepared::Deliver(prepared) => self.attempts(&prepared, counters, cancel, &trace).await,
+                Prepared::Filtered => {
+                    counters.filter(if self.route.is_empty() { "default" } else { &self.route });
+                    Outcome::Filtered
+                }
+                Prepared::DeadLetter { class, reason } => {
+                    let now = SystemTime::now();
+                    let verdict = Verdict {
+                        class,
+                        error: reason.clone(),
+                        summary: reason,
+                        attempts: 0,
+                        first: now,
+                        last: now,
+                    };
+                    self.dead_letter(Job { record, counters, cancel, trace: &trace }, verdict).await
+                }
+            },
         };
         match &outcome {
             Outcome::Delivered { .. } => trace.finish("delivered", None),
+            Outcome::Filtered => trace.finish("filtered", None),
             Outcome::DeadLettered { class, .. } => trace.finish("dead-lettered", Some(class.as_str())),
             Outcome::Abandoned => trace.finish("abandoned", None),
         }

@@ -105,6 +105,7 @@ fn pipeline(delivery: Arc<Scripted>, sink: Arc<Sink>, max_attempts: u32) -> Pipe
         tracing: crate::telemetry::spans::Tracing::disabled(),
         route: String::new(),
         panics: Default::default(),
+        rules: Default::default(),
     }
 }
 

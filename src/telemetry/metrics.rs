@@ -20,7 +20,16 @@ use crate::record::{Origin, TopicPartition};
 use crate::telemetry::otlp::SpanCounters;
 
 /// Dead-letter error classes, as in the `dlq-error-class` header.
-pub const ERROR_CLASSES: [&str; 5] = ["permanent", "retries-exhausted", "oversized", "malformed", "panic"];
+pub const ERROR_CLASSES: [&str; 8] = [
+    "permanent",
+    "retries-exhausted",
+    "oversized",
+    "malformed",
+    "panic",
+    "undecodable",
+    "filter-error",
+    "expired",
+];
 
 /// Why the metrics could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +59,10 @@ pub struct TopicCounters {
     pub retried: AtomicU64,
     /// Dead letters by class, indexed like [`ERROR_CLASSES`].
     pub dead_lettered: [AtomicU64; ERROR_CLASSES.len()],
+    /// Records the route's filter turned away.
+    pub filtered: AtomicU64,
+    /// The route that filters this topic (one route serves a topic: the first that matches).
+    pub filter_route: std::sync::OnceLock<Arc<str>>,
 }
 
 impl TopicCounters {
@@ -68,7 +81,15 @@ impl TopicCounters {
             delivered: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             dead_lettered: Default::default(),
+            filtered: AtomicU64::new(0),
+            filter_route: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Counts a record the filter of `route` turned away.
+    pub fn filter(&self, route: &str) {
+        self.filter_route.get_or_init(|| Arc::from(route));
+        self.filtered.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a dead letter of `class` (unknown classes count as the first).

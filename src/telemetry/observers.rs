@@ -54,6 +54,21 @@ pub(super) fn register(meter: &Meter, shared: &Arc<Shared>) {
             }
         })
         .build();
+    let filtered = shared.clone();
+    meter
+        .u64_observable_counter("msk_sidecar.records.filtered")
+        .with_description("Records a route's filter turned away (finished, never delivered)")
+        .with_callback(move |observer| {
+            for counters in filtered.topics.read().unwrap_or_else(std::sync::PoisonError::into_inner).values()
+            {
+                if let Some(route) = counters.filter_route.get() {
+                    let [source, topic] = counters.attributes.clone();
+                    let route = KeyValue::new("route", opentelemetry::StringValue::from(route.clone()));
+                    observer.observe(counters.filtered.load(Ordering::Relaxed), &[source, topic, route]);
+                }
+            }
+        })
+        .build();
     let spans = shared.clone();
     meter
         .u64_observable_counter("msk_sidecar.spans.exported")

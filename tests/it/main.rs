@@ -12,6 +12,7 @@ mod auth;
 mod cli;
 mod common;
 mod concurrency;
+mod decoding;
 mod faults;
 mod gateway;
 mod guarantees;

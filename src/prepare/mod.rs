@@ -1,0 +1,184 @@
+//! What happens to a record between its source and its first delivery attempt, per route:
+//! expiry (`SIDECAR_MAX_RECORD_AGE`), decoding (`SIDECAR_VALUE_FORMAT`, `SIDECAR_KEY_FORMAT`)
+//! and filtering (`SIDECAR_FILTER`), in that order, so a filter reads decoded fields.
+//!
+//! The outcome is a [`Prepared`]: the record to deliver (decoded parts replaced by their JSON),
+//! a record the filter turned away (finished: committed, counted, never delivered), or a dead
+//! letter (`expired`, `undecodable`, `filter-error`) holding the record as the source gave it.
+//! Nothing here waits or touches the network.
+
+pub mod decode;
+pub mod filter;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::dlq::ErrorClass;
+use crate::record::{Decoded, Record};
+use decode::Decoder;
+use filter::Filter;
+
+/// A route's rules (all off by default).
+#[derive(Clone, Debug, Default)]
+pub struct Rules {
+    /// How values are decoded (`None`: raw).
+    pub value: Option<Arc<Decoder>>,
+    /// How keys are decoded (`None`: raw).
+    pub key: Option<Arc<Decoder>>,
+    /// Records for which this is false are not delivered.
+    pub filter: Option<Arc<Filter>>,
+    /// Records older than this are dead-lettered as `expired`.
+    pub max_age: Option<Duration>,
+}
+
+/// What becomes of a record before delivery.
+#[derive(Debug)]
+pub enum Prepared<'a> {
+    /// Deliver this (the record itself, or a copy with decoded parts).
+    Deliver(Cow<'a, Record>),
+    /// The filter turned it away: finished without delivery.
+    Filtered,
+    /// Dead-letter the record as the source gave it.
+    DeadLetter {
+        /// `expired`, `undecodable` or `filter-error`.
+        class: ErrorClass,
+        /// Why, for `dlq-error` and the log (never record bytes).
+        reason: String,
+    },
+}
+
+impl Rules {
+    /// Whether every rule is off (records go straight to delivery).
+    pub fn is_empty(&self) -> bool {
+        self.value.is_none() && self.key.is_none() && self.filter.is_none() && self.max_age.is_none()
+    }
+
+    /// Applies the rules to `record` at `now`.
+    pub fn prepare<'a>(&self, record: &'a Record, now: SystemTime) -> Prepared<'a> {
+        if let (Some(max), Some(timestamp)) = (self.max_age, record.timestamp) {
+            let now_ms = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+            let age_ms = now_ms.saturating_sub(u128::try_from(timestamp).unwrap_or(0));
+            if age_ms > max.as_millis() {
+                let age = Duration::from_millis(u64::try_from(age_ms).unwrap_or(u64::MAX));
+                return Prepared::DeadLetter {
+                    class: ErrorClass::Expired,
+                    reason: format!(
+                        "the record is {} old, older than the maximum record age {}",
+                        humantime::format_duration(Duration::from_secs(age.as_secs())),
+                        humantime::format_duration(max)
+                    ),
+                };
+            }
+        }
+        let mut out = Cow::Borrowed(record);
+        let mut value_json = None;
+        let mut key_json = None;
+        if let (Some(decoder), Some(bytes)) = (&self.value, &record.value) {
+            match decoder.decode(bytes) {
+                Ok(part) => {
+                    let copy = out.to_mut();
+                    copy.value = Some(part.bytes);
+                    copy.decoded.get_or_insert_with(Box::default).value = Some(part.schema);
+                    value_json = Some(part.json);
+                }
+                Err(err) => return undecodable("value", &err),
+            }
+        }
+        if let (Some(decoder), Some(bytes)) = (&self.key, &record.key) {
+            match decoder.decode(bytes) {
+                Ok(part) => {
+                    let copy = out.to_mut();
+                    copy.key = Some(part.bytes);
+                    copy.decoded.get_or_insert_with(Box::<Decoded>::default).key = Some(part.schema);
+                    key_json = Some(part.json);
+                }
+                Err(err) => return undecodable("key", &err),
+            }
+        }
+        if let Some(filter) = &self.filter {
+            match filter.accepts(&out, value_json.as_ref(), key_json.as_ref()) {
+                Ok(true) => {}
+                Ok(false) => return Prepared::Filtered,
+                Err(err) => {
+                    return Prepared::DeadLetter {
+                        class: ErrorClass::FilterError,
+                        reason: format!("the filter {err}"),
+                    };
+                }
+            }
+        }
+        Prepared::Deliver(out)
+    }
+}
+
+fn undecodable(part: &str, err: &decode::Undecodable) -> Prepared<'static> {
+    Prepared::DeadLetter {
+        class: ErrorClass::Undecodable,
+        reason: format!("the {part} cannot be decoded: {err}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::record::{Origin, TopicPartition};
+
+    fn record(timestamp: Option<i64>, key: &[u8], value: &[u8]) -> Record {
+        Record {
+            tp: TopicPartition::new("t", 0),
+            offset: 7,
+            timestamp,
+            key: Some(Bytes::copy_from_slice(key)),
+            value: Some(Bytes::copy_from_slice(value)),
+            headers: Vec::new(),
+            malformed: None,
+            decoded: None,
+            origin: Origin::Kafka,
+        }
+    }
+
+    fn at(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn expiry_counts_from_the_record_timestamp_and_spares_records_without_one() {
+        let rules = Rules { max_age: Some(Duration::from_secs(60)), ..Rules::default() };
+        let fresh = record(Some(1_000_000), b"", b"");
+        assert!(
+            matches!(rules.prepare(&fresh, at(1_060_000)), Prepared::Deliver(_)),
+            "exactly the maximum age"
+        );
+        let expired = rules.prepare(&fresh, at(1_060_001));
+        assert!(matches!(expired, Prepared::DeadLetter { class: ErrorClass::Expired, .. }), "{expired:?}");
+        let timeless = record(None, b"", b"");
+        assert!(matches!(rules.prepare(&timeless, at(u64::MAX / 2)), Prepared::Deliver(_)));
+        // A timestamp in the future is not old.
+        assert!(matches!(rules.prepare(&record(Some(9_999_999_999), b"", b""), at(0)), Prepared::Deliver(_)));
+    }
+
+    #[test]
+    fn keys_and_values_decode_on_their_own_and_the_copy_says_so() {
+        let rules = Rules { key: Some(Arc::new(Decoder::Json)), ..Rules::default() };
+        let source = record(None, b"{\"id\":1}", b"\xff raw");
+        let Prepared::Deliver(prepared) = rules.prepare(&source, at(0)) else { panic!("delivered") };
+        let decoded = prepared.decoded.as_deref().expect("decoded");
+        assert_eq!(decoded.key, Some(None), "the key is JSON, without a schema");
+        assert_eq!(decoded.value, None, "the value is as it came");
+        assert_eq!(prepared.value.as_deref(), Some(&b"\xff raw"[..]));
+        let bad_key = record(None, b"not json", b"{}");
+        let outcome = rules.prepare(&bad_key, at(0));
+        assert!(
+            matches!(&outcome, Prepared::DeadLetter { class: ErrorClass::Undecodable, reason } if reason.starts_with("the key")),
+            "{outcome:?}"
+        );
+        // Without rules nothing is copied.
+        assert!(matches!(
+            Rules::default().prepare(&source, at(0)),
+            Prepared::Deliver(std::borrow::Cow::Borrowed(_))
+        ));
+    }
+}
