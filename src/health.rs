@@ -37,6 +37,8 @@ pub enum Component {
     Panic,
     /// A source other than Kafka cannot be read (an SQS queue that does not answer).
     Source,
+    /// The schema registry that records name cannot be reached: they wait, undecided.
+    SchemaRegistry,
 }
 
 impl Component {
@@ -52,6 +54,7 @@ impl Component {
             Component::Consumer => "consumer",
             Component::Panic => "panic",
             Component::Source => "source",
+            Component::SchemaRegistry => "schema registry",
         }
     }
 }

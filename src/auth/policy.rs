@@ -187,6 +187,20 @@ pub fn iam_policy(config: &Config) -> Policy {
             vec![format!("arn:{partition}:s3:::{objects}")],
         ));
     }
+    if config.schemas.registry.as_ref().is_some_and(|r| r.is_glue()) {
+        // A record names a schema version by id alone, which says nothing of its registry: the
+        // read has to be allowed on the registries and schemas of the account and region.
+        let region = config.kafka.as_ref().and_then(|k| k.region.as_deref()).unwrap_or("REGION");
+        let account = cluster.as_deref().and_then(|arn| arn.split(':').nth(4)).unwrap_or(PLACEHOLDER_ACCOUNT);
+        statement.push(allow(
+            "ReadGlueSchemas",
+            &["glue:GetSchemaVersion"],
+            vec![
+                format!("arn:{partition}:glue:{region}:{account}:registry/*"),
+                format!("arn:{partition}:glue:{region}:{account}:schema/*"),
+            ],
+        ));
+    }
     let region = config.kafka.as_ref().and_then(|k| k.region.as_deref()).unwrap_or("REGION");
     let mut keyed: Vec<String> = Vec::new();
     if !queues.is_empty() {

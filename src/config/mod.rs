@@ -454,8 +454,8 @@ pub struct Config {
     pub amqp_source: Option<AmqpSourceConfig>,
     /// The top-level record rules (expiry, decoding, filtering): the default route's.
     pub rules: crate::prepare::Rules,
-    /// The Protobuf descriptor that `protobuf` formats (top level and routes) read.
-    pub protobuf: rules::ProtobufSettings,
+    /// Where schemas come from (top level and routes): the Protobuf descriptor, the registry.
+    pub schemas: rules::Schemas,
 }
 
 /// One configuration problem, printed as one line.

@@ -21,6 +21,7 @@ fn format_name(decoder: Option<&crate::prepare::decode::Decoder>) -> String {
         None => "raw",
         Some(Decoder::Json) => "json",
         Some(Decoder::Protobuf { .. }) => "protobuf",
+        Some(Decoder::Registry { format, .. }) => format.name(),
     }
     .to_string()
 }
@@ -142,10 +143,14 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
         (keys::SIDECAR_VALUE_FORMAT, format_name(config.rules.value.as_deref())),
         (keys::SIDECAR_KEY_FORMAT, format_name(config.rules.key.as_deref())),
         (
-            keys::SIDECAR_PROTOBUF_DESCRIPTOR,
-            config.protobuf.descriptor.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            keys::SIDECAR_SCHEMA_REGISTRY,
+            config.schemas.registry.as_ref().map(|r| r.describe()).unwrap_or_default(),
         ),
-        (keys::SIDECAR_PROTOBUF_MESSAGE, config.protobuf.message.clone().unwrap_or_default()),
+        (
+            keys::SIDECAR_PROTOBUF_DESCRIPTOR,
+            config.schemas.descriptor.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+        ),
+        (keys::SIDECAR_PROTOBUF_MESSAGE, config.schemas.message.clone().unwrap_or_default()),
         (
             keys::SIDECAR_FILTER,
             config.rules.filter.as_ref().map(|f| f.text().to_string()).unwrap_or_default(),

@@ -303,13 +303,13 @@ fn route_rules(c: &mut Checker<'_, '_>, raw: &RawRoute, config: &Config) -> Opti
     }
     let value = match &raw.value_format {
         Some(f) => {
-            c.value("value_format", Some(f), |f| rules::decoder(Format::parse(f)?, &config.protobuf, message))
+            c.value("value_format", Some(f), |f| rules::decoder(Format::parse(f)?, &config.schemas, message))
         }
         None => Some(base.value.clone()),
     };
     let key = match &raw.key_format {
         Some(f) => {
-            c.value("key_format", Some(f), |f| rules::decoder(Format::parse(f)?, &config.protobuf, None))
+            c.value("key_format", Some(f), |f| rules::decoder(Format::parse(f)?, &config.schemas, None))
         }
         None => Some(base.key.clone()),
     };

@@ -14,10 +14,14 @@ use super::{keys, parse};
 use crate::prepare::Rules;
 use crate::prepare::decode::{Decoder, Format};
 use crate::prepare::filter::Filter;
+use crate::prepare::registry::Registry;
 
-/// The descriptor file that `protobuf` formats read.
+/// Where schemas come from: the descriptor file `protobuf` reads without a registry, and the
+/// registry `avro`, `json-schema` and framed `protobuf` records name their schemas in.
 #[derive(Clone, Debug, Default)]
-pub struct ProtobufSettings {
+pub struct Schemas {
+    /// `SIDECAR_SCHEMA_REGISTRY`.
+    pub registry: Option<Arc<Registry>>,
     /// `SIDECAR_PROTOBUF_DESCRIPTOR`.
     pub descriptor: Option<PathBuf>,
     /// `SIDECAR_PROTOBUF_MESSAGE`.
@@ -27,24 +31,34 @@ pub struct ProtobufSettings {
 /// The decoder of `format`, with `message` of the descriptor for Protobuf.
 pub(super) fn decoder(
     format: Format,
-    protobuf: &ProtobufSettings,
+    protobuf: &Schemas,
     message: Option<&str>,
 ) -> Result<Option<Arc<Decoder>>, String> {
     match format {
         Format::Raw => Ok(None),
         Format::Json => Ok(Some(Arc::new(Decoder::Json))),
-        Format::Protobuf => match (&protobuf.descriptor, message.or(protobuf.message.as_deref())) {
-            (Some(path), Some(message)) => Decoder::protobuf(path, message).map(|d| Some(Arc::new(d))),
-            _ => Err(format!(
-                "protobuf needs {} and {} (the message type of its records)",
-                keys::SIDECAR_PROTOBUF_DESCRIPTOR,
-                keys::SIDECAR_PROTOBUF_MESSAGE
+        Format::Protobuf => {
+            match (&protobuf.descriptor, message.or(protobuf.message.as_deref()), &protobuf.registry) {
+                (Some(path), Some(message), _) => Decoder::protobuf(path, message).map(|d| Some(Arc::new(d))),
+                (None, None, Some(registry)) => {
+                    Ok(Some(Arc::new(Decoder::Registry { registry: registry.clone(), format })))
+                }
+                _ => Err(format!(
+                    "protobuf needs {} and {} (the message type of its records), or {} (records framed by a registry)",
+                    keys::SIDECAR_PROTOBUF_DESCRIPTOR,
+                    keys::SIDECAR_PROTOBUF_MESSAGE,
+                    keys::SIDECAR_SCHEMA_REGISTRY
+                )),
+            }
+        }
+        Format::Avro | Format::JsonSchema => match &protobuf.registry {
+            Some(registry) => Ok(Some(Arc::new(Decoder::Registry { registry: registry.clone(), format }))),
+            None => Err(format!(
+                "{} records carry their schema's id: set {} (glue, or a Confluent-compatible registry's URL)",
+                format.name(),
+                keys::SIDECAR_SCHEMA_REGISTRY
             )),
         },
-        Format::Avro | Format::JsonSchema => Err(format!(
-            "{} records carry their schema's id and need a schema registry, which this version does not read yet",
-            format.name()
-        )),
     }
 }
 
@@ -61,8 +75,13 @@ pub(super) fn max_age(text: &str) -> Result<Duration, String> {
 impl Reader<'_> {
     /// The top-level rules and the descriptor settings routes share; `None` when one is
     /// invalid (the problem is recorded).
-    pub(super) fn rules(&mut self) -> Option<(Rules, ProtobufSettings)> {
-        let protobuf = ProtobufSettings {
+    pub(super) fn rules(&mut self) -> Option<(Rules, Schemas)> {
+        let registry = match self.raw.get(keys::SIDECAR_SCHEMA_REGISTRY) {
+            Some(_) => Some(self.parse(keys::SIDECAR_SCHEMA_REGISTRY, |t| Registry::new(t).map(Arc::new))?),
+            None => None,
+        };
+        let protobuf = Schemas {
+            registry,
             descriptor: self.raw.get(keys::SIDECAR_PROTOBUF_DESCRIPTOR).map(|v| PathBuf::from(v.text.trim())),
             message: self.raw.get(keys::SIDECAR_PROTOBUF_MESSAGE).map(|v| v.text.trim().to_string()),
         };
@@ -172,7 +191,7 @@ mod tests {
         ]);
         assert!(problems(&missing, None).contains("cannot read /nonexistent/set.pb"));
         let text = problems(&env(&[("SIDECAR_VALUE_FORMAT", "avro")]), None);
-        assert!(text.contains("schema registry"), "{text}");
+        assert!(text.contains("SIDECAR_SCHEMA_REGISTRY"), "{text}");
         let text = problems(&env(&[("SIDECAR_VALUE_FORMAT", "xml")]), None);
         assert!(text.contains("expected raw, json, protobuf, avro or json-schema"), "{text}");
     }

@@ -153,10 +153,10 @@ impl Reader<'_> {
             redis_source: redis_source?,
             amqp_source: amqp_source?,
             rules: Default::default(),
-            protobuf: Default::default(),
+            schemas: Default::default(),
         };
-        let (rules, protobuf) = rules?;
-        let config = Config { rules, protobuf, ..config };
+        let (rules, schemas) = rules?;
+        let config = Config { rules, schemas, ..config };
         let routes = super::routes::parse(self, &config);
         Some(Config { routes, ..config })
     }

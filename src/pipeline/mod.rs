@@ -275,13 +275,14 @@ impl Pipeline {
                 self.dead_letter(Job { record, counters, cancel, trace: &trace }, verdict).await
             }
             None if self.rules.is_empty() => self.attempts(record, counters, cancel, &trace).await,
-            None => match self.rules.prepare(record, SystemTime::now()) {
-                Prepared::Deliver(prepared) => self.attempts(&prepared, counters, cancel, &trace).await,
-                Prepared::Filtered => {
+            None => match self.prepare(record, cancel).await {
+                None => Outcome::Abandoned,
+                Some(Prepared::Deliver(prepared)) => self.attempts(&prepared, counters, cancel, &trace).await,
+                Some(Prepared::Filtered) => {
                     counters.filter(if self.route.is_empty() { "default" } else { &self.route });
                     Outcome::Filtered
                 }
-                Prepared::DeadLetter { class, reason } => {
+                Some(Prepared::DeadLetter { class, reason }) => {
                     let now = SystemTime::now();
                     let verdict = Verdict {
                         class,
@@ -293,6 +294,8 @@ impl Pipeline {
                     };
                     self.dead_letter(Job { record, counters, cancel, trace: &trace }, verdict).await
                 }
+                // `prepare` fetches until it has every schema.
+                Some(Prepared::NeedsSchema(..)) => Outcome::Abandoned,
             },
         };
         match &outcome {
@@ -302,6 +305,39 @@ impl Pipeline {
             Outcome::Abandoned => trace.finish("abandoned", None),
         }
         outcome
+    }
+
+    /// The route's rules applied to `record`, fetching the schemas it names first. A registry
+    /// that does not answer is an outage, not a property of the record: the record waits
+    /// (backoff, `/ready` says why) and is not dead-lettered; `None` when the wait is
+    /// cancelled (the record is abandoned, delivered again by the next owner).
+    async fn prepare<'a>(&self, record: &'a Record, cancel: &Cancel) -> Option<Prepared<'a>> {
+        let mut failing: Option<Latch> = None;
+        let mut backoff = self.retry.initial_backoff;
+        loop {
+            let (registry, schema) = match self.rules.prepare(record, SystemTime::now()) {
+                Prepared::NeedsSchema(registry, schema) => (registry, schema),
+                prepared => return Some(prepared),
+            };
+            let fetched = tokio::select! {
+                biased;
+                () = cancel.soft.cancelled() => return None,
+                fetched = registry.fetch(schema) => fetched,
+            };
+            if let Err(err) = fetched {
+                tracing::warn!(registry = %registry.describe(), route = %self.route, error = %err, "The schema registry does not answer; the record waits.");
+                let reason = format!("schema registry {}: {err}", registry.describe());
+                match &failing {
+                    Some(latch) => latch.update(reason),
+                    None => failing = Some(self.health.latch(Component::SchemaRegistry, &self.route, reason)),
+                }
+                tokio::select! {
+                    () = cancel.soft.cancelled() => return None,
+                    () = tokio::time::sleep((self.jitter)(backoff)) => {}
+                }
+                backoff = (backoff * 2).min(self.retry.max_backoff);
+            }
+        }
     }
 
     async fn attempts(

@@ -13,6 +13,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor, SerializeOptions};
 
+use super::registry::wire::SchemaRef;
+use super::registry::{Parsed, Registry};
+
 /// A format as configured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -58,6 +61,21 @@ impl Format {
 #[error("{0}")]
 pub struct Undecodable(pub String);
 
+/// Why a part was not decoded.
+#[derive(Debug)]
+pub enum DecodeError {
+    /// It cannot be: dead-letter it.
+    Undecodable(Undecodable),
+    /// It names a schema the registry has not given yet: fetch it, then decode again.
+    NeedsSchema(Arc<Registry>, SchemaRef),
+}
+
+impl From<Undecodable> for DecodeError {
+    fn from(err: Undecodable) -> Self {
+        DecodeError::Undecodable(err)
+    }
+}
+
 /// A decoded part of a record: the JSON text to deliver, the value to filter on, the schema.
 #[derive(Clone, Debug)]
 pub struct DecodedPart {
@@ -81,6 +99,13 @@ pub enum Decoder {
         /// `protobuf:<full name>`.
         schema: Arc<str>,
     },
+    /// Framed by a schema registry, decoded with the schema the record names.
+    Registry {
+        /// The registry.
+        registry: Arc<Registry>,
+        /// What the route expects: `avro`, `protobuf` or `json-schema`.
+        format: Format,
+    },
 }
 
 impl Decoder {
@@ -100,11 +125,12 @@ impl Decoder {
     }
 
     /// Decodes `bytes`.
-    pub fn decode(&self, bytes: &Bytes) -> Result<DecodedPart, Undecodable> {
+    pub fn decode(&self, bytes: &Bytes) -> Result<DecodedPart, DecodeError> {
         match self {
+            Decoder::Registry { registry, format } => decode_framed(registry, *format, bytes),
             Decoder::Json => {
-                let json: serde_json::Value =
-                    serde_json::from_slice(bytes).map_err(|err| Undecodable(format!("not JSON: {err}")))?;
+                let json: serde_json::Value = serde_json::from_slice(bytes)
+                    .map_err(|err| DecodeError::from(Undecodable(format!("not JSON: {err}"))))?;
                 Ok(DecodedPart { bytes: bytes.clone(), json, schema: None })
             }
             Decoder::Protobuf { message, schema } => {
@@ -116,6 +142,64 @@ impl Decoder {
             }
         }
     }
+}
+
+/// Decodes registry-framed bytes with the schema they name, once it is cached.
+fn decode_framed(registry: &Arc<Registry>, format: Format, bytes: &[u8]) -> Result<DecodedPart, DecodeError> {
+    let framed = registry.frame(bytes, format == Format::Protobuf).map_err(Undecodable)?;
+    let Some(entry) = registry.cached(framed.schema) else {
+        return Err(DecodeError::NeedsSchema(registry.clone(), framed.schema));
+    };
+    let parsed = entry.parsed.as_ref().map_err(|err| Undecodable(format!("{}: {err}", entry.name)))?;
+    let json = match (format, parsed) {
+        (Format::Avro, Parsed::Avro(schema)) => crate::prepare::avro::decode(schema, &framed.payload)
+            .map_err(|e| Undecodable(format!("{}: {e}", entry.name)))?,
+        (Format::Protobuf, Parsed::Protobuf(file)) => {
+            if registry.is_glue() {
+                return Err(
+                    Undecodable(format!("{}: Glue-framed Protobuf is not decoded yet", entry.name)).into()
+                );
+            }
+            let message = message_at(file, &framed.indexes).ok_or_else(|| {
+                Undecodable(format!("{}: no message at indexes {:?}", entry.name, framed.indexes))
+            })?;
+            let decoded =
+                DynamicMessage::decode(message.clone(), framed.payload.as_slice()).map_err(|err| {
+                    Undecodable(format!("{}: not a {}: {err}", entry.name, message.full_name()))
+                })?;
+            proto3_json(&decoded)?
+        }
+        (Format::JsonSchema, Parsed::Json(validator)) => {
+            let json: serde_json::Value = serde_json::from_slice(&framed.payload)
+                .map_err(|err| Undecodable(format!("{}: not JSON: {err}", entry.name)))?;
+            if let Err(err) = validator.validate(&json) {
+                return Err(Undecodable(format!("{}: does not match its schema: {err}", entry.name)).into());
+            }
+            json
+        }
+        (format, parsed) => {
+            return Err(Undecodable(format!(
+                "{} is a {} schema, but this route decodes {}",
+                entry.name,
+                parsed.kind(),
+                format.name()
+            ))
+            .into());
+        }
+    };
+    let text = serde_json::to_vec(&json).map_err(|err| Undecodable(err.to_string()))?;
+    Ok(DecodedPart { bytes: Bytes::from(text), json, schema: Some(entry.name.clone()) })
+}
+
+/// The message at Confluent message indexes: the file's messages, then nested ones.
+fn message_at(file: &prost_reflect::FileDescriptor, indexes: &[usize]) -> Option<MessageDescriptor> {
+    let (first, rest) = indexes.split_first()?;
+    let mut message = file.messages().nth(*first)?;
+    for index in rest {
+        let child = message.child_messages().nth(*index)?;
+        message = child;
+    }
+    Some(message)
 }
 
 /// The proto3 JSON mapping of a message.

@@ -7,8 +7,10 @@
 //! letter (`expired`, `undecodable`, `filter-error`) holding the record as the source gave it.
 //! Nothing here waits or touches the network.
 
+pub mod avro;
 pub mod decode;
 pub mod filter;
+pub mod registry;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -39,6 +41,8 @@ pub enum Prepared<'a> {
     Deliver(Cow<'a, Record>),
     /// The filter turned it away: finished without delivery.
     Filtered,
+    /// A part names a schema the registry has not given yet: fetch it, then prepare again.
+    NeedsSchema(Arc<registry::Registry>, registry::wire::SchemaRef),
     /// Dead-letter the record as the source gave it.
     DeadLetter {
         /// `expired`, `undecodable` or `filter-error`.
@@ -82,7 +86,10 @@ impl Rules {
                     copy.decoded.get_or_insert_with(Box::default).value = Some(part.schema);
                     value_json = Some(part.json);
                 }
-                Err(err) => return undecodable("value", &err),
+                Err(decode::DecodeError::Undecodable(err)) => return undecodable("value", &err),
+                Err(decode::DecodeError::NeedsSchema(registry, schema)) => {
+                    return Prepared::NeedsSchema(registry, schema);
+                }
             }
         }
         if let (Some(decoder), Some(bytes)) = (&self.key, &record.key) {
@@ -93,7 +100,10 @@ impl Rules {
                     copy.decoded.get_or_insert_with(Box::<Decoded>::default).key = Some(part.schema);
                     key_json = Some(part.json);
                 }
-                Err(err) => return undecodable("key", &err),
+                Err(decode::DecodeError::Undecodable(err)) => return undecodable("key", &err),
+                Err(decode::DecodeError::NeedsSchema(registry, schema)) => {
+                    return Prepared::NeedsSchema(registry, schema);
+                }
             }
         }
         if let Some(filter) = &self.filter {

@@ -15,7 +15,7 @@ use crate::common::app::TestApp;
 use crate::common::sidecar::{self, Sidecar};
 use crate::common::{self, Produce};
 
-const PROTO: &str = r#"
+pub(crate) const PROTO: &str = r#"
 syntax = "proto3";
 package shop;
 import "google/protobuf/timestamp.proto";
@@ -38,7 +38,7 @@ message Order {
 "#;
 
 /// Compiles [`PROTO`] into a FileDescriptorSet file (imports included) in `dir`.
-fn descriptor_set(dir: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn descriptor_set(dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::write(dir.join("order.proto"), PROTO).expect("write proto");
     let set = protox::compile(["order.proto"], [dir]).expect("protox compiles the proto");
     let path = dir.join("order.pb");
@@ -47,7 +47,7 @@ fn descriptor_set(dir: &std::path::Path) -> std::path::PathBuf {
 }
 
 /// Google's library: for each message (proto3 JSON), its wire bytes and its `MessageToDict`.
-fn reference(
+pub(crate) fn reference(
     descriptor: &std::path::Path,
     messages: &[serde_json::Value],
 ) -> Vec<(Vec<u8>, serde_json::Value)> {

@@ -22,6 +22,7 @@ mod otel;
 mod pipeline;
 mod records;
 mod redis_source;
+mod registries;
 mod routes;
 mod smoke;
 mod sqs;

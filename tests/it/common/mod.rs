@@ -15,6 +15,7 @@ pub mod process;
 pub mod proxy;
 pub mod raw_produce;
 pub mod redis;
+pub mod registry;
 pub mod sasl_gateway;
 pub mod sidecar;
 pub mod sigv4_check;
