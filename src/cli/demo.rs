@@ -25,6 +25,7 @@ use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio_util::sync::CancellationToken;
 
+use super::demo_rules::{self, Extras};
 use super::demo_sources::{self, SourceDemo};
 use super::output;
 use crate::config::{Config, LogFormat};
@@ -172,10 +173,21 @@ async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         "produced {} orders to {TOPIC}: {} ok, {} flaky (fail twice, then succeed), {} invalid (400), {} broken (500 every time)",
         args.records, expected[0], expected[1], expected[2], expected[3]
     ));
+    let extras = if failures { demo_rules::produce(&producer, TOPIC).await? } else { Extras::default() };
+    if failures {
+        output::line(&format!(
+            "and {} test orders (SIDECAR_FILTER={}), {} order that is not JSON (SIDECAR_VALUE_FORMAT=json), {} order two days old (SIDECAR_MAX_RECORD_AGE=1d)",
+            extras.filtered,
+            demo_rules::FILTER,
+            extras.undecodable,
+            extras.expired
+        ));
+    }
 
     let mut sources = Vec::new();
     let outcome =
-        run_with(args, failures, &mut sources, (&bootstrap, &url, &archive), expected, started).await;
+        run_with(args, failures, &mut sources, (&bootstrap, &url, &archive), (expected, extras), started)
+            .await;
     // Whatever happened, the streams and queues the demo made go.
     for source in &sources {
         source.remove().await;
@@ -190,7 +202,7 @@ async fn run_with(
     failures: bool,
     sources: &mut Vec<SourceDemo>,
     (bootstrap, url, archive): (&str, &str, &PathBuf),
-    expected: [u32; 4],
+    (expected, extras): ([u32; 4], Extras),
     started: Instant,
 ) -> anyhow::Result<()> {
     if args.sqs {
@@ -238,11 +250,14 @@ async fn run_with(
     for source in sources.iter() {
         env.extend(source.env.iter().map(|(k, v)| ((*k).to_string(), v.clone())));
     }
+    if failures {
+        env.extend(demo_rules::ENV.iter().map(|(k, v)| ((*k).to_string(), (*v).to_string())));
+    }
     let config = Config::from_sources(&env, None).map_err(|err| anyhow::anyhow!("{err}"))?;
     let shutdown = CancellationToken::new();
     let running = crate::app::start(config, shutdown.clone()).await?;
     let metrics = running.metrics.clone();
-    let total = u64::from(args.records) * (1 + sources.len() as u64);
+    let total = u64::from(args.records) * (1 + sources.len() as u64) + extras.total();
     let live = std::io::stdout().is_terminal();
     loop {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -266,7 +281,7 @@ async fn run_with(
     let elapsed = started.elapsed();
     shutdown.cancel();
     running.wait().await?;
-    report(&metrics, bootstrap, archive, expected, sources, total, elapsed).await
+    report(&metrics, bootstrap, archive, (expected, extras), sources, total, elapsed).await
 }
 
 /// "SQS queue", "Redis stream", "RabbitMQ queue".
@@ -284,17 +299,18 @@ fn summary(metrics: &Metrics, total: u64) -> (String, bool) {
     let delivered = metrics.total(|c| c.delivered.load(Ordering::Relaxed));
     let retried = metrics.total(|c| c.retried.load(Ordering::Relaxed));
     let dead = metrics.total(|c| c.dead_lettered_total());
+    let filtered = metrics.total(|c| c.filtered.load(Ordering::Relaxed));
     let line = format!(
-        "consumed {consumed}/{total} | delivered {delivered} | retried {retried} | dead-lettered {dead}"
+        "consumed {consumed}/{total} | delivered {delivered} | retried {retried} | dead-lettered {dead} | filtered {filtered}"
     );
-    (line, delivered + dead >= total)
+    (line, delivered + dead + filtered >= total)
 }
 
 async fn report(
     metrics: &Metrics,
     bootstrap: &str,
     archive: &PathBuf,
-    expected: [u32; 4],
+    (expected, extras): ([u32; 4], Extras),
     sources: &[SourceDemo],
     total: u64,
     elapsed: Duration,
@@ -336,7 +352,12 @@ async fn report(
     output::line("");
     output::line(&format!("done in {:.1}s, {total} records", elapsed.as_secs_f64()));
     output::line(&format!("delivered:      {delivered} (expected {})", expected[0] + expected[1]));
-    output::line(&format!("dead-lettered:  {dead} (expected {})", expected[2] + expected[3]));
+    output::line(&format!("dead-lettered:  {dead} (expected {})", expected[2] + expected[3] + extras.dead()));
+    let filtered = metrics.total(|c| c.filtered.load(Ordering::Relaxed));
+    output::line(&format!(
+        "filtered:       {filtered} (expected {}; committed, never delivered: msk_sidecar_records_filtered_total)",
+        extras.filtered
+    ));
     output::line(&format!(
         "  to topic {DLQ}: {} records (headers dlq-error-class, dlq-attempts, dlq-error, ...)",
         letters.len()
@@ -349,16 +370,17 @@ async fn report(
         output::line(&format!("    {}", file.display()));
     }
     let expected_delivered = u64::from(expected[0] + expected[1]);
-    let expected_dead = u64::from(expected[2] + expected[3]);
+    let expected_dead = u64::from(expected[2] + expected[3] + extras.dead());
     if delivered != expected_delivered
         || dead != expected_dead
+        || filtered != u64::from(extras.filtered)
         || letters.len() as u64 != dead.saturating_sub(sources_dead)
         || !at_sources_agree
         || files.len() as u64 != dead
     {
         bail!("the counts do not add up (see above)");
     }
-    output::line("every record is accounted for: delivered, or dead-lettered to the topic and the archive");
+    output::line("every record is accounted for: delivered, filtered, or dead-lettered to the topic and the archive");
     Ok(())
 }
 

@@ -6,6 +6,7 @@
 
 mod check_config;
 mod demo;
+mod demo_rules;
 mod demo_sources;
 mod healthcheck;
 pub mod output;
