@@ -17,6 +17,8 @@ Rows (see bench/README.md):
   SQS    SQS source (LocalStack) to HTTP vs the seeds' boto3 polling loop
   REDIS  Redis Streams source to HTTP vs the seeds' redis-py XREADGROUP loop (test bed's Redis)
   AMQP   RabbitMQ source to HTTP vs the seeds' aio-pika queue.iterator() (test bed's RabbitMQ)
+  AVRO   CPU of decoding Glue-framed Avro records to JSON, on top of the same records raw
+  PROTOBUF  the same for Protobuf records (SIDECAR_PROTOBUF_DESCRIPTOR)
 
 Every row starts a fresh `bench-mock-cluster` (librdkafka's mock cluster in its own process)
 so every tool in a comparison reads the same records from the same kind of broker. Results go
@@ -71,10 +73,12 @@ SCHEMA = "msk-sidecar-bench/1"
 MIB = 1024 * 1024
 TOPIC = "bench"
 
-ROWS = ("W1", "W2", "W4", "W5", "TRACE", "BATCH", "SQS", "REDIS", "AMQP")
-# Comparison kinds with their own data; the last two read no Kafka topic at all.
-KINDS = ("backlog", "http", "sqs", "redis", "amqp")
-KAFKA_KINDS = ("backlog", "http", "sqs")
+ROWS = ("W1", "W2", "W4", "W5", "TRACE", "BATCH", "SQS", "REDIS", "AMQP", "AVRO", "PROTOBUF")
+# Comparison kinds with their own data; redis and amqp read no Kafka topic at all.
+KINDS = ("backlog", "http", "sqs", "redis", "amqp", "avro", "protobuf")
+KAFKA_KINDS = ("backlog", "http", "sqs", "avro", "protobuf")
+DECODE_KINDS = ("avro", "protobuf")
+DECODE_CPU_US = 2.0  # extra CPU per 100-byte record for decoding, at most
 SMOKE_ROWS = ("W1", "W2", "W4", "W5")
 
 # Target thresholds (from the benchmark issue).
@@ -540,7 +544,10 @@ class Sink:
 
 
 class Cluster:
-    def __init__(self, ctx: Ctx, name: str, partitions: int, records: int, size: int, keys: int = 0) -> None:
+    def __init__(
+        self, ctx: Ctx, name: str, partitions: int, records: int, size: int, keys: int = 0,
+        value_file: Path | None = None,
+    ) -> None:  # fmt: skip
         argv = [
             ctx.bins["bench-mock-cluster"],
             "--partitions", str(partitions),
@@ -550,6 +557,8 @@ class Cluster:
         ]  # fmt: skip
         if keys:
             argv += ["--keys", str(keys)]
+        if value_file is not None:
+            argv += ["--value-file", str(value_file)]
         self.params = {"partitions": partitions, "records": records, "size": size, "keys": keys, "topic": TOPIC}
         started = time.monotonic()
         self.child = Child(f"{name}-cluster", argv, ctx.log_dir, stdin_pipe=True)
@@ -1256,9 +1265,100 @@ def source_variants(args: argparse.Namespace, kind: str) -> dict[str, Variant]:
     }
 
 
+# --------------------------------------------------------------------------------------------
+# AVRO and PROTOBUF rows: the cost of decoding, on the W1 workload with encoded values.
+# --------------------------------------------------------------------------------------------
+
+# One record of each: an order id, a count and a text, about 100 bytes encoded.
+DECODE_FIELDS = {"id": "order-000123", "n": 123456789, "text": "x" * 76}
+AVRO_SCHEMA = json.dumps({"type": "record", "name": "Bench", "namespace": "bench", "fields": [
+    {"name": "id", "type": "string"}, {"name": "n", "type": "long"}, {"name": "text", "type": "string"}]})  # fmt: skip
+_DECODE_MATERIAL: dict[str, dict[str, Any]] = {}
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _avro_datum() -> bytes:
+    """DECODE_FIELDS in Avro's binary encoding (zigzag longs, length-prefixed strings)."""
+    zigzag = lambda n: (n << 1) ^ (n >> 63)  # noqa: E731
+    text = lambda s: _varint(zigzag(len(s.encode()))) + s.encode()  # noqa: E731
+    f = DECODE_FIELDS
+    return text(f["id"]) + _varint(zigzag(f["n"])) + text(f["text"])
+
+
+def decode_material(ctx: Ctx, kind: str) -> dict[str, Any]:
+    """The value file and the decoding variables of an AVRO or PROTOBUF row (made once a run)."""
+    if kind in _DECODE_MATERIAL:
+        return _DECODE_MATERIAL[kind]
+    value_file = ctx.log_dir / f"{kind}.value"
+    if kind == "avro":
+        import boto3  # the bench venv has it
+
+        glue = boto3.client("glue", endpoint_url=os.environ["TESTBED_GLUE_ENDPOINT"], region_name="us-east-1",
+                            aws_access_key_id="test", aws_secret_access_key="test")  # fmt: skip
+        registry = f"bench-{uuid.uuid4().hex[:8]}"
+        glue.create_registry(RegistryName=registry)
+        created = glue.create_schema(RegistryId={"RegistryName": registry}, SchemaName="bench", DataFormat="AVRO",
+                                     Compatibility="NONE", SchemaDefinition=AVRO_SCHEMA)  # fmt: skip
+        version = uuid.UUID(created["SchemaVersionId"])
+        value_file.write_bytes(b"\x03\x00" + version.bytes + _avro_datum())
+        env = {"SIDECAR_VALUE_FORMAT": "avro", "SIDECAR_SCHEMA_REGISTRY": "glue",
+               "AWS_ENDPOINT_URL_GLUE": os.environ["TESTBED_GLUE_ENDPOINT"], "AWS_ACCESS_KEY_ID": "test",
+               "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": "us-east-1"}  # fmt: skip
+    else:
+        from google.protobuf import descriptor_pb2, descriptor_pool, message_factory  # the bench venv has it
+
+        file = descriptor_pb2.FileDescriptorProto(name="bench.proto", package="bench", syntax="proto3")
+        message = file.message_type.add(name="Bench")
+        for number, (name, kind_) in enumerate((("id", 9), ("n", 3), ("text", 9)), start=1):
+            message.field.add(name=name, number=number, type=kind_, label=1, json_name=name)
+        files = descriptor_pb2.FileDescriptorSet(file=[file])
+        descriptor = ctx.log_dir / "bench.pb"
+        descriptor.write_bytes(files.SerializeToString())
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(file)
+        cls = message_factory.GetMessageClass(pool.FindMessageTypeByName("bench.Bench"))
+        value_file.write_bytes(cls(**DECODE_FIELDS).SerializeToString())
+        env = {"SIDECAR_VALUE_FORMAT": "protobuf", "SIDECAR_PROTOBUF_DESCRIPTOR": str(descriptor),
+               "SIDECAR_PROTOBUF_MESSAGE": "bench.Bench"}  # fmt: skip
+    _DECODE_MATERIAL[kind] = {"value_file": value_file, "env": env, "size": value_file.stat().st_size}
+    return _DECODE_MATERIAL[kind]
+
+
+def sidecar_decoding(kind: str, decode: bool) -> Callable[..., Run]:
+    """The W1 sidecar (null://) on encoded values, decoding them or not."""
+
+    def run(ctx: Ctx, variant: str, repeat: int, cluster: Cluster) -> Run:
+        env = decode_material(ctx, kind)["env"] if decode else {}
+        return sidecar_null("null://", env)(ctx, variant, repeat, cluster)
+
+    return run
+
+
+def decode_variants(args: argparse.Namespace, kind: str) -> dict[str, Variant]:
+    what = {"avro": "Glue-framed Avro, SIDECAR_VALUE_FORMAT=avro", "protobuf": "SIDECAR_VALUE_FORMAT=protobuf"}[kind]
+    return {
+        f"sidecar-raw-{kind}": Variant(f"sidecar-raw-{kind}", f"msk-sidecar (null://), {kind} values raw",
+                                       sidecar_decoding(kind, False), {"url": "null://"}),  # fmt: skip
+        f"sidecar-{kind}": Variant(f"sidecar-{kind}", f"msk-sidecar (null://), {what}",
+                                   sidecar_decoding(kind, True), {"url": "null://", "decode": what}),  # fmt: skip
+    }
+
+
 def catalogs(args: argparse.Namespace) -> dict[str, dict[str, Variant]]:
     return {"backlog": backlog_variants(args), "http": http_variants(args), "sqs": sqs_variants(args),
-            "redis": source_variants(args, "redis"), "amqp": source_variants(args, "amqp")}  # fmt: skip
+            "redis": source_variants(args, "redis"), "amqp": source_variants(args, "amqp"),
+            "avro": decode_variants(args, "avro"), "protobuf": decode_variants(args, "protobuf")}  # fmt: skip
 
 
 ROW_VARIANTS = {
@@ -1270,6 +1370,8 @@ ROW_VARIANTS = {
     "SQS": ("sqs", ["sidecar-sqs", "python-sqs"]),
     "REDIS": ("redis", ["sidecar-redis", "sidecar-redis-none", "python-redis"]),
     "AMQP": ("amqp", ["sidecar-amqp", "sidecar-amqp-none", "python-amqp"]),
+    "AVRO": ("avro", ["sidecar-raw-avro", "sidecar-avro"]),
+    "PROTOBUF": ("protobuf", ["sidecar-raw-protobuf", "sidecar-protobuf"]),
 }
 
 ROW_TITLES = {
@@ -1282,6 +1384,8 @@ ROW_TITLES = {
     "SQS": "SQS source to HTTP (LocalStack), one request per message",
     "REDIS": "Redis Streams source to HTTP (the test bed's redis-server), one request per entry",
     "AMQP": "RabbitMQ source to HTTP (the test bed's rabbitmq-server), one request per message",
+    "AVRO": "Decoding Glue-framed Avro to JSON (W1 workload, null://), CPU on top of raw",
+    "PROTOBUF": "Decoding Protobuf to JSON (W1 workload, null://), CPU on top of raw",
 }
 
 
@@ -1364,7 +1468,13 @@ def execute(ctx: Ctx, rows: list[str]) -> dict[str, Any]:
         # One stream or queue: "partitions" counts them.
         "redis": {"partitions": 1, "records": args.redis_records, "size": 100, "keys": 0},
         "amqp": {"partitions": 1, "records": args.amqp_records, "size": 100, "keys": 0},
+        # The W1 backlog, every value one encoded record.
+        "avro": {"partitions": 24, "records": args.records, "size": 100, "keys": 0},
+        "protobuf": {"partitions": 24, "records": args.records, "size": 100, "keys": 0},
     }
+    if wanted["avro"] and "TESTBED_GLUE_ENDPOINT" not in os.environ:
+        loud("AVRO row SKIPPED: it needs the test bed's Glue (moto): localstack/testbed.sh up; set -a; . .testbed/env; set +a")
+        wanted["avro"] = []
     if wanted["sqs"] and "AWS_ENDPOINT_URL" not in os.environ:
         loud("SQS row SKIPPED: it needs LocalStack (localstack/testbed.sh up; set -a; . .testbed/env; set +a)")
         wanted["sqs"] = []
@@ -1389,7 +1499,9 @@ def execute(ctx: Ctx, rows: list[str]) -> dict[str, Any]:
                 f"repeat {repeat + 1}/{args.repeats}")  # fmt: skip
             cluster = None
             if kind in KAFKA_KINDS:
-                cluster = Cluster(ctx, f"{kind}-r{repeat}", params["partitions"], params["records"], params["size"])
+                value_file = decode_material(ctx, kind)["value_file"] if kind in DECODE_KINDS else None
+                cluster = Cluster(ctx, f"{kind}-r{repeat}", params["partitions"], params["records"], params["size"],
+                                  value_file=value_file)  # fmt: skip
                 say(f"    mock cluster {cluster.bootstrap} ready in {cluster.ready_s:.1f}s")
             try:
                 order = names[repeat % len(names) :] + names[: repeat % len(names)]
@@ -1573,6 +1685,17 @@ def compute_targets(comparisons: dict[str, Any], rows: list[str]) -> list[dict[s
             "w5-vs-w1", "W5", "sidecar records/s with 1% permanent failures / without (W1)",
             paired_ratios(runs(backlog, "sidecar-fail1pct"), runs(backlog, "sidecar"), "records_per_s"),
             ">=", W5_VS_W1, "x", why(backlog, "sidecar-fail1pct", "sidecar"),
+        ))  # fmt: skip
+    for kind, row in (("avro", "AVRO"), ("protobuf", "PROTOBUF")):
+        if row not in rows:
+            continue
+        group = comparisons.get(kind, {}).get("variants", {})
+        decoded, raw = per_repeat(runs(group, f"sidecar-{kind}"), "cpu_us_per_record"), per_repeat(
+            runs(group, f"sidecar-raw-{kind}"), "cpu_us_per_record")  # fmt: skip
+        targets.append(target(
+            f"{kind}-decode-cpu", row, f"CPU us per record decoding {kind} to JSON, on top of raw",
+            [decoded[k] - raw[k] for k in sorted(decoded) if k in raw], "<=", DECODE_CPU_US, "us",
+            why(group, f"sidecar-{kind}", f"sidecar-raw-{kind}"),
         ))  # fmt: skip
     return targets
 
@@ -2177,6 +2300,10 @@ def fake_comparisons(args: argparse.Namespace, rows: list[str]) -> dict[str, Any
         "sidecar-amqp": (5_000, 50.0, 26, 22, 0.1),
         "sidecar-amqp-none": (20_000, 40.0, 32, 25, 0.1),
         "python-amqp": (1_500, 480.0, 42, 40, 0.5),
+        "sidecar-raw-avro": (800_000, 0.85, 58, 41, 3.2),
+        "sidecar-avro": (600_000, 2.3, 60, 42, 3.2),
+        "sidecar-raw-protobuf": (800_000, 0.85, 58, 41, 3.2),
+        "sidecar-protobuf": (620_000, 2.1, 60, 42, 3.2),
     }
 
     def fake_run(name: str, repeat: int, n: int, shape: tuple[float, ...]) -> dict[str, Any]:
@@ -2189,7 +2316,8 @@ def fake_comparisons(args: argparse.Namespace, rows: list[str]) -> dict[str, Any
     comparisons: dict[str, Any] = {}
     catalog = catalogs(args)
     sizes = {"backlog": args.records, "http": args.w2_records, "sqs": args.sqs_records,
-             "redis": args.redis_records, "amqp": args.amqp_records}  # fmt: skip
+             "redis": args.redis_records, "amqp": args.amqp_records, "avro": args.records,
+             "protobuf": args.records}  # fmt: skip
     for kind in KINDS:
         names: list[str] = []
         for row in rows:

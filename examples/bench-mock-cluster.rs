@@ -1,9 +1,10 @@
 //! Benchmark helper: a standalone librdkafka mock cluster holding a prepared backlog.
 //!
-//! `bench-mock-cluster --partitions P --records N --size S --topic T [--keys K]` creates topic T
-//! (P partitions) and T.dlq (1 partition), produces N records of S bytes (key `k<i mod K>` when
-//! K is not 0; record i to partition i mod P), prints `READY <bootstrap>` and runs until stdin
-//! closes.
+//! `bench-mock-cluster --partitions P --records N --size S --topic T [--keys K] [--value-file F]`
+//! creates topic T (P partitions) and T.dlq (1 partition), produces N records of S bytes (or, with
+//! `--value-file`, that file's bytes: an encoded Avro or Protobuf record for the decoding rows;
+//! key `k<i mod K>` when K is not 0; record i to partition i mod P), prints `READY <bootstrap>`
+//! and runs until stdin closes.
 //! Every tool in a benchmark row reads the same data from the same kind of broker.
 
 #![allow(clippy::print_stdout, clippy::expect_used, clippy::unwrap_used)]
@@ -28,6 +29,8 @@ struct Args {
     topic: String,
     #[arg(long, default_value_t = 0)]
     keys: usize,
+    #[arg(long)]
+    value_file: Option<std::path::PathBuf>,
 }
 
 fn main() {
@@ -43,7 +46,10 @@ fn main() {
         .set("queue.buffering.max.messages", "1000000")
         .create()
         .expect("producer");
-    let value = vec![b'x'; args.size];
+    let value = match &args.value_file {
+        Some(path) => std::fs::read(path).expect("read --value-file"),
+        None => vec![b'x'; args.size],
+    };
     for i in 0..args.records {
         let key = (args.keys > 0).then(|| format!("k{}", i % args.keys));
         let partition = i32::try_from(i).unwrap() % args.partitions;

@@ -380,7 +380,9 @@ async fn report(
     {
         bail!("the counts do not add up (see above)");
     }
-    output::line("every record is accounted for: delivered, filtered, or dead-lettered to the topic and the archive");
+    output::line(
+        "every record is accounted for: delivered, filtered, or dead-lettered to the topic and the archive",
+    );
     Ok(())
 }
 

@@ -42,7 +42,7 @@ struct BatchRecord<'a> {
     value_b64: Option<String>,
     /// The decoded value (`SIDECAR_VALUE_FORMAT`), as JSON, instead of `value_b64`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<serde_json::Value>,
+    value: Option<&'a serde_json::value::RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     value_schema: Option<&'a str>,
     headers: BTreeMap<&'a str, String>,
@@ -171,10 +171,11 @@ impl BatchSender for Sender {
                     .map(|p| {
                         let record = &p.record;
                         let decoded = record.decoded.as_ref().and_then(|d| d.value.as_ref());
-                        // A decoded value is JSON we made: it parses.
+                        // A decoded value is JSON (checked, or made by us): embedded as it is,
+                        // not parsed and written again (numbers and key order stay).
                         let value = decoded
                             .and(record.value.as_ref())
-                            .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok());
+                            .and_then(|v| serde_json::from_slice::<&serde_json::value::RawValue>(v).ok());
                         BatchRecord {
                             topic: &record.tp.topic,
                             partition: record.tp.partition,

@@ -274,10 +274,12 @@ impl Pipeline {
                 };
                 self.dead_letter(Job { record, counters, cancel, trace: &trace }, verdict).await
             }
-            None if self.rules.is_empty() => self.attempts(record, counters, cancel, &trace).await,
+            None if self.rules.is_empty() => self.attempts(record, record, counters, cancel, &trace).await,
             None => match self.prepare(record, cancel).await {
                 None => Outcome::Abandoned,
-                Some(Prepared::Deliver(prepared)) => self.attempts(&prepared, counters, cancel, &trace).await,
+                Some(Prepared::Deliver(prepared)) => {
+                    self.attempts(&prepared, record, counters, cancel, &trace).await
+                }
                 Some(Prepared::Filtered) => {
                     counters.filter(if self.route.is_empty() { "default" } else { &self.route });
                     Outcome::Filtered
@@ -314,14 +316,17 @@ impl Pipeline {
     async fn prepare<'a>(&self, record: &'a Record, cancel: &Cancel) -> Option<Prepared<'a>> {
         let mut failing: Option<Latch> = None;
         let mut backoff = self.retry.initial_backoff;
+        // Judged when the record came up, not after an outage of the registry.
+        let now = SystemTime::now();
         loop {
-            let (registry, schema) = match self.rules.prepare(record, SystemTime::now()) {
+            let (registry, schema) = match self.rules.prepare(record, now) {
                 Prepared::NeedsSchema(registry, schema) => (registry, schema),
                 prepared => return Some(prepared),
             };
             let fetched = tokio::select! {
                 biased;
                 () = cancel.soft.cancelled() => return None,
+                () = cancel.hard.cancelled() => return None,
                 fetched = registry.fetch(schema) => fetched,
             };
             if let Err(err) = fetched {
@@ -333,6 +338,7 @@ impl Pipeline {
                 }
                 tokio::select! {
                     () = cancel.soft.cancelled() => return None,
+                    () = cancel.hard.cancelled() => return None,
                     () = tokio::time::sleep((self.jitter)(backoff)) => {}
                 }
                 backoff = (backoff * 2).min(self.retry.max_backoff);
@@ -340,9 +346,12 @@ impl Pipeline {
         }
     }
 
+    /// Delivers `record` (the source's, or its decoded copy) until it is done; a dead letter
+    /// holds `original`, the record as the source gave it (a redrive decodes it again).
     async fn attempts(
         &self,
         record: &Record,
+        original: &Record,
         counters: &TopicCounters,
         cancel: &Cancel,
         trace: &RecordTrace,
@@ -427,7 +436,9 @@ impl Pipeline {
                         first: failures.first.unwrap_or(now),
                         last: now,
                     };
-                    return self.dead_letter(Job { record, counters, cancel, trace }, verdict).await;
+                    return self
+                        .dead_letter(Job { record: original, counters, cancel, trace }, verdict)
+                        .await;
                 }
                 FailureKind::Retryable => {
                     self.breaker.on_response();
@@ -510,7 +521,7 @@ impl Pipeline {
                     first: failures.first.unwrap_or(last_time),
                     last: last_time,
                 };
-                return self.dead_letter(Job { record, counters, cancel, trace }, verdict).await;
+                return self.dead_letter(Job { record: original, counters, cancel, trace }, verdict).await;
             }
             let delay = backoff::delay(&self.retry, failures.counted, retry_after, self.jitter);
             span.finish(&outcome, Some(delay));

@@ -9,15 +9,44 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::Value as Json;
 
-/// Decodes one Avro datum written with `schema` (no container header) into JSON.
-pub fn decode(schema: &apache_avro::Schema, mut payload: &[u8]) -> Result<Json, String> {
+/// The payload as apache-avro reads it, noting a read past its end: the decoder takes a short
+/// read for a null union branch or an empty string, which would turn a truncated record into a
+/// record of nulls.
+struct Strict<'a> {
+    data: &'a [u8],
+    overrun: bool,
+}
+
+impl std::io::Read for Strict<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.data.is_empty() {
+            self.overrun = true;
+            return Ok(0);
+        }
+        let n = buf.len().min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// Decodes one Avro datum written with `schema` (no container header) into JSON. The schema
+/// has no cycles ([`super::registry::parse`] refuses them): decoding cannot recurse without end.
+pub fn decode(schema: &apache_avro::Schema, payload: &[u8]) -> Result<Json, String> {
+    let mut reader = Strict { data: payload, overrun: false };
     let value = apache_avro::reader::datum::GenericDatumReader::builder(schema)
         .build()
         .map_err(|err| err.to_string())?
-        .read_value(&mut payload)
+        .read_value(&mut reader)
         .map_err(|err| format!("not an Avro datum of its schema: {err}"))?;
-    if !payload.is_empty() {
-        return Err(format!("{} bytes after the Avro datum", payload.len()));
+    if reader.overrun {
+        return Err("the Avro datum is cut short".into());
+    }
+    if !reader.data.is_empty() {
+        return Err(format!("{} bytes after the Avro datum", reader.data.len()));
     }
     Ok(to_json(value))
 }
@@ -106,6 +135,12 @@ mod tests {
                 "tags": {"a": 1, "b": 2}, "at": 1_700_000_000_123_i64, "score": null})
         );
         assert!(decode(&schema, &bytes[..bytes.len() - 3]).is_err(), "truncated");
+        // Cut before an optional field: not a record of nulls.
+        let optional = apache_avro::Schema::parse_str(
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"int"},{"name":"b","type":["null","string"]}]}"#,
+        )
+        .expect("schema");
+        assert!(decode(&optional, &[0x02]).is_err(), "the union index is missing");
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(decode(&schema, &longer).is_err(), "trailing bytes are not ignored");

@@ -81,8 +81,9 @@ impl From<Undecodable> for DecodeError {
 pub struct DecodedPart {
     /// What the application receives.
     pub bytes: Bytes,
-    /// The same, parsed.
-    pub json: serde_json::Value,
+    /// The same, parsed, when a filter reads it (Protobuf: every field, 64-bit integers as
+    /// numbers).
+    pub json: Option<serde_json::Value>,
     /// The schema it was decoded with (`x-kafka-value-schema`), if any.
     pub schema: Option<Arc<str>>,
 }
@@ -124,71 +125,108 @@ impl Decoder {
         Ok(Decoder::Protobuf { message: descriptor, schema })
     }
 
-    /// Decodes `bytes`.
-    pub fn decode(&self, bytes: &Bytes) -> Result<DecodedPart, DecodeError> {
+    /// Decodes `bytes`; with `filter`, also the JSON value a filter reads.
+    pub fn decode(&self, bytes: &Bytes, filter: bool) -> Result<DecodedPart, DecodeError> {
         match self {
-            Decoder::Registry { registry, format } => decode_framed(registry, *format, bytes),
+            Decoder::Registry { registry, format } => decode_framed(registry, *format, bytes, filter),
             Decoder::Json => {
-                let json: serde_json::Value = serde_json::from_slice(bytes)
-                    .map_err(|err| DecodeError::from(Undecodable(format!("not JSON: {err}"))))?;
+                let json = if filter {
+                    Some(
+                        serde_json::from_slice(bytes)
+                            .map_err(|err| Undecodable(format!("not JSON: {err}")))?,
+                    )
+                } else {
+                    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+                        .map_err(|err| Undecodable(format!("not JSON: {err}")))?;
+                    None
+                };
                 Ok(DecodedPart { bytes: bytes.clone(), json, schema: None })
             }
             Decoder::Protobuf { message, schema } => {
                 let decoded = DynamicMessage::decode(message.clone(), bytes.as_ref())
                     .map_err(|err| Undecodable(format!("not a {}: {err}", message.full_name())))?;
-                let json = proto3_json(&decoded)?;
-                let text = serde_json::to_vec(&json).map_err(|err| Undecodable(err.to_string()))?;
-                Ok(DecodedPart { bytes: Bytes::from(text), json, schema: Some(schema.clone()) })
+                Ok(protobuf_part(&decoded, filter, schema.clone())?)
             }
         }
     }
 }
 
+/// A decoded Protobuf message: the proto3 JSON mapping to deliver, and for a filter every field
+/// (defaults too) with 64-bit integers as numbers, so `record.value.status == 'NEW'` and
+/// `record.value.amount > 100` work whatever the values.
+fn protobuf_part(
+    message: &DynamicMessage,
+    filter: bool,
+    schema: Arc<str>,
+) -> Result<DecodedPart, Undecodable> {
+    let mut text = Vec::with_capacity(128);
+    message
+        .serialize_with_options(&mut serde_json::Serializer::new(&mut text), &SerializeOptions::new())
+        .map_err(|err| Undecodable(format!("no JSON form: {err}")))?;
+    let json = if filter {
+        let options = SerializeOptions::new().skip_default_fields(false).stringify_64_bit_integers(false);
+        Some(
+            message
+                .serialize_with_options(serde_json::value::Serializer, &options)
+                .map_err(|err| Undecodable(format!("no JSON form: {err}")))?,
+        )
+    } else {
+        None
+    };
+    Ok(DecodedPart { bytes: Bytes::from(text), json, schema: Some(schema) })
+}
+
 /// Decodes registry-framed bytes with the schema they name, once it is cached.
-fn decode_framed(registry: &Arc<Registry>, format: Format, bytes: &[u8]) -> Result<DecodedPart, DecodeError> {
+fn decode_framed(
+    registry: &Arc<Registry>,
+    format: Format,
+    bytes: &[u8],
+    filter: bool,
+) -> Result<DecodedPart, DecodeError> {
     let framed = registry.frame(bytes, format == Format::Protobuf).map_err(Undecodable)?;
     let Some(entry) = registry.cached(framed.schema) else {
         return Err(DecodeError::NeedsSchema(registry.clone(), framed.schema));
     };
-    let parsed = entry.parsed.as_ref().map_err(|err| Undecodable(format!("{}: {err}", entry.name)))?;
-    let json = match (format, parsed) {
-        (Format::Avro, Parsed::Avro(schema)) => crate::prepare::avro::decode(schema, &framed.payload)
-            .map_err(|e| Undecodable(format!("{}: {e}", entry.name)))?,
+    let name = &entry.name;
+    let parsed = entry.parsed.as_ref().map_err(|err| Undecodable(format!("{name}: {err}")))?;
+    match (format, parsed) {
+        (Format::Avro, Parsed::Avro(schema)) => {
+            let json = crate::prepare::avro::decode(schema, &framed.payload)
+                .map_err(|e| Undecodable(format!("{name}: {e}")))?;
+            let text = serde_json::to_vec(&json).map_err(|err| Undecodable(err.to_string()))?;
+            Ok(DecodedPart {
+                bytes: Bytes::from(text),
+                json: filter.then_some(json),
+                schema: Some(name.clone()),
+            })
+        }
         (Format::Protobuf, Parsed::Protobuf(file)) => {
             if registry.is_glue() {
-                return Err(
-                    Undecodable(format!("{}: Glue-framed Protobuf is not decoded yet", entry.name)).into()
-                );
+                return Err(Undecodable(format!("{name}: Glue-framed Protobuf is not decoded yet")).into());
             }
-            let message = message_at(file, &framed.indexes).ok_or_else(|| {
-                Undecodable(format!("{}: no message at indexes {:?}", entry.name, framed.indexes))
-            })?;
-            let decoded =
-                DynamicMessage::decode(message.clone(), framed.payload.as_slice()).map_err(|err| {
-                    Undecodable(format!("{}: not a {}: {err}", entry.name, message.full_name()))
-                })?;
-            proto3_json(&decoded)?
+            let message = message_at(file, &framed.indexes)
+                .ok_or_else(|| Undecodable(format!("{name}: no message at indexes {:?}", framed.indexes)))?;
+            let decoded = DynamicMessage::decode(message.clone(), framed.payload.as_slice())
+                .map_err(|err| Undecodable(format!("{name}: not a {}: {err}", message.full_name())))?;
+            Ok(protobuf_part(&decoded, filter, name.clone())?)
         }
         (Format::JsonSchema, Parsed::Json(validator)) => {
             let json: serde_json::Value = serde_json::from_slice(&framed.payload)
-                .map_err(|err| Undecodable(format!("{}: not JSON: {err}", entry.name)))?;
+                .map_err(|err| Undecodable(format!("{name}: not JSON: {err}")))?;
             if let Err(err) = validator.validate(&json) {
-                return Err(Undecodable(format!("{}: does not match its schema: {err}", entry.name)).into());
+                return Err(Undecodable(format!("{name}: does not match its schema: {err}")).into());
             }
-            json
+            // Delivered as the producer wrote it: no number or key order changes.
+            let bytes = Bytes::from(framed.payload);
+            Ok(DecodedPart { bytes, json: filter.then_some(json), schema: Some(name.clone()) })
         }
-        (format, parsed) => {
-            return Err(Undecodable(format!(
-                "{} is a {} schema, but this route decodes {}",
-                entry.name,
-                parsed.kind(),
-                format.name()
-            ))
-            .into());
-        }
-    };
-    let text = serde_json::to_vec(&json).map_err(|err| Undecodable(err.to_string()))?;
-    Ok(DecodedPart { bytes: Bytes::from(text), json, schema: Some(entry.name.clone()) })
+        (format, parsed) => Err(Undecodable(format!(
+            "{name} is a {} schema, but this route decodes {}",
+            parsed.kind(),
+            format.name()
+        ))
+        .into()),
+    }
 }
 
 /// The message at Confluent message indexes: the file's messages, then nested ones.
@@ -200,11 +238,4 @@ fn message_at(file: &prost_reflect::FileDescriptor, indexes: &[usize]) -> Option
         message = child;
     }
     Some(message)
-}
-
-/// The proto3 JSON mapping of a message.
-fn proto3_json(message: &DynamicMessage) -> Result<serde_json::Value, Undecodable> {
-    message
-        .serialize_with_options(serde_json::value::Serializer, &SerializeOptions::new())
-        .map_err(|err| Undecodable(format!("no JSON form: {err}")))
 }

@@ -79,12 +79,12 @@ impl Rules {
         let mut value_json = None;
         let mut key_json = None;
         if let (Some(decoder), Some(bytes)) = (&self.value, &record.value) {
-            match decoder.decode(bytes) {
+            match decoder.decode(bytes, self.filter.is_some()) {
                 Ok(part) => {
                     let copy = out.to_mut();
                     copy.value = Some(part.bytes);
                     copy.decoded.get_or_insert_with(Box::default).value = Some(part.schema);
-                    value_json = Some(part.json);
+                    value_json = part.json;
                 }
                 Err(decode::DecodeError::Undecodable(err)) => return undecodable("value", &err),
                 Err(decode::DecodeError::NeedsSchema(registry, schema)) => {
@@ -93,12 +93,12 @@ impl Rules {
             }
         }
         if let (Some(decoder), Some(bytes)) = (&self.key, &record.key) {
-            match decoder.decode(bytes) {
+            match decoder.decode(bytes, self.filter.is_some()) {
                 Ok(part) => {
                     let copy = out.to_mut();
                     copy.key = Some(part.bytes);
                     copy.decoded.get_or_insert_with(Box::<Decoded>::default).key = Some(part.schema);
-                    key_json = Some(part.json);
+                    key_json = part.json;
                 }
                 Err(decode::DecodeError::Undecodable(err)) => return undecodable("key", &err),
                 Err(decode::DecodeError::NeedsSchema(registry, schema)) => {
@@ -168,6 +168,32 @@ mod tests {
         assert!(matches!(rules.prepare(&timeless, at(u64::MAX / 2)), Prepared::Deliver(_)));
         // A timestamp in the future is not old.
         assert!(matches!(rules.prepare(&record(Some(9_999_999_999), b"", b""), at(0)), Prepared::Deliver(_)));
+    }
+
+    #[test]
+    fn a_filter_reads_every_protobuf_field_while_the_application_gets_the_proto3_mapping() {
+        use prost::Message as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("o.proto"),
+            "syntax = \"proto3\"; package o; enum S { NEW = 0; DONE = 1; } message O { S state = 1; int64 cents = 2; }",
+        )
+        .expect("write");
+        let set = protox::compile(["o.proto"], [dir.path()]).expect("compiles");
+        std::fs::write(dir.path().join("o.pb"), set.encode_to_vec()).expect("write");
+        let decoder = Decoder::protobuf(&dir.path().join("o.pb"), "o.O").expect("decoder");
+        let filter = Filter::compile("record.value.state == 'NEW' && record.value.cents > 4000000000")
+            .expect("compiles");
+        let rules =
+            Rules { value: Some(Arc::new(decoder)), filter: Some(Arc::new(filter)), ..Rules::default() };
+        // cents = 5,000,000,000, state left at its default.
+        let source = record(None, b"", &[0x10, 0x80, 0xe4, 0x97, 0xd0, 0x12]);
+        let Prepared::Deliver(prepared) = rules.prepare(&source, at(0)) else { panic!("passes the filter") };
+        assert_eq!(
+            prepared.value.as_deref(),
+            Some(&br#"{"cents":"5000000000"}"#[..]),
+            "proto3 JSON: defaults left out"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 
-use crate::common::app::TestApp;
+use crate::common::app::{Reply, TestApp};
 use crate::common::sidecar::{self, Sidecar};
 use crate::common::{self, Produce};
 
@@ -117,6 +117,9 @@ async fn protobuf_records_arrive_as_googles_proto3_json_and_bad_bytes_are_dead_l
     common::produce(&topic, records).await;
 
     let app = TestApp::start().await;
+    // The application refuses order o-2 for good: its dead letter must hold the Protobuf bytes
+    // the topic has, not the JSON the application saw.
+    app.behave(|r| if r.text().contains("\"o-2\"") { Reply::Status(400) } else { Reply::Status(200) });
     let mut env = sidecar::env(&topic, &group, &app.url());
     env.insert("SIDECAR_VALUE_FORMAT".into(), "protobuf".into());
     env.insert("SIDECAR_PROTOBUF_DESCRIPTOR".into(), descriptor.display().to_string());
@@ -124,7 +127,7 @@ async fn protobuf_records_arrive_as_googles_proto3_json_and_bad_bytes_are_dead_l
     let sidecar = Sidecar::start(&env).await;
     common::wait_committed(&group, &topic, &[4]).await;
     let received = app.received();
-    assert_eq!(received.len(), 3, "three orders delivered, the garbage not");
+    assert_eq!(received.len(), 3, "three orders sent, the garbage not");
     for (offset, (_, json)) in [0, 2, 3].into_iter().zip(&expected) {
         let request = received.iter().find(|r| r.coordinates().1 == offset).expect("delivered");
         let body: serde_json::Value = serde_json::from_slice(&request.body).expect("JSON body");
@@ -132,12 +135,19 @@ async fn protobuf_records_arrive_as_googles_proto3_json_and_bad_bytes_are_dead_l
         assert_eq!(request.header("content-type"), Some("application/json"));
         assert_eq!(request.header("x-kafka-value-schema"), Some("protobuf:shop.Order"));
     }
-    let letters = common::consume(&dlq, 1).await;
+    let letters = common::consume(&dlq, 2).await;
     let letter = &letters[0];
     assert_eq!(common::header_text(letter, "dlq-error-class").as_deref(), Some("undecodable"));
     assert_eq!(rdkafka::Message::payload(letter), Some(garbage.as_slice()), "the original bytes");
     let error = common::header_text(letter, "dlq-error").unwrap_or_default();
     assert!(error.contains("shop.Order"), "{error}");
+    let refused = &letters[1];
+    assert_eq!(common::header_text(refused, "dlq-error-class").as_deref(), Some("permanent"));
+    assert_eq!(
+        rdkafka::Message::payload(refused),
+        Some(expected[1].0.as_slice()),
+        "the Protobuf bytes, not JSON"
+    );
     let (_, metrics) = common::get(&format!("{}/metrics", sidecar.admin())).await;
     assert!(
         metrics.contains(&format!(

@@ -38,6 +38,12 @@ impl Confluent {
         // Cannot fail on an http(s) URL.
         let _ = base.set_username("");
         let _ = base.set_password(None);
+        // `schemas/ids/1` joins under the base's path, also when it lacks the final slash
+        // (`https://host/apis/ccompat/v7`).
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -67,7 +73,19 @@ impl Confluent {
             .map_err(|e| Unreachable(format!("{} does not answer: {}", self.describe(), e.without_url())))?;
         let status = answer.status();
         if status == reqwest::StatusCode::NOT_FOUND {
-            return Ok((Err(format!("schema id {id} is not in the registry")), name));
+            // Only the registry's own "schema not found" (error code 40403) says the id is
+            // unknown; any other 404 (a wrong path, a proxy) is an outage, not a bad record.
+            let body = answer.bytes().await.unwrap_or_default();
+            let code = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error_code"].as_i64());
+            if code == Some(40403) {
+                return Ok((Err(format!("schema id {id} is not in the registry")), name));
+            }
+            return Err(Unreachable(format!(
+                "{} answered 404 without the registry's error code for schema id {id}: is the URL the registry's?",
+                self.describe()
+            )));
         }
         if !status.is_success() {
             return Err(Unreachable(format!("{} answered {status} for schema id {id}", self.describe())));
@@ -103,4 +121,21 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_leave_the_url_and_a_base_path_keeps_its_last_segment() {
+        let registry = Confluent::new("https://svc:p%40ss@registry.internal/apis/ccompat/v7").expect("valid");
+        assert_eq!(registry.auth, Some(("svc".to_string(), "p@ss".to_string())));
+        assert!(!registry.describe().contains("p%40ss") && !registry.describe().contains("svc"));
+        assert_eq!(
+            registry.base.join("schemas/ids/3").expect("join").as_str(),
+            "https://registry.internal/apis/ccompat/v7/schemas/ids/3"
+        );
+        assert!(Confluent::new("ftp://registry").is_err());
+    }
 }

@@ -31,7 +31,14 @@ impl Glue {
                 aws_sdk_glue::Client::new(&config)
             })
             .await;
-        let answer = client.get_schema_version().schema_version_id(id.to_string()).send().await;
+        // The SDK bounds only the connect: a connection that stops answering must not hold
+        // the record without `/ready` saying why.
+        let answer = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            client.get_schema_version().schema_version_id(id.to_string()).send(),
+        )
+        .await
+        .map_err(|_| Unreachable(format!("Glue GetSchemaVersion {id} did not answer within 10 s")))?;
         let version = match answer {
             Ok(version) => version,
             Err(err) => {

@@ -19,6 +19,13 @@ use wire::SchemaRef;
 /// How long a "no such schema" answer is believed.
 const MISSING_FOR: Duration = Duration::from_secs(300);
 
+/// Schemas kept at most. Beyond it, answers of "no such schema" go first: records naming
+/// random ids cannot grow the cache without end.
+const CACHE_ENTRIES: usize = 4096;
+
+/// The most one Avro string, bytes, array or map in a record may announce.
+const AVRO_MAX_ALLOCATION: usize = 16 * 1024 * 1024;
+
 /// A schema ready to decode with.
 pub enum Parsed {
     /// An Avro schema.
@@ -80,6 +87,9 @@ impl Registry {
             "glue" => Kind::Glue(glue::Glue::new()),
             url => Kind::Confluent(confluent::Confluent::new(url)?),
         };
+        // Avro lengths in a record are read before the bytes they announce: bound what a
+        // hostile length can make the decoder allocate (the library's default is 512 MiB).
+        apache_avro::util::max_allocation_bytes(AVRO_MAX_ALLOCATION);
         Ok(Registry { kind, cache: RwLock::default() })
     }
 
@@ -118,7 +128,14 @@ impl Registry {
             _ => (Err("a schema reference of another registry".to_string()), Arc::from("?")),
         };
         let entry = Arc::new(Entry { parsed, name, fetched: Instant::now() });
-        self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner).insert(schema, entry);
+        let mut cache = self.cache.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= CACHE_ENTRIES {
+            cache.retain(|_, e| e.parsed.is_ok());
+            if cache.len() >= CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(schema, entry);
         Ok(())
     }
 }
@@ -126,9 +143,16 @@ impl Registry {
 /// Parses a schema's text of `kind` (`AVRO`, `PROTOBUF`, `JSON`).
 pub fn parse(kind: &str, text: &str) -> Result<Parsed, String> {
     match kind {
-        "AVRO" => apache_avro::Schema::parse_str(text)
-            .map(Parsed::Avro)
-            .map_err(|e| format!("not an Avro schema: {e}")),
+        "AVRO" => {
+            let schema =
+                apache_avro::Schema::parse_str(text).map_err(|e| format!("not an Avro schema: {e}"))?;
+            // A type that contains itself lets a few bytes nest as deep as they like: the decoder
+            // recurses once per level, and a stack overflow cannot be caught.
+            if recursive(&schema, &mut Vec::new()) {
+                return Err("a recursive Avro schema (a type that contains itself) is not decoded".into());
+            }
+            Ok(Parsed::Avro(schema))
+        }
         "JSON" => {
             let schema: serde_json::Value =
                 serde_json::from_str(text).map_err(|e| format!("not a JSON Schema: {e}"))?;
@@ -138,6 +162,28 @@ pub fn parse(kind: &str, text: &str) -> Result<Parsed, String> {
         }
         "PROTOBUF" => proto_file(text).map(Parsed::Protobuf),
         other => Err(format!("schema type {other:?} is not one the sidecar decodes")),
+    }
+}
+
+/// Whether an Avro schema refers to a named type inside that type's own definition.
+fn recursive(schema: &apache_avro::Schema, path: &mut Vec<String>) -> bool {
+    use apache_avro::Schema;
+    match schema {
+        Schema::Record(record) => {
+            let name = record.name.fullname(None);
+            if path.contains(&name) {
+                return true;
+            }
+            path.push(name);
+            let found = record.fields.iter().any(|field| recursive(&field.schema, path));
+            path.pop();
+            found
+        }
+        Schema::Array(array) => recursive(&array.items, path),
+        Schema::Map(map) => recursive(&map.types, path),
+        Schema::Union(union) => union.variants().iter().any(|variant| recursive(variant, path)),
+        Schema::Ref { name } => path.contains(&name.fullname(None)),
+        _ => false,
     }
 }
 
@@ -187,6 +233,34 @@ fn proto_text(text: &str) -> Result<prost_reflect::FileDescriptor, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::prepare::decode::{DecodeError, Decoder, Format};
+
+    #[test]
+    fn json_schema_records_are_delivered_byte_for_byte_and_unknown_ids_wait_for_a_fetch() {
+        let registry = Arc::new(Registry::new("http://127.0.0.1:9/").expect("valid"));
+        let decoder = Decoder::Registry { registry: registry.clone(), format: Format::JsonSchema };
+        // Framed with schema id 7: not cached yet, so the record asks for it.
+        let payload = br#"{"b": 1, "a": 123456789012345678901234567890, "c": 1.10}"#;
+        let mut framed = vec![0, 0, 0, 0, 7];
+        framed.extend_from_slice(payload);
+        let bytes = bytes::Bytes::from(framed);
+        assert!(matches!(
+            decoder.decode(&bytes, false),
+            Err(DecodeError::NeedsSchema(_, wire::SchemaRef::Confluent(7)))
+        ));
+        let parsed = parse("JSON", r#"{"type": "object", "required": ["b"]}"#);
+        let entry = Arc::new(Entry { parsed, name: Arc::from("confluent:7"), fetched: Instant::now() });
+        registry.cache.write().expect("lock").insert(wire::SchemaRef::Confluent(7), entry);
+        let part = decoder.decode(&bytes, true).expect("decodes");
+        assert_eq!(part.bytes.as_ref(), payload, "as the producer wrote it: big numbers, key order, 1.10");
+        assert!(part.json.is_some(), "the filter's view");
+        let mut invalid = vec![0, 0, 0, 0, 7];
+        invalid.extend_from_slice(br#"{"a": 1}"#);
+        assert!(matches!(
+            decoder.decode(&bytes::Bytes::from(invalid), false),
+            Err(DecodeError::Undecodable(_))
+        ));
+    }
 
     #[test]
     fn protobuf_schemas_parse_from_proto_text_and_from_a_serialized_descriptor() {
@@ -204,5 +278,12 @@ mod tests {
         assert!(parse("AVRO", "{\"type\": \"nope\"}").is_err());
         assert!(parse("JSON", "{\"type\": \"object\"}").is_ok());
         assert!(parse("XML", "<a/>").is_err());
+        let cyclic = r#"{"type":"record","name":"N","fields":[{"name":"next","type":["null","N"]}]}"#;
+        assert!(parse("AVRO", cyclic).is_err_and(|e| e.contains("recursive")));
+        // The same named type twice, not inside itself, is fine.
+        let reused = r#"{"type":"record","name":"P","fields":[
+            {"name":"a","type":{"type":"record","name":"Q","fields":[{"name":"x","type":"int"}]}},
+            {"name":"b","type":"Q"}]}"#;
+        assert!(matches!(parse("AVRO", reused), Ok(Parsed::Avro(_))));
     }
 }

@@ -29,8 +29,9 @@ pub struct Framed {
     pub payload: Vec<u8>,
 }
 
-/// Bytes too large to decompress: a zlib bomb is undecodable, not a crash.
-const MAX_DECOMPRESSED: u64 = 64 * 1024 * 1024;
+/// Bytes too large to decompress: a zlib bomb is undecodable, not a crash (Kafka's own record
+/// limit is far below).
+const MAX_DECOMPRESSED: u64 = 16 * 1024 * 1024;
 
 /// Splits Confluent-framed bytes; `protobuf` reads the message indexes.
 pub fn confluent(bytes: &[u8], protobuf: bool) -> Result<Framed, String> {
@@ -74,7 +75,7 @@ pub fn glue(bytes: &[u8]) -> Result<Framed, String> {
                 .read_to_end(&mut out)
                 .map_err(|err| format!("zlib: {err}"))?;
             if out.len() as u64 > MAX_DECOMPRESSED {
-                return Err("decompresses to more than 64 MiB".into());
+                return Err("decompresses to more than 16 MiB".into());
             }
             out
         }
