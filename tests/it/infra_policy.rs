@@ -49,6 +49,10 @@ fn env_for(vars: &BTreeMap<String, Vec<String>>) -> Vec<(String, String)> {
             queues.iter().map(|arn| queue_url(arn)).collect::<Vec<_>>().join(","),
         ));
     }
+    if let Some(registry) = one("schema_registry") {
+        env.push(("SIDECAR_SCHEMA_REGISTRY".into(), registry));
+        env.push(("SIDECAR_VALUE_FORMAT".into(), "avro".into()));
+    }
     match one("sqs_queue_arn") {
         Some(queue) => {
             let parts: Vec<&str> = queue.split(':').collect();

@@ -51,6 +51,7 @@ module "iam_policy" {
 
   sqs_source_queue_arns             = [for q in var.sqs_source_queues : q.arn]
   sqs_source_dead_letter_queue_arns = local.sqs_source_dead_letter_queue_arns
+  schema_registry                   = var.schema_registry
 }
 
 module "storage" {
@@ -96,6 +97,7 @@ locals {
     },
     local.sqs_delivery ? { SIDECAR_DELIVERY_SQS_QUEUE_URL = local.sqs_queue_url } : { SIDECAR_DELIVERY_URL = var.delivery_url },
     length(var.sqs_source_queues) > 0 ? { SQS_QUEUE_URLS = join(",", [for q in var.sqs_source_queues : q.url]) } : {},
+    var.schema_registry != "" ? { SIDECAR_SCHEMA_REGISTRY = var.schema_registry } : {},
     var.otel_exporter_otlp_endpoint == null ? {} : { OTEL_EXPORTER_OTLP_ENDPOINT = var.otel_exporter_otlp_endpoint },
     var.sidecar_environment,
   )

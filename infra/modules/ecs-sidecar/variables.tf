@@ -472,3 +472,10 @@ variable "autoscaling_custom_metric" {
   })
   default = null
 }
+
+variable "schema_registry" {
+  description = "SIDECAR_SCHEMA_REGISTRY: \"glue\" (the AWS Glue Schema Registry: the policy gets ReadGlueSchemas, glue:GetSchemaVersion on the account's registries and schemas in the cluster's region), a Confluent-compatible registry's URL (no IAM statement), or empty for none."
+  type        = string
+  default     = ""
+  nullable    = false
+}

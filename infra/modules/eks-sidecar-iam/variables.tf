@@ -159,3 +159,10 @@ variable "sqs_source_queues" {
     error_message = "sqs_source_queues must list each queue name once (the sidecar refuses a queue listed twice)."
   }
 }
+
+variable "schema_registry" {
+  description = "SIDECAR_SCHEMA_REGISTRY: \"glue\" (the AWS Glue Schema Registry: the policy gets ReadGlueSchemas, glue:GetSchemaVersion on the account's registries and schemas in the cluster's region), a Confluent-compatible registry's URL (no IAM statement), or empty for none."
+  type        = string
+  default     = ""
+  nullable    = false
+}

@@ -55,6 +55,20 @@ locals {
     },
   ]
 
+  # A record names a schema version by id alone, which says nothing of its registry: the read is
+  # allowed on the registries and schemas of the cluster's account and region.
+  glue_statements = var.schema_registry != "glue" ? [] : [
+    {
+      Sid    = "ReadGlueSchemas"
+      Effect = "Allow"
+      Action = ["glue:GetSchemaVersion"]
+      Resource = [
+        "arn:${split(":", var.msk_cluster_arn)[1]}:glue:${split(":", var.msk_cluster_arn)[3]}:${split(":", var.msk_cluster_arn)[4]}:registry/*",
+        "arn:${split(":", var.msk_cluster_arn)[1]}:glue:${split(":", var.msk_cluster_arn)[3]}:${split(":", var.msk_cluster_arn)[4]}:schema/*",
+      ]
+    },
+  ]
+
   deliver_statements = local.sqs_queue_arn == "" ? [] : [
     {
       Sid      = "DeliverToQueue"
@@ -111,6 +125,6 @@ locals {
 
   policy = {
     Version   = "2012-10-17"
-    Statement = concat(local.kafka_statements, local.archive_statements, local.deliver_statements, local.source_statements, local.kms_statements)
+    Statement = concat(local.kafka_statements, local.archive_statements, local.glue_statements, local.deliver_statements, local.source_statements, local.kms_statements)
   }
 }

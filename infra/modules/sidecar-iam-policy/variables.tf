@@ -88,3 +88,10 @@ variable "sqs_source_dead_letter_queue_arns" {
     error_message = "sqs_source_dead_letter_queue_arns must be SQS queue ARNs (arn:aws:sqs:<region>:<account>:<name>)."
   }
 }
+
+variable "schema_registry" {
+  description = "SIDECAR_SCHEMA_REGISTRY: \"glue\" (the AWS Glue Schema Registry: the policy gets ReadGlueSchemas, glue:GetSchemaVersion on the account's registries and schemas in the cluster's region), a Confluent-compatible registry's URL (no IAM statement), or empty for none."
+  type        = string
+  default     = ""
+  nullable    = false
+}

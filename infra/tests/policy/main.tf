@@ -20,6 +20,7 @@ module "policy" {
 
   sqs_source_queue_arns             = var.sqs_source_queue_arns
   sqs_source_dead_letter_queue_arns = var.sqs_source_dead_letter_queue_arns
+  schema_registry                   = var.schema_registry
 }
 
 variable "msk_cluster_arn" {
@@ -76,4 +77,11 @@ variable "sqs_source_dead_letter_queue_arns" {
 output "json" {
   description = "The rendered IAM policy document."
   value       = module.policy.json
+}
+
+variable "schema_registry" {
+  description = "SIDECAR_SCHEMA_REGISTRY: \"glue\" (the AWS Glue Schema Registry: the policy gets ReadGlueSchemas, glue:GetSchemaVersion on the account's registries and schemas in the cluster's region), a Confluent-compatible registry's URL (no IAM statement), or empty for none."
+  type        = string
+  default     = ""
+  nullable    = false
 }

@@ -332,6 +332,30 @@ run "sqs_source_next_to_the_topics" {
   }
 }
 
+run "glue_schema_registry" {
+  command = apply
+
+  variables {
+    schema_registry = "glue"
+    sidecar_environment = {
+      SIDECAR_VALUE_FORMAT = "avro"
+    }
+  }
+
+  assert {
+    condition = {
+      for e in jsondecode(aws_ecs_task_definition.this.container_definitions)[1].environment : e.name => e.value
+      if e.name == "SIDECAR_SCHEMA_REGISTRY" || e.name == "SIDECAR_VALUE_FORMAT"
+    } == { SIDECAR_SCHEMA_REGISTRY = "glue", SIDECAR_VALUE_FORMAT = "avro" }
+    error_message = "schema_registry must reach the container as SIDECAR_SCHEMA_REGISTRY."
+  }
+
+  assert {
+    condition     = { for s in jsondecode(aws_iam_role_policy.sidecar.policy).Statement : s.Sid => s.Action }["ReadGlueSchemas"] == ["glue:GetSchemaVersion"]
+    error_message = "The Glue registry adds ReadGlueSchemas (glue:GetSchemaVersion)."
+  }
+}
+
 run "sqs_source_url_and_arn_of_different_queues" {
   command = plan
 
