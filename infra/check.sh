@@ -15,7 +15,9 @@
 #     the .expected.json next to it
 #  5. checkov (pinned, in its own venv) on infra/ and the Dockerfile: zero failed checks; every
 #     skip is written in the code with its reason
-#  6. the module READMEs' Inputs/Outputs tables are current (infra/docs.py), the compose file
+#  6. the alerting rules pass `promtool check rules` and `promtool test rules` (Debian's
+#     prometheus package, installed with apt-get when missing) and the dashboard parses
+#  7. the module READMEs' Inputs/Outputs tables are current (infra/docs.py), the compose file
 #     parses, and the shell and Python files of infra/ and localstack/ parse
 #
 # Nothing is written to the repository but the checkov venv (.testbed/venv-infra, gitignored):
@@ -281,6 +283,33 @@ if [[ -n "$checkov" ]]; then
 fi
 
 ################################################################################
+step "alerting rules and dashboard (infra/observability)"
+# Debian's prometheus package brings promtool (and the server the alert test runs).
+if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+  say "installing prometheus (promtool) from Debian (apt-get)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+    >"$tmp/apt-prometheus.log" 2>&1 || tail -20 "$tmp/apt-prometheus.log"
+fi
+if ! command -v promtool >/dev/null 2>&1; then
+  fail "promtool: apt-get installed no prometheus"
+elif (cd infra/observability && promtool check rules alerts.yml && promtool test rules alerts.test.yml) >"$tmp/promtool.log" 2>&1; then
+  pass "infra/observability/alerts.yml: promtool check rules and test rules"
+else
+  cat "$tmp/promtool.log"
+  fail "infra/observability/alerts.yml: promtool"
+fi
+if "$PYTHON" - infra/observability/dashboard.json <<'EOF'; then
+import json, sys
+board = json.load(open(sys.argv[1]))
+exprs = [t["expr"] for p in board["panels"] for t in p["targets"]]
+assert exprs and all("msk_sidecar_" in e for e in exprs), "every panel queries msk-sidecar metrics"
+assert len({p["id"] for p in board["panels"]}) == len(board["panels"]), "panel ids are unique"
+EOF
+  pass "infra/observability/dashboard.json: a Grafana dashboard whose panels query the sidecar's metrics"
+else
+  fail "infra/observability/dashboard.json"
+fi
+
 step "module READMEs, compose file and scripts"
 ################################################################################
 

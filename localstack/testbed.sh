@@ -79,6 +79,15 @@ install_serde() { # the decoding tests' serializers and moto (their own venv: th
   fi
 }
 
+install_prometheus() { # Debian's prometheus: the alert test runs the real server against a sidecar
+  command -v prometheus >/dev/null 2>&1 && return
+  command -v apt-get >/dev/null 2>&1 || die "prometheus is missing and there is no apt-get to install it"
+  say "installing prometheus from Debian (apt-get)"
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; } \
+    >"$LOGS/apt-prometheus.log" 2>&1 || { tail -20 "$LOGS/apt-prometheus.log" >&2; die "installing prometheus failed (log: $LOGS/apt-prometheus.log)"; }
+  command -v prometheus >/dev/null 2>&1 || die "apt-get installed no prometheus binary"
+}
+
 moto_answers() { curl -fsS -o /dev/null "http://127.0.0.1:$MOTO_PORT/moto-api/" 2>/dev/null; }
 
 start_moto() { # moto's server: the Glue Schema Registry of the decoding tests
@@ -271,6 +280,7 @@ TESTBED_AMQP_TLS_URL=amqps://guest:guest@localhost:$AMQP_TLS_PORT/%2f
 TESTBED_CA_FILE=$DIR/tls/ca.pem
 TESTBED_GLUE_ENDPOINT=http://127.0.0.1:$MOTO_PORT
 TESTBED_SERDE_VENV=$SERDE_VENV
+TESTBED_PROMETHEUS=$(command -v prometheus)
 AWS_ACCESS_KEY_ID=test
 AWS_SECRET_ACCESS_KEY=test
 AWS_REGION=us-east-1
@@ -286,6 +296,7 @@ up() {
   start_redis
   start_rabbitmq
   start_moto
+  install_prometheus
   write_env
   say "up in $((SECONDS - started))s; environment in $DIR/env"
 }

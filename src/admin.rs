@@ -124,8 +124,13 @@ async fn ready(State(state): State<AdminState>) -> Response {
 }
 
 async fn metrics_page(State(state): State<AdminState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render_prometheus())
-        .into_response()
+    let mut page = state.metrics.render_prometheus();
+    // What `/ready` answers, for alerting: 1 ready, 0 not ready (as of this scrape).
+    let ready = u8::from(state.health.readiness().is_ok());
+    page.push_str(&format!(
+        "# HELP msk_sidecar_ready 1 while /ready answers 200\n# TYPE msk_sidecar_ready gauge\nmsk_sidecar_ready {ready}\n"
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], page).into_response()
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {

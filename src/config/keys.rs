@@ -7,6 +7,9 @@
 pub const KAFKA_BROKERS: &str = "KAFKA_BROKERS";
 pub const KAFKA_TOPICS: &str = "KAFKA_TOPICS";
 pub const KAFKA_CONSUMER_GROUP: &str = "KAFKA_CONSUMER_GROUP";
+pub const KAFKA_CONSUMER_GROUP_PREFIX: &str = "KAFKA_CONSUMER_GROUP_PREFIX";
+pub const KAFKA_CONSUMER_GROUP_SUFFIX: &str = "KAFKA_CONSUMER_GROUP_SUFFIX";
+pub const ENVIRONMENT: &str = "ENVIRONMENT";
 pub const KAFKA_AUTH: &str = "KAFKA_AUTH";
 pub const KAFKA_TLS: &str = "KAFKA_TLS";
 pub const KAFKA_START_FROM: &str = "KAFKA_START_FROM";
@@ -67,6 +70,9 @@ pub const ALL: &[(&str, Option<&str>)] = &[
     (KAFKA_BROKERS, None),
     (KAFKA_TOPICS, None),
     (KAFKA_CONSUMER_GROUP, None),
+    (KAFKA_CONSUMER_GROUP_PREFIX, None),
+    (KAFKA_CONSUMER_GROUP_SUFFIX, None),
+    (ENVIRONMENT, None),
     (KAFKA_AUTH, Some("msk-iam")),
     (KAFKA_TLS, None),
     (KAFKA_START_FROM, Some("earliest")),

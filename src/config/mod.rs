@@ -107,6 +107,17 @@ impl KafkaConfig {
     }
 }
 
+/// What the consumer group's name is made of besides `KAFKA_CONSUMER_GROUP` (seed 001).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupNaming {
+    /// `ENVIRONMENT`.
+    pub environment: String,
+    /// `KAFKA_CONSUMER_GROUP_PREFIX`.
+    pub prefix: String,
+    /// `KAFKA_CONSUMER_GROUP_SUFFIX`.
+    pub suffix: String,
+}
+
 /// Kafka connection and group settings.
 #[derive(Clone, Debug)]
 pub struct KafkaConfig {
@@ -114,8 +125,11 @@ pub struct KafkaConfig {
     pub brokers: Vec<String>,
     /// Topics to consume (a `^` prefix makes a regex subscription).
     pub topics: Vec<String>,
-    /// Consumer group id: offsets are committed under it.
+    /// Consumer group id: offsets are committed under it (the effective name: environment,
+    /// prefix and suffix applied).
     pub group: String,
+    /// What the name was made of.
+    pub naming: GroupNaming,
     /// Authentication mechanism.
     pub auth: KafkaAuth,
     /// Whether connections use TLS.

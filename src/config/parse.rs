@@ -308,3 +308,28 @@ mod tests {
         assert!(region("eu-west").is_err());
     }
 }
+
+/// The consumer group the sidecar joins (seed 001's rule): `<prefix><group><suffix>`, with
+/// `<environment>-` in front when an environment is set and the name does not already hold it
+/// as one of its `-`, `.` or `_` separated parts (so `prod` is not taken as present in
+/// `product-sync`, as a substring test would).
+pub fn effective_group(group: &str, environment: &str, prefix: &str, suffix: &str) -> String {
+    let named = format!("{prefix}{group}{suffix}");
+    let holds = named.split(['-', '.', '_']).any(|part| part == environment);
+    if environment.is_empty() || holds { named } else { format!("{environment}-{named}") }
+}
+
+#[cfg(test)]
+mod group_tests {
+    use super::effective_group;
+
+    #[test]
+    fn the_environment_goes_in_front_once_after_prefix_and_suffix() {
+        assert_eq!(effective_group("orders", "", "", ""), "orders");
+        assert_eq!(effective_group("orders", "staging", "", ""), "staging-orders");
+        assert_eq!(effective_group("orders", "staging", "team-", "-v2"), "staging-team-orders-v2");
+        assert_eq!(effective_group("staging-orders", "staging", "", ""), "staging-orders");
+        assert_eq!(effective_group("orders", "staging", "", ".staging"), "orders.staging");
+        assert_eq!(effective_group("product-sync", "prod", "", ""), "prod-product-sync", "a part, not a substring");
+    }
+}

@@ -83,7 +83,11 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
     let mut lines = vec![
         (keys::KAFKA_BROKERS, of_kafka(|k| k.brokers.join(","))),
         (keys::KAFKA_TOPICS, of_kafka(|k| k.topics.join(","))),
+        // The effective group (environment, prefix and suffix applied), next to its parts.
         (keys::KAFKA_CONSUMER_GROUP, of_kafka(|k| k.group.clone())),
+        (keys::KAFKA_CONSUMER_GROUP_PREFIX, of_kafka(|k| k.naming.prefix.clone())),
+        (keys::KAFKA_CONSUMER_GROUP_SUFFIX, of_kafka(|k| k.naming.suffix.clone())),
+        (keys::ENVIRONMENT, of_kafka(|k| k.naming.environment.clone())),
         (
             keys::KAFKA_AUTH,
             of_kafka(|k| {

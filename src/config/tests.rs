@@ -431,3 +431,23 @@ fn telemetry_follows_the_opentelemetry_variables() {
     assert_eq!(config.telemetry.metrics_endpoint.as_deref(), Some("http://metrics:4317"));
     assert_eq!(config.telemetry.sampler, SamplerConfig::ParentBased(RootSampler::TraceIdRatio(0.25)));
 }
+
+#[test]
+fn the_effective_group_carries_the_environment_prefix_and_suffix_everywhere() {
+    let env = with(&[
+        ("ENVIRONMENT", Some("staging")),
+        ("KAFKA_CONSUMER_GROUP_PREFIX", Some("team-")),
+        ("KAFKA_CONSUMER_GROUP_SUFFIX", Some("-v2")),
+    ]);
+    let config = load(&env).expect("valid");
+    assert_eq!(kafka(&config).group, "staging-team-orders-sidecar-v2");
+    assert_eq!(config.group(), "staging-team-orders-sidecar-v2", "dead letters and spans name it");
+    let effective: BTreeMap<String, String> = config.effective().into_iter().collect();
+    assert_eq!(effective["KAFKA_CONSUMER_GROUP"], "staging-team-orders-sidecar-v2");
+    assert_eq!(effective["ENVIRONMENT"], "staging");
+    let policy = serde_json::to_string(&crate::auth::policy::iam_policy(&config)).expect("json");
+    assert!(policy.contains("group/CLUSTER_NAME/CLUSTER_UUID/staging-team-orders-sidecar-v2"), "{policy}");
+    // Already in the name: not twice.
+    let named = load(&with(&[("ENVIRONMENT", Some("orders"))])).expect("valid");
+    assert_eq!(kafka(&named).group, "orders-sidecar");
+}

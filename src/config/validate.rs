@@ -277,8 +277,15 @@ impl Reader<'_> {
             .any(|name| self.raw.get(name).is_some());
         if !named && other_source {
             let kafka_only: Vec<(String, RawValue)> =
-                [keys::SIDECAR_DLQ_TOPIC, keys::KAFKA_AUTH, keys::KAFKA_TLS, keys::MSK_CLUSTER_ARN]
-                    .iter()
+                [
+                    keys::SIDECAR_DLQ_TOPIC,
+                    keys::KAFKA_AUTH,
+                    keys::KAFKA_TLS,
+                    keys::MSK_CLUSTER_ARN,
+                    keys::KAFKA_CONSUMER_GROUP_PREFIX,
+                    keys::KAFKA_CONSUMER_GROUP_SUFFIX,
+                ]
+                .iter()
                     .filter_map(|name| self.raw.get(name).map(|v| (name.to_string(), v.clone())))
                     .chain(self.raw.librdkafka().map(|(k, v)| (k.to_string(), v.clone())))
                     .collect();
@@ -315,6 +322,15 @@ impl Reader<'_> {
         });
         let group =
             self.required(keys::KAFKA_CONSUMER_GROUP, "consumer group id", |t| Ok(t.trim().to_string()));
+        let text = |name: &str| self.raw.get(name).map(|v| v.text.trim().to_string()).unwrap_or_default();
+        let naming = super::GroupNaming {
+            environment: text(keys::ENVIRONMENT),
+            prefix: text(keys::KAFKA_CONSUMER_GROUP_PREFIX),
+            suffix: text(keys::KAFKA_CONSUMER_GROUP_SUFFIX),
+        };
+        let group = group.map(|base| {
+            super::parse::effective_group(&base, &naming.environment, &naming.prefix, &naming.suffix)
+        });
         let auth = self.parse(keys::KAFKA_AUTH, |t| match t.trim() {
             "msk-iam" => Ok(KafkaAuth::MskIam),
             "none" => Ok(KafkaAuth::None),
@@ -374,6 +390,7 @@ impl Reader<'_> {
             region,
             cluster_arn,
             librdkafka: librdkafka?,
+            naming,
         })
     }
 

@@ -49,6 +49,15 @@ fn env_for(vars: &BTreeMap<String, Vec<String>>) -> Vec<(String, String)> {
             queues.iter().map(|arn| queue_url(arn)).collect::<Vec<_>>().join(","),
         ));
     }
+    for (var, name) in [
+        ("environment", "ENVIRONMENT"),
+        ("consumer_group_prefix", "KAFKA_CONSUMER_GROUP_PREFIX"),
+        ("consumer_group_suffix", "KAFKA_CONSUMER_GROUP_SUFFIX"),
+    ] {
+        if let Some(value) = one(var) {
+            env.push((name.to_string(), value));
+        }
+    }
     if let Some(registry) = one("schema_registry") {
         env.push(("SIDECAR_SCHEMA_REGISTRY".into(), registry));
         env.push(("SIDECAR_VALUE_FORMAT".into(), "avro".into()));

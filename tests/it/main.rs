@@ -17,6 +17,7 @@ mod faults;
 mod gateway;
 mod guarantees;
 mod iam;
+mod observability;
 mod infra_policy;
 mod otel;
 mod pipeline;

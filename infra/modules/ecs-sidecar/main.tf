@@ -52,6 +52,9 @@ module "iam_policy" {
   sqs_source_queue_arns             = [for q in var.sqs_source_queues : q.arn]
   sqs_source_dead_letter_queue_arns = local.sqs_source_dead_letter_queue_arns
   schema_registry                   = var.schema_registry
+  environment                       = var.environment
+  consumer_group_prefix             = var.kafka_consumer_group_prefix
+  consumer_group_suffix             = var.kafka_consumer_group_suffix
 }
 
 module "storage" {
@@ -98,6 +101,9 @@ locals {
     local.sqs_delivery ? { SIDECAR_DELIVERY_SQS_QUEUE_URL = local.sqs_queue_url } : { SIDECAR_DELIVERY_URL = var.delivery_url },
     length(var.sqs_source_queues) > 0 ? { SQS_QUEUE_URLS = join(",", [for q in var.sqs_source_queues : q.url]) } : {},
     var.schema_registry != "" ? { SIDECAR_SCHEMA_REGISTRY = var.schema_registry } : {},
+    var.environment != "" ? { ENVIRONMENT = var.environment } : {},
+    var.kafka_consumer_group_prefix != "" ? { KAFKA_CONSUMER_GROUP_PREFIX = var.kafka_consumer_group_prefix } : {},
+    var.kafka_consumer_group_suffix != "" ? { KAFKA_CONSUMER_GROUP_SUFFIX = var.kafka_consumer_group_suffix } : {},
     var.otel_exporter_otlp_endpoint == null ? {} : { OTEL_EXPORTER_OTLP_ENDPOINT = var.otel_exporter_otlp_endpoint },
     var.sidecar_environment,
   )
@@ -486,7 +492,7 @@ locals {
       statistic   = "Average"
       dimensions = {
         "Cluster Name"   = local.msk_cluster_name
-        "Consumer Group" = var.kafka_consumer_group
+        "Consumer Group" = module.iam_policy.consumer_group
         "Topic"          = t
       }
     } if !startswith(t, "^")

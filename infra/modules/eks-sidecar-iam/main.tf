@@ -29,6 +29,9 @@ module "iam_policy" {
   sqs_source_queue_arns             = [for q in var.sqs_source_queues : q.arn]
   sqs_source_dead_letter_queue_arns = local.sqs_source_dead_letter_queue_arns
   schema_registry                   = var.schema_registry
+  environment                       = var.environment
+  consumer_group_prefix             = var.kafka_consumer_group_prefix
+  consumer_group_suffix             = var.kafka_consumer_group_suffix
 }
 
 data "aws_iam_policy_document" "assume" {

@@ -166,3 +166,24 @@ variable "schema_registry" {
   default     = ""
   nullable    = false
 }
+
+variable "environment" {
+  description = "ENVIRONMENT: put in front of the consumer group as `<environment>-` unless the name already has it as one of its `-`, `.` or `_` separated parts (seed 001's environment-specific groups). Empty: none."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "kafka_consumer_group_prefix" {
+  description = "KAFKA_CONSUMER_GROUP_PREFIX: put before the consumer group's name (before the environment is added)."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "kafka_consumer_group_suffix" {
+  description = "KAFKA_CONSUMER_GROUP_SUFFIX: put after the consumer group's name."
+  type        = string
+  default     = ""
+  nullable    = false
+}

@@ -48,6 +48,9 @@ locals {
     local.sqs_delivery ? { SIDECAR_DELIVERY_SQS_QUEUE_URL = local.sqs_queue_url } : { SIDECAR_DELIVERY_URL = "http://127.0.0.1:${var.application.port}${var.delivery_path}" },
     length(var.sqs_source_queues) > 0 ? { SQS_QUEUE_URLS = join(",", [for q in var.sqs_source_queues : q.url]) } : {},
     var.schema_registry != "" ? { SIDECAR_SCHEMA_REGISTRY = var.schema_registry } : {},
+    var.environment != "" ? { ENVIRONMENT = var.environment } : {},
+    var.kafka_consumer_group_prefix != "" ? { KAFKA_CONSUMER_GROUP_PREFIX = var.kafka_consumer_group_prefix } : {},
+    var.kafka_consumer_group_suffix != "" ? { KAFKA_CONSUMER_GROUP_SUFFIX = var.kafka_consumer_group_suffix } : {},
     var.otel_exporter_otlp_endpoint == null ? {} : { OTEL_EXPORTER_OTLP_ENDPOINT = var.otel_exporter_otlp_endpoint },
     var.sidecar_environment,
   )
@@ -101,6 +104,10 @@ module "iam" {
   sqs_queue_arn        = local.sqs_queue_arn
   sqs_source_queues    = var.sqs_source_queues
   schema_registry      = var.schema_registry
+  environment          = var.environment
+
+  kafka_consumer_group_prefix = var.kafka_consumer_group_prefix
+  kafka_consumer_group_suffix = var.kafka_consumer_group_suffix
 }
 
 ################################################################################

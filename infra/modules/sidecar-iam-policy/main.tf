@@ -11,6 +11,11 @@ locals {
   topic_arn_base = replace(var.msk_cluster_arn, ":cluster/", ":topic/")
   group_arn_base = replace(var.msk_cluster_arn, ":cluster/", ":group/")
 
+  # The group the sidecar joins: <prefix><group><suffix>, and <environment>- in front unless one
+  # of the name's -, . or _ separated parts already is the environment (src/config/parse.rs).
+  named_group    = "${var.consumer_group_prefix}${var.consumer_group}${var.consumer_group_suffix}"
+  consumer_group = var.environment == "" || contains(split("-", replace(replace(local.named_group, ".", "-"), "_", "-")), var.environment) ? local.named_group : "${var.environment}-${local.named_group}"
+
   dlq_topic = var.dlq_topic == null || var.dlq_topic == "" ? "${var.topics[0]}.dlq" : var.dlq_topic
 
   archive_bucket   = var.archive_bucket == null ? "" : var.archive_bucket
@@ -42,7 +47,7 @@ locals {
       Sid      = "UseConsumerGroup"
       Effect   = "Allow"
       Action   = ["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"]
-      Resource = ["${local.group_arn_base}/${var.consumer_group}"]
+      Resource = ["${local.group_arn_base}/${local.consumer_group}"]
     },
   ]
 

@@ -35,5 +35,10 @@ output "dlq_topic_arn" {
 
 output "consumer_group_arn" {
   description = "ARN of the consumer group."
-  value       = try("${local.group_arn_base}/${var.consumer_group}", null)
+  value       = try("${local.group_arn_base}/${local.consumer_group}", null)
+}
+
+output "consumer_group" {
+  description = "The consumer group the sidecar joins: environment, prefix and suffix applied."
+  value       = local.consumer_group
 }

@@ -21,6 +21,9 @@ module "policy" {
   sqs_source_queue_arns             = var.sqs_source_queue_arns
   sqs_source_dead_letter_queue_arns = var.sqs_source_dead_letter_queue_arns
   schema_registry                   = var.schema_registry
+  environment                       = var.environment
+  consumer_group_prefix             = var.consumer_group_prefix
+  consumer_group_suffix             = var.consumer_group_suffix
 }
 
 variable "msk_cluster_arn" {
@@ -81,6 +84,27 @@ output "json" {
 
 variable "schema_registry" {
   description = "SIDECAR_SCHEMA_REGISTRY: \"glue\" (the AWS Glue Schema Registry: the policy gets ReadGlueSchemas, glue:GetSchemaVersion on the account's registries and schemas in the cluster's region), a Confluent-compatible registry's URL (no IAM statement), or empty for none."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "environment" {
+  description = "ENVIRONMENT: put in front of the consumer group as `<environment>-` unless the name already has it as one of its `-`, `.` or `_` separated parts (seed 001's environment-specific groups). Empty: none."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "consumer_group_prefix" {
+  description = "KAFKA_CONSUMER_GROUP_PREFIX: put before the consumer group's name (before the environment is added)."
+  type        = string
+  default     = ""
+  nullable    = false
+}
+
+variable "consumer_group_suffix" {
+  description = "KAFKA_CONSUMER_GROUP_SUFFIX: put after the consumer group's name."
   type        = string
   default     = ""
   nullable    = false

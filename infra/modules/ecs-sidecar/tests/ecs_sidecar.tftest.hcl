@@ -356,6 +356,33 @@ run "glue_schema_registry" {
   }
 }
 
+run "environment_specific_group" {
+  command = apply
+
+  variables {
+    environment                 = "staging"
+    kafka_consumer_group_prefix = "team-"
+  }
+
+  assert {
+    condition = {
+      for e in jsondecode(aws_ecs_task_definition.this.container_definitions)[1].environment : e.name => e.value
+      if contains(["ENVIRONMENT", "KAFKA_CONSUMER_GROUP", "KAFKA_CONSUMER_GROUP_PREFIX"], e.name)
+    } == { ENVIRONMENT = "staging", KAFKA_CONSUMER_GROUP = var.kafka_consumer_group, KAFKA_CONSUMER_GROUP_PREFIX = "team-" }
+    error_message = "The container gets the group's parts; the sidecar makes the name."
+  }
+
+  assert {
+    condition     = endswith(one({ for s in jsondecode(aws_iam_role_policy.sidecar.policy).Statement : s.Sid => s.Resource }["UseConsumerGroup"]), "/staging-team-${var.kafka_consumer_group}")
+    error_message = "The policy names the group the sidecar joins: <environment>-<prefix><group>."
+  }
+
+  assert {
+    condition     = module.iam_policy.consumer_group == "staging-team-${var.kafka_consumer_group}"
+    error_message = "The effective group is the one the lag alarms and scaling use."
+  }
+}
+
 run "sqs_source_url_and_arn_of_different_queues" {
   command = plan
 
