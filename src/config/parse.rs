@@ -330,6 +330,10 @@ mod group_tests {
         assert_eq!(effective_group("orders", "staging", "team-", "-v2"), "staging-team-orders-v2");
         assert_eq!(effective_group("staging-orders", "staging", "", ""), "staging-orders");
         assert_eq!(effective_group("orders", "staging", "", ".staging"), "orders.staging");
-        assert_eq!(effective_group("product-sync", "prod", "", ""), "prod-product-sync", "a part, not a substring");
+        assert_eq!(
+            effective_group("product-sync", "prod", "", ""),
+            "prod-product-sync",
+            "a part, not a substring"
+        );
     }
 }

@@ -276,19 +276,18 @@ impl Reader<'_> {
             .iter()
             .any(|name| self.raw.get(name).is_some());
         if !named && other_source {
-            let kafka_only: Vec<(String, RawValue)> =
-                [
-                    keys::SIDECAR_DLQ_TOPIC,
-                    keys::KAFKA_AUTH,
-                    keys::KAFKA_TLS,
-                    keys::MSK_CLUSTER_ARN,
-                    keys::KAFKA_CONSUMER_GROUP_PREFIX,
-                    keys::KAFKA_CONSUMER_GROUP_SUFFIX,
-                ]
-                .iter()
-                    .filter_map(|name| self.raw.get(name).map(|v| (name.to_string(), v.clone())))
-                    .chain(self.raw.librdkafka().map(|(k, v)| (k.to_string(), v.clone())))
-                    .collect();
+            let kafka_only: Vec<(String, RawValue)> = [
+                keys::SIDECAR_DLQ_TOPIC,
+                keys::KAFKA_AUTH,
+                keys::KAFKA_TLS,
+                keys::MSK_CLUSTER_ARN,
+                keys::KAFKA_CONSUMER_GROUP_PREFIX,
+                keys::KAFKA_CONSUMER_GROUP_SUFFIX,
+            ]
+            .iter()
+            .filter_map(|name| self.raw.get(name).map(|v| (name.to_string(), v.clone())))
+            .chain(self.raw.librdkafka().map(|(k, v)| (k.to_string(), v.clone())))
+            .collect();
             for (name, value) in kafka_only {
                 {
                     self.problem_with_value(

@@ -71,8 +71,10 @@ async fn every_metric_the_alerts_and_the_dashboard_use_is_exported() {
     env.insert("SIDECAR_FILTER".into(), "record.value.kind != 'skip'".into());
     let sidecar = Sidecar::start(&env).await;
     common::wait_committed(&group, &topic, &[4]).await;
-    let wanted: BTreeSet<String> =
-        used_names(&observability("alerts.yml")).union(&used_names(&observability("dashboard.json"))).cloned().collect();
+    let wanted: BTreeSet<String> = used_names(&observability("alerts.yml"))
+        .union(&used_names(&observability("dashboard.json")))
+        .cloned()
+        .collect();
     assert!(wanted.len() >= 15, "the rules and panels use the sidecar's metrics: {wanted:?}");
     // Lag in records comes with librdkafka's statistics (every 5 s).
     let missing = common::eventually(Duration::from_secs(20), "every metric exported", || async {
@@ -105,11 +107,14 @@ async fn a_real_prometheus_fires_the_breaker_alert_while_the_application_is_down
 
     // The shipped rules, with their `for:` cut to nothing so the test does not wait minutes.
     let dir = tempfile::tempdir().expect("tempdir");
-    let rules: String = observability("alerts.yml")
-        .lines()
-        .map(|l| if l.trim_start().starts_with("for:") { "        for: 0s".to_string() } else { l.to_string() })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let rules: String =
+        observability("alerts.yml")
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("for:") { "        for: 0s".to_string() } else { l.to_string() }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
     std::fs::write(dir.path().join("alerts.yml"), rules).expect("write rules");
     std::fs::write(
         dir.path().join("prometheus.yml"),
@@ -132,11 +137,15 @@ async fn a_real_prometheus_fires_the_breaker_alert_while_the_application_is_down
     let fired = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
             tokio::time::sleep(Duration::from_millis(500)).await;
-            let Ok(answer) = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/alerts")).await else { continue };
-            let body: serde_json::Value = answer.json().await.unwrap_or_default();
+            let Ok(answer) = reqwest::get(format!("http://127.0.0.1:{port}/api/v1/alerts")).await else {
+                continue;
+            };
+            let text = answer.bytes().await.unwrap_or_default();
+            let body: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
             let alerts = body["data"]["alerts"].as_array().cloned().unwrap_or_default();
-            if let Some(alert) =
-                alerts.iter().find(|a| a["labels"]["alertname"] == "MskSidecarBreakerOpen" && a["state"] == "firing")
+            if let Some(alert) = alerts
+                .iter()
+                .find(|a| a["labels"]["alertname"] == "MskSidecarBreakerOpen" && a["state"] == "firing")
             {
                 return alert.clone();
             }
@@ -146,8 +155,46 @@ async fn a_real_prometheus_fires_the_breaker_alert_while_the_application_is_down
     let _ = server.kill();
     let _ = server.wait();
     let log_text = std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
-    let alert = fired.unwrap_or_else(|_| panic!("no MskSidecarBreakerOpen alert fired in 60 s; prometheus log:\n{log_text}"));
+    let alert = fired.unwrap_or_else(|_| {
+        panic!("no MskSidecarBreakerOpen alert fired in 60 s; prometheus log:\n{log_text}")
+    });
     assert_eq!(alert["labels"]["severity"], "page");
     assert_eq!(alert["labels"]["instance"], admin.as_str());
     sidecar.stop().await;
+}
+
+/// The CloudWatch metric filters of `infra/modules/sidecar-alarms` match on the JSON log line's
+/// `message` and read its `error_class`: the real binary writes them so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cloudwatch_log_filters_match_the_json_dead_letter_line() {
+    let alarms =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/infra/modules/sidecar-alarms/main.tf"))
+            .expect("sidecar-alarms/main.tf");
+    assert!(
+        alarms.contains(r#"{ $.message = \"Record dead-lettered.\" }"#)
+            && alarms.contains(r#""$.error_class""#)
+    );
+    let topic = common::random_name("cwl");
+    let group = common::random_name("g");
+    common::create_topic(&topic, 1).await;
+    common::create_topic(&format!("{topic}.dlq"), 1).await;
+    common::produce(&topic, vec![Produce::text(0, "k", "refused")]).await;
+    let app = TestApp::start().await;
+    app.behave(|_| Reply::Status(400));
+    let mut env = sidecar::env(&topic, &group, &app.url());
+    env.insert("SIDECAR_LOG_FORMAT".into(), "json".into());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("sidecar.log");
+    let mut child = crate::common::process::spawn(&env, &log);
+    common::wait_committed(&group, &topic, &[1]).await;
+    crate::common::process::signal(&child, "TERM");
+    crate::common::process::wait(&mut child, Duration::from_secs(15)).await;
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let line = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "Record dead-lettered.")
+        .unwrap_or_else(|| panic!("no JSON dead-letter line:\n{text}"));
+    assert_eq!(line["error_class"], "permanent", "{line}");
+    assert_eq!(line["level"], "WARN");
 }

@@ -57,6 +57,19 @@ module "iam_policy" {
   consumer_group_suffix             = var.kafka_consumer_group_suffix
 }
 
+module "alarms" {
+  source = "../sidecar-alarms"
+  count  = var.create_alarms ? 1 : 0
+
+  name            = var.name
+  msk_cluster_arn = var.msk_cluster_arn
+  consumer_group  = module.iam_policy.consumer_group
+  topics          = var.kafka_topics
+  log_group_name  = aws_cloudwatch_log_group.this.name
+  alarm_actions   = var.alarm_actions
+  tags            = var.tags
+}
+
 module "storage" {
   source = "../sidecar-storage"
 

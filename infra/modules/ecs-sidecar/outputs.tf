@@ -133,3 +133,8 @@ output "autoscaling_policy_arns" {
   description = "Target tracking policies, by topic (or `custom`)."
   value       = try({ for k, p in aws_appautoscaling_policy.this : k => p.arn }, null)
 }
+
+output "alarm_names" {
+  description = "Names of the CloudWatch alarms (empty with create_alarms = false)."
+  value       = var.create_alarms ? module.alarms[0].alarm_names : []
+}

@@ -500,3 +500,15 @@ variable "kafka_consumer_group_suffix" {
   default     = ""
   nullable    = false
 }
+
+variable "create_alarms" {
+  description = "Create the CloudWatch alarms of modules/sidecar-alarms: MSK SumOffsetLag and EstimatedMaxTimeLag per topic, dead letters by error class and authentication failures from the sidecar's JSON log lines."
+  type        = bool
+  default     = true
+}
+
+variable "alarm_actions" {
+  description = "ARNs (SNS topics) the alarms notify when they fire and clear. Empty: the alarms only show in the console."
+  type        = list(string)
+  default     = []
+}

@@ -383,6 +383,25 @@ run "environment_specific_group" {
   }
 }
 
+run "cloudwatch_alarms" {
+  command = apply
+
+  variables {
+    environment   = "prod"
+    alarm_actions = ["arn:aws:sns:eu-west-1:123456789012:oncall"]
+  }
+
+  assert {
+    condition     = contains(output.alarm_names, "${var.name}-auth-failures") && contains(output.alarm_names, "${var.name}-dead-letters-undecodable")
+    error_message = "The service gets the dead-letter and authentication alarms."
+  }
+
+  assert {
+    condition     = alltrue([for a in module.alarms[0].alarm_names : can(regex("^${var.name}-", a))])
+    error_message = "Alarm names start with the service's name."
+  }
+}
+
 run "sqs_source_url_and_arn_of_different_queues" {
   command = plan
 
