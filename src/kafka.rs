@@ -212,3 +212,6 @@ impl ClientContext for KafkaContext {
         self.shared.oauth_token()
     }
 }
+
+/// The context also serves the group tools' consumer (`offsets`), which never subscribes.
+impl rdkafka::consumer::ConsumerContext for KafkaContext {}

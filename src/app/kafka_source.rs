@@ -57,12 +57,59 @@ impl Clients {
             token_failed: Arc::default(),
             ..shared.clone()
         };
+        if let Some(target) = kafka.reset_on_start {
+            reset_on_start(kafka, target, &shared).await?;
+        }
         let producer_authentication = producer_shared.authentication.clone();
         let producer = kafka::producer_config(kafka)
             .create_with_context(KafkaContext { shared: producer_shared })
             .map_err(AppError::Producer)?;
         Ok(Clients { producer, producer_authentication, shared })
     }
+}
+
+/// `KAFKA_RESET_OFFSETS_ON_START`: moves the group's offsets to `target` when nobody consumes in
+/// the group (this member is about to be the first); otherwise the running members' offsets stay.
+async fn reset_on_start(
+    kafka: &KafkaConfig,
+    target: crate::groups::ResetTo,
+    shared: &kafka::Shared,
+) -> Result<(), AppError> {
+    let (kafka, context) = (kafka.clone(), KafkaContext { shared: shared.clone() });
+    let outcome = tokio::task::spawn_blocking(move || {
+        let group = crate::groups::Group::connect(&kafka, context)?;
+        let members = group.members()?;
+        if !members.is_empty() {
+            return Ok(Err(members));
+        }
+        let moves = group.plan(target, &[])?;
+        group.apply(&moves)?;
+        Ok(Ok(moves))
+    })
+    .await
+    .map_err(|err| AppError::Fatal(format!("the offset reset task failed: {err}")))?
+    .map_err(AppError::Reset)?;
+    match outcome {
+        Ok(moves) => {
+            let moved: Vec<String> = moves
+                .iter()
+                .map(|m| {
+                    format!(
+                        "{}:{} {}->{}",
+                        m.topic,
+                        m.partition,
+                        m.old.map_or("-".into(), |o| o.to_string()),
+                        m.new
+                    )
+                })
+                .collect();
+            tracing::warn!(to = %target, partitions = moves.len(), moves = %moved.join(" "), "Reset the group's offsets on start (KAFKA_RESET_OFFSETS_ON_START).");
+        }
+        Err(members) => {
+            tracing::warn!(members = %members.join(", "), "KAFKA_RESET_OFFSETS_ON_START: the group has members; their offsets stay.");
+        }
+    }
+    Ok(())
 }
 
 /// A running Kafka source.

@@ -60,6 +60,10 @@ pub enum AppError {
     /// A Kafka client failed fatally: the sidecar stopped and must be restarted.
     #[error("fatal Kafka client error: {0}")]
     Fatal(String),
+    /// KAFKA_RESET_OFFSETS_ON_START could not be done: starting anyway would consume from
+    /// offsets the operator asked to leave.
+    #[error("KAFKA_RESET_OFFSETS_ON_START: {0}")]
+    Reset(crate::groups::GroupsError),
 }
 
 /// A started sidecar.

@@ -9,6 +9,7 @@ mod demo;
 mod demo_rules;
 mod demo_sources;
 mod healthcheck;
+mod offsets;
 pub mod output;
 mod token;
 
@@ -59,6 +60,9 @@ pub enum Command {
     CheckConfig(check_config::CheckConfigArgs),
     /// Exit 0 if the running sidecar's /ready answers 200 (for container health checks).
     Healthcheck(healthcheck::HealthcheckArgs),
+    /// The consumer group's offsets: `describe` (committed, end, lag, members) and `reset`
+    /// (only while the group has no member).
+    Offsets(offsets::OffsetsArgs),
 }
 
 /// Arguments of `token`.
@@ -98,6 +102,7 @@ pub fn main() -> ExitCode {
         Command::Healthcheck(args) => healthcheck::main(&env, &args),
         Command::Demo(args) => demo::main(&args),
         Command::Token(args) => token::main(&env, &args),
+        Command::Offsets(args) => offsets::main(&env, cli.config.as_deref(), &args),
     }
 }
 

@@ -13,6 +13,7 @@ pub const ENVIRONMENT: &str = "ENVIRONMENT";
 pub const KAFKA_AUTH: &str = "KAFKA_AUTH";
 pub const KAFKA_TLS: &str = "KAFKA_TLS";
 pub const KAFKA_START_FROM: &str = "KAFKA_START_FROM";
+pub const KAFKA_RESET_OFFSETS_ON_START: &str = "KAFKA_RESET_OFFSETS_ON_START";
 pub const AWS_REGION: &str = "AWS_REGION";
 pub const MSK_CLUSTER_ARN: &str = "MSK_CLUSTER_ARN";
 pub const SIDECAR_DELIVERY_URL: &str = "SIDECAR_DELIVERY_URL";
@@ -76,6 +77,7 @@ pub const ALL: &[(&str, Option<&str>)] = &[
     (KAFKA_AUTH, Some("msk-iam")),
     (KAFKA_TLS, None),
     (KAFKA_START_FROM, Some("earliest")),
+    (KAFKA_RESET_OFFSETS_ON_START, None),
     (AWS_REGION, None),
     (MSK_CLUSTER_ARN, None),
     (SIDECAR_DELIVERY_URL, None),

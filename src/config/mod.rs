@@ -10,8 +10,11 @@ pub mod keys;
 pub mod parse;
 pub mod raw;
 mod render;
+mod reset;
 mod routes;
 pub mod rules;
+
+pub use reset::ResetTo;
 mod sources;
 mod validate;
 
@@ -130,6 +133,9 @@ pub struct KafkaConfig {
     pub group: String,
     /// What the name was made of.
     pub naming: GroupNaming,
+    /// `KAFKA_RESET_OFFSETS_ON_START`: where the group's offsets move when this member joins an
+    /// empty group.
+    pub reset_on_start: Option<ResetTo>,
     /// Authentication mechanism.
     pub auth: KafkaAuth,
     /// Whether connections use TLS.
@@ -340,7 +346,7 @@ pub struct Route {
     /// Dead-letter topic (`None` without a Kafka source).
     pub dlq_topic: Option<String>,
     /// What happens to a record before its first attempt: expiry, decoding, filtering.
-    pub rules: crate::prepare::Rules,
+    pub rules: crate::codec::Rules,
 }
 
 /// Retry policy for retryable delivery failures.
@@ -467,7 +473,7 @@ pub struct Config {
     /// RabbitMQ queues consumed next to the other sources, if any.
     pub amqp_source: Option<AmqpSourceConfig>,
     /// The top-level record rules (expiry, decoding, filtering): the default route's.
-    pub rules: crate::prepare::Rules,
+    pub rules: crate::codec::Rules,
     /// Where schemas come from (top level and routes): the Protobuf descriptor, the registry.
     pub schemas: rules::Schemas,
 }

@@ -15,8 +15,8 @@ fn duration(d: Duration) -> String {
 }
 
 /// A decoder's format as configured (`raw` without one).
-fn format_name(decoder: Option<&crate::prepare::decode::Decoder>) -> String {
-    use crate::prepare::decode::Decoder;
+fn format_name(decoder: Option<&crate::codec::decode::Decoder>) -> String {
+    use crate::codec::decode::Decoder;
     match decoder {
         None => "raw",
         Some(Decoder::Json) => "json",
@@ -48,7 +48,7 @@ pub(super) fn routes(config: &Config) -> Vec<String> {
         }
         let rules = &route.rules;
         lines.push(format!("value_format = {:?}", format_name(rules.value.as_deref())));
-        if let Some(crate::prepare::decode::Decoder::Protobuf { message, .. }) = rules.value.as_deref() {
+        if let Some(crate::codec::decode::Decoder::Protobuf { message, .. }) = rules.value.as_deref() {
             lines.push(format!("protobuf_message = {:?}", message.full_name()));
         }
         lines.push(format!("key_format = {:?}", format_name(rules.key.as_deref())));
@@ -108,6 +108,10 @@ pub(super) fn effective(config: &Config) -> Vec<(String, String)> {
                 }
                 .to_string()
             }),
+        ),
+        (
+            keys::KAFKA_RESET_OFFSETS_ON_START,
+            of_kafka(|k| k.reset_on_start.map(|t| t.to_string()).unwrap_or_default()),
         ),
         (keys::AWS_REGION, of_kafka(|k| k.region.clone().unwrap_or_default())),
         (keys::MSK_CLUSTER_ARN, of_kafka(|k| k.cluster_arn.clone().unwrap_or_default())),

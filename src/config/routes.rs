@@ -293,9 +293,9 @@ fn route(c: &mut Checker<'_, '_>, raw: RawRoute, config: &Config, index: usize) 
 /// The route's record rules: its own `value_format`, `key_format` (with `protobuf_message` of
 /// the shared descriptor), `filter` (`""`: none) and `max_record_age` (`"none"`), the top-level
 /// ones for what it leaves out.
-fn route_rules(c: &mut Checker<'_, '_>, raw: &RawRoute, config: &Config) -> Option<crate::prepare::Rules> {
+fn route_rules(c: &mut Checker<'_, '_>, raw: &RawRoute, config: &Config) -> Option<crate::codec::Rules> {
     use super::rules;
-    use crate::prepare::decode::Format;
+    use crate::codec::decode::Format;
     let base = &config.rules;
     let message = raw.protobuf_message.as_deref();
     if message.is_some() && raw.value_format.as_deref().map(str::trim) != Some("protobuf") {
@@ -323,7 +323,7 @@ fn route_rules(c: &mut Checker<'_, '_>, raw: &RawRoute, config: &Config) -> Opti
         Some(text) => c.value("max_record_age", Some(text), |t| rules::max_age(t).map(Some)),
         None => Some(base.max_age),
     };
-    Some(crate::prepare::Rules { value: value?, key: key?, filter: filter?, max_age: max_age? })
+    Some(crate::codec::Rules { value: value?, key: key?, filter: filter?, max_age: max_age? })
 }
 
 #[cfg(test)]

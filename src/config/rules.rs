@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use super::validate::Reader;
 use super::{keys, parse};
-use crate::prepare::Rules;
-use crate::prepare::decode::{Decoder, Format};
-use crate::prepare::filter::Filter;
-use crate::prepare::registry::Registry;
+use crate::codec::Rules;
+use crate::codec::decode::{Decoder, Format};
+use crate::codec::filter::Filter;
+use crate::codec::registry::Registry;
 
 /// Where schemas come from: the descriptor file `protobuf` reads without a registry, and the
 /// registry `avro`, `json-schema` and framed `protobuf` records name their schemas in.
@@ -126,8 +126,8 @@ mod tests {
 
     use prost::Message as _;
 
+    use crate::codec::decode::Decoder;
     use crate::config::Config;
-    use crate::prepare::decode::Decoder;
 
     fn env(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
         [

@@ -283,6 +283,7 @@ impl Reader<'_> {
                 keys::MSK_CLUSTER_ARN,
                 keys::KAFKA_CONSUMER_GROUP_PREFIX,
                 keys::KAFKA_CONSUMER_GROUP_SUFFIX,
+                keys::KAFKA_RESET_OFFSETS_ON_START,
             ]
             .iter()
             .filter_map(|name| self.raw.get(name).map(|v| (name.to_string(), v.clone())))
@@ -336,6 +337,16 @@ impl Reader<'_> {
             _ => Err("expected msk-iam or none".to_string()),
         });
         let tls = self.parse(keys::KAFKA_TLS, parse::boolean);
+        let reset_on_start = match self.raw.get(keys::KAFKA_RESET_OFFSETS_ON_START) {
+            Some(_) => self
+                .parse(keys::KAFKA_RESET_OFFSETS_ON_START, |t| match super::ResetTo::parse(t)? {
+                    super::ResetTo::Offset(_) => Err("expected earliest, latest or an RFC 3339 time".into()),
+                    to => Ok(Some(to)),
+                })
+                .map(Some)
+                .unwrap_or(None),
+            None => Some(None),
+        };
         let start_from = self.parse(keys::KAFKA_START_FROM, |t| match t.trim() {
             "earliest" => Ok(StartFrom::Earliest),
             "latest" => Ok(StartFrom::Latest),
@@ -390,6 +401,7 @@ impl Reader<'_> {
             cluster_arn,
             librdkafka: librdkafka?,
             naming,
+            reset_on_start: reset_on_start?,
         })
     }
 

@@ -319,7 +319,7 @@ impl Pipeline {
         // Judged when the record came up, not after an outage of the registry.
         let now = SystemTime::now();
         loop {
-            let (registry, schema) = match self.rules.prepare(record, now) {
+            let (registry, schema) = match crate::prepare::prepare(&self.rules, record, now) {
                 Prepared::NeedsSchema(registry, schema) => (registry, schema),
                 prepared => return Some(prepared),
             };

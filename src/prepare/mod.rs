@@ -7,32 +7,16 @@
 //! letter (`expired`, `undecodable`, `filter-error`) holding the record as the source gave it.
 //! Nothing here waits or touches the network.
 
-pub mod avro;
-pub mod decode;
-pub mod filter;
-pub mod registry;
+pub mod view;
 
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+pub use crate::codec::Rules;
+use crate::codec::{decode, registry};
 use crate::dlq::ErrorClass;
 use crate::record::{Decoded, Record};
-use decode::Decoder;
-use filter::Filter;
-
-/// A route's rules (all off by default).
-#[derive(Clone, Debug, Default)]
-pub struct Rules {
-    /// How values are decoded (`None`: raw).
-    pub value: Option<Arc<Decoder>>,
-    /// How keys are decoded (`None`: raw).
-    pub key: Option<Arc<Decoder>>,
-    /// Records for which this is false are not delivered.
-    pub filter: Option<Arc<Filter>>,
-    /// Records older than this are dead-lettered as `expired`.
-    pub max_age: Option<Duration>,
-}
 
 /// What becomes of a record before delivery.
 #[derive(Debug)]
@@ -52,15 +36,11 @@ pub enum Prepared<'a> {
     },
 }
 
-impl Rules {
-    /// Whether every rule is off (records go straight to delivery).
-    pub fn is_empty(&self) -> bool {
-        self.value.is_none() && self.key.is_none() && self.filter.is_none() && self.max_age.is_none()
-    }
-
-    /// Applies the rules to `record` at `now`.
-    pub fn prepare<'a>(&self, record: &'a Record, now: SystemTime) -> Prepared<'a> {
-        if let (Some(max), Some(timestamp)) = (self.max_age, record.timestamp) {
+/// Applies `rules` to `record` at `now`.
+pub fn prepare<'a>(rules: &Rules, record: &'a Record, now: SystemTime) -> Prepared<'a> {
+    let this = rules;
+    {
+        if let (Some(max), Some(timestamp)) = (this.max_age, record.timestamp) {
             let now_ms = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis());
             let age_ms = now_ms.saturating_sub(u128::try_from(timestamp).unwrap_or(0));
             if age_ms > max.as_millis() {
@@ -78,8 +58,8 @@ impl Rules {
         let mut out = Cow::Borrowed(record);
         let mut value_json = None;
         let mut key_json = None;
-        if let (Some(decoder), Some(bytes)) = (&self.value, &record.value) {
-            match decoder.decode(bytes, self.filter.is_some()) {
+        if let (Some(decoder), Some(bytes)) = (&this.value, &record.value) {
+            match decoder.decode(bytes, this.filter.is_some()) {
                 Ok(part) => {
                     let copy = out.to_mut();
                     copy.value = Some(part.bytes);
@@ -92,8 +72,8 @@ impl Rules {
                 }
             }
         }
-        if let (Some(decoder), Some(bytes)) = (&self.key, &record.key) {
-            match decoder.decode(bytes, self.filter.is_some()) {
+        if let (Some(decoder), Some(bytes)) = (&this.key, &record.key) {
+            match decoder.decode(bytes, this.filter.is_some()) {
                 Ok(part) => {
                     let copy = out.to_mut();
                     copy.key = Some(part.bytes);
@@ -106,8 +86,8 @@ impl Rules {
                 }
             }
         }
-        if let Some(filter) = &self.filter {
-            match filter.accepts(&out, value_json.as_ref(), key_json.as_ref()) {
+        if let Some(filter) = &this.filter {
+            match filter.accepts(view::record_value(&out, value_json.as_ref(), key_json.as_ref())) {
                 Ok(true) => {}
                 Ok(false) => return Prepared::Filtered,
                 Err(err) => {
@@ -134,6 +114,8 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
+    use crate::codec::decode::Decoder;
+    use crate::codec::filter::Filter;
     use crate::record::{Origin, TopicPartition};
 
     fn record(timestamp: Option<i64>, key: &[u8], value: &[u8]) -> Record {
@@ -159,15 +141,18 @@ mod tests {
         let rules = Rules { max_age: Some(Duration::from_secs(60)), ..Rules::default() };
         let fresh = record(Some(1_000_000), b"", b"");
         assert!(
-            matches!(rules.prepare(&fresh, at(1_060_000)), Prepared::Deliver(_)),
+            matches!(prepare(&rules, &fresh, at(1_060_000)), Prepared::Deliver(_)),
             "exactly the maximum age"
         );
-        let expired = rules.prepare(&fresh, at(1_060_001));
+        let expired = prepare(&rules, &fresh, at(1_060_001));
         assert!(matches!(expired, Prepared::DeadLetter { class: ErrorClass::Expired, .. }), "{expired:?}");
         let timeless = record(None, b"", b"");
-        assert!(matches!(rules.prepare(&timeless, at(u64::MAX / 2)), Prepared::Deliver(_)));
+        assert!(matches!(prepare(&rules, &timeless, at(u64::MAX / 2)), Prepared::Deliver(_)));
         // A timestamp in the future is not old.
-        assert!(matches!(rules.prepare(&record(Some(9_999_999_999), b"", b""), at(0)), Prepared::Deliver(_)));
+        assert!(matches!(
+            prepare(&rules, &record(Some(9_999_999_999), b"", b""), at(0)),
+            Prepared::Deliver(_)
+        ));
     }
 
     #[test]
@@ -188,7 +173,9 @@ mod tests {
             Rules { value: Some(Arc::new(decoder)), filter: Some(Arc::new(filter)), ..Rules::default() };
         // cents = 5,000,000,000, state left at its default.
         let source = record(None, b"", &[0x10, 0x80, 0xe4, 0x97, 0xd0, 0x12]);
-        let Prepared::Deliver(prepared) = rules.prepare(&source, at(0)) else { panic!("passes the filter") };
+        let Prepared::Deliver(prepared) = prepare(&rules, &source, at(0)) else {
+            panic!("passes the filter")
+        };
         assert_eq!(
             prepared.value.as_deref(),
             Some(&br#"{"cents":"5000000000"}"#[..]),
@@ -200,20 +187,20 @@ mod tests {
     fn keys_and_values_decode_on_their_own_and_the_copy_says_so() {
         let rules = Rules { key: Some(Arc::new(Decoder::Json)), ..Rules::default() };
         let source = record(None, b"{\"id\":1}", b"\xff raw");
-        let Prepared::Deliver(prepared) = rules.prepare(&source, at(0)) else { panic!("delivered") };
+        let Prepared::Deliver(prepared) = prepare(&rules, &source, at(0)) else { panic!("delivered") };
         let decoded = prepared.decoded.as_deref().expect("decoded");
         assert_eq!(decoded.key, Some(None), "the key is JSON, without a schema");
         assert_eq!(decoded.value, None, "the value is as it came");
         assert_eq!(prepared.value.as_deref(), Some(&b"\xff raw"[..]));
         let bad_key = record(None, b"not json", b"{}");
-        let outcome = rules.prepare(&bad_key, at(0));
+        let outcome = prepare(&rules, &bad_key, at(0));
         assert!(
             matches!(&outcome, Prepared::DeadLetter { class: ErrorClass::Undecodable, reason } if reason.starts_with("the key")),
             "{outcome:?}"
         );
         // Without rules nothing is copied.
         assert!(matches!(
-            Rules::default().prepare(&source, at(0)),
+            prepare(&Rules::default(), &source, at(0)),
             Prepared::Deliver(std::borrow::Cow::Borrowed(_))
         ));
     }

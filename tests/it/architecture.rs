@@ -13,10 +13,11 @@ const ORDER: &[&[&str]] = &[
     &["cli"],
     &["app"],
     &["admin"],
-    &["consumer", "sqs_source", "redis_source", "amqp_source"],
+    &["consumer", "sqs_source", "redis_source", "amqp_source", "groups"],
     &["offsets"],
     &["dispatch"],
     &["pipeline"],
+    &["prepare"],
     &["delivery"],
     &["dlq"],
     &["archive"],
@@ -27,6 +28,7 @@ const ORDER: &[&[&str]] = &[
     &["record", "attempt"],
     &["health", "panics"],
     &["config"],
+    &["codec"],
     &["shutdown"],
 ];
 

@@ -19,6 +19,7 @@ mod guarantees;
 mod iam;
 mod infra_policy;
 mod observability;
+mod offsets_cli;
 mod otel;
 mod pipeline;
 mod records;

@@ -97,10 +97,10 @@ async fn a_real_prometheus_fires_the_breaker_alert_while_the_application_is_down
     common::create_topic(&topic, 1).await;
     common::create_topic(&format!("{topic}.dlq"), 1).await;
     common::produce(&topic, (0..5).map(|i| Produce::text(0, "k", &format!("v{i}"))).collect()).await;
-    let app = TestApp::start().await;
-    app.behave(|_| Reply::Status(503));
+    // The application is down: nothing listens where the sidecar delivers.
+    let down = format!("http://127.0.0.1:{}/events", common::free_port());
     let admin = format!("127.0.0.1:{}", common::free_port());
-    let mut env = sidecar::env(&topic, &group, &app.url());
+    let mut env = sidecar::env(&topic, &group, &down);
     env.insert("SIDECAR_ADMIN_ADDR".into(), admin.clone());
     env.insert("SIDECAR_RETRY_MAX_ATTEMPTS".into(), "1000".into());
     let sidecar = Sidecar::start(&env).await;

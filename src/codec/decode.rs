@@ -191,7 +191,7 @@ fn decode_framed(
     let parsed = entry.parsed.as_ref().map_err(|err| Undecodable(format!("{name}: {err}")))?;
     match (format, parsed) {
         (Format::Avro, Parsed::Avro(schema)) => {
-            let json = crate::prepare::avro::decode(schema, &framed.payload)
+            let json = super::avro::decode(schema, &framed.payload)
                 .map_err(|e| Undecodable(format!("{name}: {e}")))?;
             let text = serde_json::to_vec(&json).map_err(|err| Undecodable(err.to_string()))?;
             Ok(DecodedPart {

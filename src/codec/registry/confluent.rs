@@ -38,6 +38,9 @@ impl Confluent {
         // Cannot fail on an http(s) URL.
         let _ = base.set_username("");
         let _ = base.set_password(None);
+        // The registry's API takes no query; a query value may be a secret, never shown.
+        base.set_query(None);
+        base.set_fragment(None);
         // `schemas/ids/1` joins under the base's path, also when it lacks the final slash
         // (`https://host/apis/ccompat/v7`).
         if !base.path().ends_with('/') {
@@ -51,9 +54,9 @@ impl Confluent {
         Ok(Confluent { base, auth, http })
     }
 
-    /// The URL, without credentials.
+    /// The URL (its credentials and query were taken out when it was read).
     pub fn describe(&self) -> String {
-        crate::config::redact_url(&self.base)
+        self.base.to_string()
     }
 
     /// Fetches and parses schema `id`.

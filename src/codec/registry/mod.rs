@@ -233,7 +233,7 @@ fn proto_text(text: &str) -> Result<prost_reflect::FileDescriptor, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prepare::decode::{DecodeError, Decoder, Format};
+    use crate::codec::decode::{DecodeError, Decoder, Format};
 
     #[test]
     fn json_schema_records_are_delivered_byte_for_byte_and_unknown_ids_wait_for_a_fetch() {
