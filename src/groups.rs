@@ -95,23 +95,35 @@ impl Group {
         let mut config: ClientConfig = kafka::client_config(kafka, "msk-sidecar-offsets");
         config.set("group.id", &kafka.group).set("enable.auto.commit", "false");
         kafka::apply_passthrough(&mut config, kafka);
-        let consumer = config.create_with_context(context).map_err(GroupsError::Client)?;
+        let consumer: BaseConsumer<KafkaContext> =
+            config.create_with_context(context).map_err(GroupsError::Client)?;
+        if kafka.auth == crate::config::KafkaAuth::MskIam {
+            // librdkafka asks for the first MSK IAM token through an event that only a poll
+            // serves: without it every call below waits for authentication until it times out.
+            let _ = consumer.poll(Duration::from_millis(500));
+        }
         Ok(Group { consumer, name: kafka.group.clone(), topics: kafka.topics.clone() })
     }
 
-    /// The group's members: `client-id@host (member id)`.
+    /// The group's members: `client-id@host (member id)`. A group in any state but empty
+    /// (or unknown to the coordinator) counts as having members even when none is listed (a
+    /// rebalance in progress, a coordinator still loading).
     pub fn members(&self) -> Result<Vec<String>, GroupsError> {
         let list = self
             .consumer
             .fetch_group_list(Some(&self.name), TIMEOUT)
             .map_err(|error| GroupsError::Kafka { what: "describing the group", error })?;
-        Ok(list
-            .groups()
-            .iter()
-            .filter(|g| g.name() == self.name)
-            .flat_map(|g| g.members())
-            .map(|m| format!("{}@{} ({})", m.client_id(), m.client_host().trim_start_matches('/'), m.id()))
-            .collect())
+        let mut members = Vec::new();
+        for group in list.groups().iter().filter(|g| g.name() == self.name) {
+            members.extend(group.members().iter().map(|m| {
+                format!("{}@{} ({})", m.client_id(), m.client_host().trim_start_matches('/'), m.id())
+            }));
+            let state = group.state();
+            if members.is_empty() && !matches!(state, "Empty" | "Dead" | "") {
+                members.push(format!("(none listed; the group is {state})"));
+            }
+        }
+        Ok(members)
     }
 
     /// The partitions of the group's topics (`^patterns` matched against the cluster's topics).
@@ -170,6 +182,7 @@ impl Group {
         let selected = select(&states, only)?;
         let mut times = TopicPartitionList::new();
         if let ResetTo::Time(ms) = to {
+            let mut failed = None;
             for state in &selected {
                 times
                     .add_partition_offset(&state.topic, state.partition, Offset::Offset(ms))
@@ -179,6 +192,15 @@ impl Group {
                 .consumer
                 .offsets_for_times(times, TIMEOUT)
                 .map_err(|error| GroupsError::Kafka { what: "finding offsets by time", error })?;
+            // A partition whose lookup failed must not silently go to its end.
+            for element in times.elements() {
+                if let Err(error) = element.error() {
+                    failed = Some(error);
+                }
+            }
+            if let Some(error) = failed {
+                return Err(GroupsError::Kafka { what: "finding offsets by time", error });
+            }
         }
         Ok(selected
             .into_iter()
@@ -186,7 +208,8 @@ impl Group {
                 let new = match to {
                     ResetTo::Earliest => state.start,
                     ResetTo::Latest => state.end,
-                    ResetTo::Offset(offset) => offset.clamp(state.start, state.end),
+                    // Not `clamp`: the two ends are read apart and may cross.
+                    ResetTo::Offset(offset) => offset.max(state.start).min(state.end),
                     // No record at or after the time: the end.
                     ResetTo::Time(_) => {
                         match times.find_partition(&state.topic, state.partition).map(|e| e.offset()) {

@@ -60,6 +60,7 @@ pub mod pipeline;
 pub mod prepare;
 pub mod record;
 pub mod redis_source;
+pub mod redrive;
 pub mod shutdown;
 pub mod source;
 pub mod sqs_source;

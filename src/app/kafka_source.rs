@@ -83,8 +83,24 @@ async fn reset_on_start(
             return Ok(Err(members));
         }
         let moves = group.plan(target, &[])?;
-        group.apply(&moves)?;
-        Ok(Ok(moves))
+        match group.apply(&moves) {
+            Ok(()) => Ok(Ok(moves)),
+            // Another replica joined while this one planned: the group is theirs now.
+            Err(crate::groups::GroupsError::Active { members, .. }) => Ok(Err(members)),
+            Err(crate::groups::GroupsError::Kafka { error, .. })
+                if matches!(
+                    error.rdkafka_error_code(),
+                    Some(
+                        rdkafka::types::RDKafkaErrorCode::UnknownMemberId
+                            | rdkafka::types::RDKafkaErrorCode::RebalanceInProgress
+                            | rdkafka::types::RDKafkaErrorCode::IllegalGeneration
+                    )
+                ) =>
+            {
+                Ok(Err(vec![format!("(a member joined during the reset: {error})")]))
+            }
+            Err(err) => Err(err),
+        }
     })
     .await
     .map_err(|err| AppError::Fatal(format!("the offset reset task failed: {err}")))?

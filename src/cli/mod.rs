@@ -11,6 +11,7 @@ mod demo_sources;
 mod healthcheck;
 mod offsets;
 pub mod output;
+mod redrive;
 mod token;
 
 use std::collections::BTreeMap;
@@ -63,6 +64,9 @@ pub enum Command {
     /// The consumer group's offsets: `describe` (committed, end, lag, members) and `reset`
     /// (only while the group has no member).
     Offsets(offsets::OffsetsArgs),
+    /// Send dead letters from the dead-letter topic back to their source topic and partition
+    /// (or --to): filters, --dry-run, --rate, --limit, the loop guard (--max-redrives).
+    Redrive(redrive::RedriveArgs),
 }
 
 /// Arguments of `token`.
@@ -103,6 +107,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::main(&args),
         Command::Token(args) => token::main(&env, &args),
         Command::Offsets(args) => offsets::main(&env, cli.config.as_deref(), &args),
+        Command::Redrive(args) => redrive::main(&env, cli.config.as_deref(), &args),
     }
 }
 

@@ -126,6 +126,11 @@ async fn connect(
     config: &crate::config::Config,
     kafka: &crate::config::KafkaConfig,
 ) -> anyhow::Result<Group> {
+    Ok(Group::connect(kafka, context(config).await?)?)
+}
+
+/// A client context for a command-line tool: MSK IAM tokens when configured.
+pub(super) async fn context(config: &crate::config::Config) -> anyhow::Result<crate::kafka::KafkaContext> {
     let health = Arc::new(crate::health::Health::new());
     let metrics = crate::telemetry::metrics::Metrics::new()?;
     let stop = tokio_util::sync::CancellationToken::new();
@@ -141,7 +146,7 @@ async fn connect(
         fatal: Arc::new(crate::kafka::Fatal::new(&health, stop)),
         metrics,
     };
-    Ok(Group::connect(kafka, crate::kafka::KafkaContext { shared })?)
+    Ok(crate::kafka::KafkaContext { shared })
 }
 
 fn describe(group: &Group, format: Format) -> anyhow::Result<ExitCode> {

@@ -315,7 +315,11 @@ mod tests {
 /// `product-sync`, as a substring test would).
 pub fn effective_group(group: &str, environment: &str, prefix: &str, suffix: &str) -> String {
     let named = format!("{prefix}{group}{suffix}");
-    let holds = named.split(['-', '.', '_']).any(|part| part == environment);
+    // The environment's own parts, in a row among the name's (`eu-prod` in `eu-prod-orders`).
+    let separators = ['-', '.', '_'];
+    let parts: Vec<&str> = named.split(separators).collect();
+    let wanted: Vec<&str> = environment.split(separators).collect();
+    let holds = parts.windows(wanted.len()).any(|window| window == wanted.as_slice());
     if environment.is_empty() || holds { named } else { format!("{environment}-{named}") }
 }
 
@@ -335,5 +339,8 @@ mod group_tests {
             "prod-product-sync",
             "a part, not a substring"
         );
+        assert_eq!(effective_group("eu-prod-orders", "eu-prod", "", ""), "eu-prod-orders", "parts in a row");
+        assert_eq!(effective_group("eu.prod.orders", "eu-prod", "", ""), "eu.prod.orders", "any separator");
+        assert_eq!(effective_group("prod-eu-orders", "eu-prod", "", ""), "eu-prod-prod-eu-orders");
     }
 }

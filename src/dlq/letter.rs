@@ -76,6 +76,11 @@ pub struct DeadLetter<'a> {
     pub traceparent: Option<String>,
 }
 
+/// How many times `msk-sidecar redrive` sent the record back (kept across dead-letterings).
+pub const REDRIVE_COUNT: &str = "dlq-redrive-count";
+/// The redrive run that last sent it back.
+pub const REDRIVE_ID: &str = "dlq-redrive-id";
+
 /// RFC 3339 text of a time (UTC, with fraction).
 pub fn rfc3339(time: SystemTime) -> String {
     OffsetDateTime::from(time).format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
@@ -145,7 +150,9 @@ impl DeadLetter<'_> {
             .headers
             .iter()
             .filter(|_| source_headers)
-            .filter(|h| !h.name.starts_with("dlq-"))
+            // Earlier dead-letter facts go, but not the redrive loop guard: a record redriven
+            // and dead-lettered again keeps its count (`msk-sidecar redrive --max-redrives`).
+            .filter(|h| !h.name.starts_with("dlq-") || h.name == REDRIVE_COUNT || h.name == REDRIVE_ID)
             .filter(|h| !(replace_trace && (h.name == "traceparent" || h.name == "tracestate")))
             .map(|h| (h.name.clone(), h.value.as_ref().map(|v| v.to_vec()).unwrap_or_default()))
             .collect();
@@ -389,6 +396,31 @@ mod tests {
         let error = &get("dlq-error")[0];
         assert!(error.starts_with("HTTP 500 é"), "one line: {error}");
         assert!(error.len() <= MAX_ERROR_BYTES);
+    }
+
+    #[test]
+    fn a_redriven_record_dead_lettered_again_keeps_its_redrive_count_and_loses_the_old_facts() {
+        let mut r = record();
+        let header = |name: &str, value: &'static [u8]| Header {
+            name: name.into(),
+            value: Some(Bytes::from_static(value)),
+        };
+        r.headers = vec![
+            header("dlq-error-class", b"permanent"),
+            header(REDRIVE_COUNT, b"2"),
+            header(REDRIVE_ID, b"run-1"),
+        ];
+        let headers = letter(&r).headers(None, true);
+        let values = |name: &str| {
+            headers.iter().filter(|(n, _)| n == name).map(|(_, v)| v.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(values(REDRIVE_COUNT), vec![b"2".to_vec()], "the loop guard survives");
+        assert_eq!(values(REDRIVE_ID), vec![b"run-1".to_vec()]);
+        assert_eq!(
+            values("dlq-error-class"),
+            vec![b"retries-exhausted".to_vec()],
+            "only this dead-lettering's class"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ const ORDER: &[&[&str]] = &[
     &["cli"],
     &["app"],
     &["admin"],
-    &["consumer", "sqs_source", "redis_source", "amqp_source", "groups"],
+    &["consumer", "sqs_source", "redis_source", "amqp_source", "groups", "redrive"],
     &["offsets"],
     &["dispatch"],
     &["pipeline"],

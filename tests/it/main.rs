@@ -24,6 +24,7 @@ mod otel;
 mod pipeline;
 mod records;
 mod redis_source;
+mod redrive;
 mod registries;
 mod routes;
 mod smoke;

@@ -179,6 +179,10 @@ variable "sidecar_environment" {
   description = "More environment variables for the sidecar; they override the module's values of the same name."
   type        = map(string)
   default     = {}
+  validation {
+    condition     = length(setintersection(keys(var.sidecar_environment), ["KAFKA_CONSUMER_GROUP", "ENVIRONMENT", "KAFKA_CONSUMER_GROUP_PREFIX", "KAFKA_CONSUMER_GROUP_SUFFIX", "SIDECAR_SCHEMA_REGISTRY"])) == 0
+    error_message = "Set the group's name and the schema registry with their own inputs (kafka_consumer_group, environment, kafka_consumer_group_prefix/suffix, schema_registry), not sidecar_environment: the IAM policy and the alarms must name the same group."
+  }
 }
 
 ################################################################################

@@ -38,7 +38,8 @@ resource "aws_cloudwatch_metric_alarm" "lag" {
   evaluation_periods  = var.lag_evaluation_minutes
   comparison_operator = "GreaterThanThreshold"
   threshold           = each.value.threshold
-  # No data: the group is not consuming, which the not-consuming alarm of the service says.
+  # No data: MSK publishes no lag for a group that does not consume (or keeps rebalancing);
+  # watch the service's running task count for that.
   treat_missing_data = "notBreaching"
   dimensions = {
     "Cluster Name"   = local.cluster_name

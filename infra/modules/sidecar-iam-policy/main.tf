@@ -13,8 +13,11 @@ locals {
 
   # The group the sidecar joins: <prefix><group><suffix>, and <environment>- in front unless one
   # of the name's -, . or _ separated parts already is the environment (src/config/parse.rs).
-  named_group    = "${var.consumer_group_prefix}${var.consumer_group}${var.consumer_group_suffix}"
-  consumer_group = var.environment == "" || contains(split("-", replace(replace(local.named_group, ".", "-"), "_", "-")), var.environment) ? local.named_group : "${var.environment}-${local.named_group}"
+  named_group = "${var.consumer_group_prefix}${var.consumer_group}${var.consumer_group_suffix}"
+  # The environment's parts in a row among the name's parts (any of - . _ separating either).
+  group_parts    = replace(replace(local.named_group, ".", "-"), "_", "-")
+  env_parts      = replace(replace(var.environment, ".", "-"), "_", "-")
+  consumer_group = var.environment == "" || strcontains("-${local.group_parts}-", "-${local.env_parts}-") ? local.named_group : "${var.environment}-${local.named_group}"
 
   dlq_topic = var.dlq_topic == null || var.dlq_topic == "" ? "${var.topics[0]}.dlq" : var.dlq_topic
 
