@@ -3,7 +3,7 @@
 //! member (named), a dry run changes nothing, a reset can be limited to partitions or go by time,
 //! and a sidecar that joins an empty group with the variable set starts from the reset offsets.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use crate::common::app::TestApp;
@@ -11,21 +11,8 @@ use crate::common::sidecar::{self, Sidecar};
 use crate::common::{self, Produce};
 
 fn offsets(topic: &str, group: &str, args: &[&str], extra: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_msk-sidecar"))
-        .arg("offsets")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs([
-            ("KAFKA_BROKERS", common::bootstrap().as_str()),
-            ("KAFKA_TOPICS", topic),
-            ("KAFKA_CONSUMER_GROUP", group),
-            ("KAFKA_AUTH", "none"),
-            ("SIDECAR_DELIVERY_URL", "http://127.0.0.1:9/events"),
-        ])
-        .envs(extra.iter().copied())
-        .output()
-        .expect("run msk-sidecar offsets")
+    let args: Vec<&str> = std::iter::once("offsets").chain(args.iter().copied()).collect();
+    crate::common::process::tool(&args, topic, group, extra)
 }
 
 fn text(out: &Output) -> String {

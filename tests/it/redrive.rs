@@ -3,7 +3,7 @@
 //! sidecar delivers them again, in order, carrying `dlq-redrive-count`), a rerun sends nothing
 //! twice, and a record that fails again is stopped by the loop guard.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
 use crate::common::app::{Reply, TestApp};
@@ -11,21 +11,9 @@ use crate::common::sidecar::{self, Sidecar};
 use crate::common::{self, Produce};
 
 fn redrive(topic: &str, group: &str, args: &[&str]) -> (Output, serde_json::Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_msk-sidecar"))
-        .arg("redrive")
-        .args(args)
-        .args(["--output", "json"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs([
-            ("KAFKA_BROKERS", common::bootstrap().as_str()),
-            ("KAFKA_TOPICS", topic),
-            ("KAFKA_CONSUMER_GROUP", group),
-            ("KAFKA_AUTH", "none"),
-            ("SIDECAR_DELIVERY_URL", "http://127.0.0.1:9/events"),
-        ])
-        .output()
-        .expect("run msk-sidecar redrive");
+    let args: Vec<&str> =
+        ["redrive"].into_iter().chain(args.iter().copied()).chain(["--output", "json"]).collect();
+    let out = crate::common::process::tool(&args, topic, group, &[]);
     let summary = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
         panic!(
             "redrive {args:?}: {}{}",

@@ -104,3 +104,22 @@ pub fn peak_rss_kib(child: &Child) -> u64 {
         .find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Runs an `msk-sidecar` command (`offsets`, `redrive`) against the test bed's broker for
+/// `topic` and `group`, with exactly these variables (plus `extra`).
+pub fn tool(args: &[&str], topic: &str, group: &str, extra: &[(&str, &str)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_msk-sidecar"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs([
+            ("KAFKA_BROKERS", super::bootstrap().as_str()),
+            ("KAFKA_TOPICS", topic),
+            ("KAFKA_CONSUMER_GROUP", group),
+            ("KAFKA_AUTH", "none"),
+            ("SIDECAR_DELIVERY_URL", "http://127.0.0.1:9/events"),
+        ])
+        .envs(extra.iter().copied())
+        .output()
+        .expect("run msk-sidecar")
+}
